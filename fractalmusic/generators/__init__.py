@@ -1,0 +1,4 @@
+"""Generators. Built-ins: rnn, lstm, gru (tokens) and mar, ar (fractal, piano-roll grids)."""
+from fractalmusic.generators.base import Generator
+
+__all__ = ["Generator"]

@@ -1,0 +1,106 @@
+"""The Generator contract.
+
+A generator is an `nn.Module` built from its `Config` dataclass and the `RepresentationSpec` of the data.
+
+Batches (dicts of tensors, made by `fractalmusic.data`):
+
+* tokens: ``{"tokens": LongTensor[B, L], "mask": BoolTensor[B, L]}``; `mask` is True on real tokens. The model
+  predicts ``tokens[:, t]`` from ``tokens[:, :t]`` for every t >= 1 where ``mask[:, t]``.
+* grid: ``{"grid": LongTensor[B, 128, W], "mask": BoolTensor[B, W]}``; `mask` is True on real time steps (padding
+  added for patch sizes or short pieces is False and is excluded from loss and sampling).
+
+`loss(batch)` returns ``dict(loss=<scalar tensor, mean nats per predicted token/cell>, n=<int, how many were
+predicted>, **metrics)``; metrics are floats or 0-d tensors. `nll(batch)` returns ``dict(nll_sum=float, n=int)`` for
+evaluation (summed nats over all predicted positions). `sample(...)` returns an int64 numpy array: `[n, length]`
+for tokens, `[n, 128, length]` for grids.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from fractalmusic.config import config_from_dict, config_to_dict
+from fractalmusic.errors import ConfigError
+from fractalmusic.representations.base import RepresentationSpec
+
+
+@dataclass
+class _NoConfig:
+    pass
+
+
+class Generator(nn.Module):
+    name: ClassVar[str] = ""
+    accepts: ClassVar[tuple[str, ...]] = ()  # representation kinds: "tokens", "grid"
+    Config: ClassVar[type] = _NoConfig
+    plugin_api_version: ClassVar[int] = 1
+    # names of extra keyword options `sample` understands beyond the common ones (e.g. "num_iter")
+    sample_options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config, spec: RepresentationSpec):
+        super().__init__()
+        if spec.kind not in self.accepts:
+            raise ConfigError(
+                f"generator {self.name!r} works on {'/'.join(self.accepts)} representations, "
+                f"not on {spec.kind!r} ones"
+            )
+        self.config = config
+        self.spec = spec
+        self.grad_checkpointing = False
+
+    @classmethod
+    def build(cls, config: dict[str, Any] | Any, spec: RepresentationSpec) -> "Generator":
+        if isinstance(config, dict) or config is None:
+            config = config_from_dict(cls.Config, config, where=f"{cls.name} generator")
+        return cls(config, spec)
+
+    def config_dict(self) -> dict[str, Any]:
+        return config_to_dict(self.config)
+
+    # ------------------------------------------------------------- training
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def nll(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        out = self.loss(batch)
+        n = int(out["n"])
+        return {"nll_sum": float(out["loss"]) * n, "n": n}
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        self.grad_checkpointing = bool(enabled)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    # ------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        length: int,
+        primer: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        seed: int | None = None,
+        **options: Any,
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def check_sample_options(self, options: dict[str, Any]) -> None:
+        unknown = [k for k in options if k not in self.sample_options]
+        if unknown:
+            raise ConfigError(f"generator {self.name!r} does not take sampling option {unknown[0]!r}")

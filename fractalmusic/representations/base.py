@@ -1,0 +1,121 @@
+"""The Representation contract.
+
+A representation turns a `Piece` into an integer array a generator can learn, and back:
+
+* kind "tokens": 1-D int64 sequences over a vocabulary of `vocab_size` ids; `pad_id`, `bos_id`, `eos_id` may be set.
+  `encode` of a whole piece returns `[bos, ..., eos]` when those ids exist.
+* kind "grid": `[128, T]` int64 cells (pitch rows low to high, time steps); `vocab_size` is the number of cell classes
+  (0 = silence, 1 = sustain, 2.. = onset, possibly one class per velocity bin).
+
+`decode` must never raise on an array of the right dtype and rank that a model could emit: it repairs or drops what
+does not make sense and records how many of each repair in `piece.meta["repairs"]` (a dict name -> count).
+`state_dict` is plain JSON-able data (config + what `fit` learnt) and is embedded in checkpoints.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable
+
+import numpy as np
+
+from fractalmusic.config import config_from_dict, config_to_dict
+from fractalmusic.piece import Piece
+
+
+@dataclass
+class RepresentationSpec:
+    """What a generator needs to know about the data it will model."""
+
+    kind: str  # "tokens" | "grid"
+    vocab_size: int  # token ids, or cell classes for a grid
+    pad_id: int | None = None
+    bos_id: int | None = None
+    eos_id: int | None = None
+    height: int = 128  # grid rows (pitches)
+
+
+@dataclass
+class _NoConfig:
+    pass
+
+
+class Representation:
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # "tokens" | "grid"
+    Config: ClassVar[type] = _NoConfig
+    plugin_api_version: ClassVar[int] = 1
+
+    def __init__(self, config=None, **overrides):
+        if config is None:
+            config = config_from_dict(self.Config, overrides, where=f"{self.name} representation")
+        elif overrides:
+            raise TypeError("pass either a config or keyword overrides, not both")
+        self.config = config
+
+    # ------------------------------------------------------------- vocabulary
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    pad_id: int | None = None
+    bos_id: int | None = None
+    eos_id: int | None = None
+
+    @property
+    def is_fitted(self) -> bool:
+        return True
+
+    def fit(self, pieces: Iterable[Piece]) -> "Representation":
+        """Learn what the representation needs from a corpus (a vocabulary). Default: nothing to learn."""
+        return self
+
+    def spec(self) -> RepresentationSpec:
+        return RepresentationSpec(
+            kind=self.kind, vocab_size=self.vocab_size, pad_id=self.pad_id, bos_id=self.bos_id, eos_id=self.eos_id
+        )
+
+    # ------------------------------------------------------------- conversion
+    def encode(self, piece: Piece) -> np.ndarray:
+        raise NotImplementedError
+
+    def decode(self, array: np.ndarray) -> Piece:
+        raise NotImplementedError
+
+    def transpose(self, array: np.ndarray, semitones: int) -> tuple[np.ndarray, int] | None:
+        """The encoded array moved by `semitones`, with the number of notes dropped; None if impossible."""
+        return None
+
+    # token representations that have a text form (ABC characters, words) override these
+    def text_to_array(self, text: str) -> np.ndarray:
+        from fractalmusic.errors import FractalMusicError
+
+        raise FractalMusicError(f"the {self.name} representation has no text form")
+
+    def array_to_text(self, array: np.ndarray) -> str:
+        from fractalmusic.errors import FractalMusicError
+
+        raise FractalMusicError(f"the {self.name} representation has no text form")
+
+    # ------------------------------------------------------------- persistence
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able: {"config": {...}, plus what fit() learnt}."""
+        return {"config": config_to_dict(self.config)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what fit() learnt (the config is restored by from_state_dict)."""
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> "Representation":
+        rep = cls(config_from_dict(cls.Config, state.get("config", {}), where=f"{cls.name} representation"))
+        rep.load_state(state)
+        return rep
+
+    def fingerprint(self) -> str:
+        """Stable hash of name + state: the cache key part that says how pieces were encoded."""
+        blob = json.dumps({"name": self.name, "state": self.state_dict()}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {config_to_dict(self.config)}>"

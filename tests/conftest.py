@@ -1,0 +1,77 @@
+"""Shared fixtures. Tests are tiny and fast; anything slower is marked `slow`."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cli(*args: str, env: dict | None = None, cwd=None, timeout: float = 600) -> CliResult:
+    """Run `python -m fractalmusic ARGS` in a subprocess (the real entry point, real exit codes)."""
+    full_env = dict(os.environ)
+    full_env.setdefault("FRACTALMUSIC_CACHE_DIR", str(Path(cwd or ".").resolve() / ".fm-cache"))
+    if env:
+        full_env.update(env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fractalmusic", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """`cli("train", "--max-steps", "2")` runs fmusic in a subprocess with a private cache under tmp_path."""
+
+    def _run(*args, env=None, cwd=None):
+        env = dict(env or {})
+        env.setdefault("FRACTALMUSIC_CACHE_DIR", str(tmp_path / ".fm-cache"))
+        return run_cli(*args, env=env, cwd=cwd or tmp_path)
+
+    return _run
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Keep every test's encoded-piece cache inside its own tmp folder."""
+    monkeypatch.setenv("FRACTALMUSIC_CACHE_DIR", str(tmp_path / ".fm-cache"))
+
+
+def music21_corpus_dir() -> Path:
+    import music21.corpus
+
+    return Path(music21.corpus.__file__).parent
+
+
+@pytest.fixture(scope="session")
+def chorale_path() -> Path:
+    """bwv66.6 from music21's embedded corpus (MusicXML)."""
+    return music21_corpus_dir() / "bach" / "bwv66.6.mxl"
+
+
+@pytest.fixture(scope="session")
+def chorale_paths() -> list[Path]:
+    d = music21_corpus_dir() / "bach"
+    return sorted(d.glob("bwv*.mxl"))[:6]
