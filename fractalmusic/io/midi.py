@@ -1,0 +1,394 @@
+"""MIDI files <-> `Piece`, with mido (reading does not go through pretty_midi: it is several times faster).
+
+Times stay on the file's own beat grid: a note's onset in beats is its tick divided by the file's ticks per beat,
+never a round trip through seconds. Written files use 480 ticks per beat, a conductor track with the tempo map,
+time signatures, key and title, and one track per (program, drum) group; drums go on channel 10 (index 9).
+
+Key names used across the package are short: "C", "F#", "Bb" for major, "Am", "C#m" for minor; ABC-born pieces
+may also carry modes ("Ador", "Dmix"), which map onto the major key with the same key signature when written.
+"""
+from __future__ import annotations
+
+import io as _io
+import re
+from collections import defaultdict, deque
+from pathlib import Path
+
+import mido
+import numpy as np
+
+from fractalmusic.errors import PieceReadError
+from fractalmusic.piece import DEFAULT_QPM, NOTE_DTYPE, Piece
+
+WRITE_TICKS_PER_BEAT = 480
+DRUM_CHANNEL = 9
+
+# ---------------------------------------------------------------------------------------------------- keys
+
+_LETTER_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
+# fifths offset of each mode relative to its tonic's major key
+_MODE_OFFSETS = {"maj": 0, "ion": 0, "min": -3, "aeo": -3, "dor": -2, "phr": -4, "lyd": 1, "mix": -1, "loc": -5}
+MAJOR_BY_FIFTHS = {
+    -7: "Cb", -6: "Gb", -5: "Db", -4: "Ab", -3: "Eb", -2: "Bb", -1: "F",
+    0: "C", 1: "G", 2: "D", 3: "A", 4: "E", 5: "B", 6: "F#", 7: "C#",
+}  # fmt: skip
+MINOR_BY_FIFTHS = {
+    -7: "Abm", -6: "Ebm", -5: "Bbm", -4: "Fm", -3: "Cm", -2: "Gm", -1: "Dm",
+    0: "Am", 1: "Em", 2: "Bm", 3: "F#m", 4: "C#m", 5: "G#m", 6: "D#m", 7: "A#m",
+}  # fmt: skip
+_KEY_RE = re.compile(r"^\s*([A-Ga-g])\s*([#b\u266f\u266d-]?)\s*([A-Za-z]*)")
+
+
+def parse_key(name: str | None) -> tuple[int, str] | None:
+    """'Gm' / 'G minor' / 'F#' / 'Bb major' / 'Ador' / 'D mix' -> (tonic fifths from C, mode 3-letter code).
+
+    Returns None for anything that is not a tonic with an optional mode (e.g. ABC's 'HP' or 'none').
+    """
+    if not name:
+        return None
+    m = _KEY_RE.match(name)
+    if not m:
+        return None
+    letter, acc, mode = m.group(1).upper(), m.group(2), m.group(3).lower()
+    fifths = _LETTER_FIFTHS[letter]
+    if acc in ("#", "\u266f"):
+        fifths += 7
+    elif acc in ("b", "\u266d", "-"):
+        fifths -= 7
+    if mode in ("", "major"):
+        code = "maj"
+    elif mode in ("m", "minor"):
+        code = "min"
+    else:
+        code = mode[:3]
+        if code not in _MODE_OFFSETS:
+            return None
+    return fifths, code
+
+
+def key_signature(name: str | None) -> tuple[int, bool] | None:
+    """(sharps (+) or flats (-) in the key signature, is_minor) for a key name, or None if not a key."""
+    parsed = parse_key(name)
+    if parsed is None:
+        return None
+    tonic, mode = parsed
+    fifths = tonic + _MODE_OFFSETS[mode]
+    if not -7 <= fifths <= 7:
+        return None
+    return fifths, mode == "min"
+
+
+def plain_key(name: str | None) -> str | None:
+    """The canonical name ('G', 'Bb', 'F#m') if `name` is a plain major or minor key, else None."""
+    parsed = parse_key(name)
+    if parsed is None or parsed[1] not in ("maj", "min"):
+        return None
+    fifths, is_minor = key_signature(name) or (None, None)
+    if fifths is None:
+        return None
+    return MINOR_BY_FIFTHS[fifths] if is_minor else MAJOR_BY_FIFTHS[fifths]
+
+
+def midi_key_name(name: str | None) -> str | None:
+    """A key name mido accepts for a key_signature event; modes map to the major key with the same signature."""
+    sig = key_signature(name)
+    if sig is None:
+        return None
+    fifths, is_minor = sig
+    return MINOR_BY_FIFTHS[fifths] if is_minor else MAJOR_BY_FIFTHS[fifths]
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+
+
+def read_midi(path) -> Piece:
+    """Read a Standard MIDI File (type 0, 1 or 2) into a Piece. Raises PieceReadError for anything unusable."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PieceReadError(path, "no such file") from None
+    except IsADirectoryError:
+        raise PieceReadError(path, "is a directory, not a MIDI file") from None
+    except OSError as exc:
+        raise PieceReadError(path, f"cannot read: {exc.strerror or exc}") from None
+    return midi_bytes_to_piece(data, source=str(path))
+
+
+def midi_bytes_to_piece(data: bytes, source: str | None = None) -> Piece:
+    where = source or "<midi>"
+    if not data:
+        raise PieceReadError(where, "empty file")
+    if not data.startswith(b"MThd"):
+        raise PieceReadError(where, "not a MIDI file (no MThd header)")
+    try:
+        mf = mido.MidiFile(file=_io.BytesIO(data), clip=True)
+    except EOFError:
+        raise PieceReadError(where, "truncated MIDI file") from None
+    except Exception as exc:  # mido raises OSError, ValueError, KeyError, IndexError... on corrupt data
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PieceReadError(where, f"corrupt MIDI file ({msg})") from None
+    piece = _midifile_to_piece(mf, where)
+    piece.source = source
+    return piece
+
+
+def _midifile_to_piece(mf: "mido.MidiFile", where: str) -> Piece:
+    tpb = mf.ticks_per_beat
+    if not isinstance(tpb, int) or tpb <= 0 or tpb >= 0x8000:
+        raise PieceReadError(where, "SMPTE (frames per second) timing is not supported")
+
+    # Collect timed events from every track on one time line. Type 2 tracks play one after another.
+    events: list[tuple[int, int, int, object]] = []  # (tick, priority, sequence, message)
+    seq = 0
+    offset = 0
+    last_tick = 0
+    title = None
+    for number, track in enumerate(mf.tracks):
+        tick = offset
+        for msg in track:
+            tick += msg.time
+            t = msg.type
+            if t in ("note_on", "note_off"):
+                pri = 1
+            elif t in ("program_change", "set_tempo", "time_signature", "key_signature"):
+                pri = 0
+            else:
+                if t == "track_name" and number == 0 and title is None and msg.name.strip():
+                    title = msg.name.strip()  # the first track's name is the song's title
+                continue
+            events.append((tick, pri, seq, msg))
+            seq += 1
+        last_tick = max(last_tick, tick)
+        if mf.type == 2:
+            offset = tick
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+
+    programs = [0] * 16
+    open_notes: dict[tuple[int, int], deque] = defaultdict(deque)
+    onsets: list[int] = []
+    offsets: list[int] = []
+    pitches: list[int] = []
+    velocities: list[int] = []
+    progs: list[int] = []
+    drums: list[bool] = []
+    tempos: dict[int, float] = {}
+    sigs: dict[int, tuple[int, int]] = {}
+    key: str | None = None
+
+    def close(start, vel, prog, ch, pitch, end):
+        onsets.append(start)
+        offsets.append(end)
+        pitches.append(pitch)
+        velocities.append(vel)
+        progs.append(prog)
+        drums.append(ch == DRUM_CHANNEL)
+
+    for tick, _, _, msg in events:
+        t = msg.type
+        if t == "note_on" and msg.velocity > 0:
+            open_notes[(msg.channel, msg.note)].append((tick, msg.velocity, programs[msg.channel]))
+        elif t in ("note_on", "note_off"):
+            queue = open_notes.get((msg.channel, msg.note))
+            if queue:
+                start, vel, prog = queue.popleft()  # first in, first out
+                close(start, vel, prog, msg.channel, msg.note, tick)
+        elif t == "program_change":
+            programs[msg.channel] = msg.program
+        elif t == "set_tempo":
+            if msg.tempo > 0:
+                tempos[tick] = 60_000_000.0 / msg.tempo
+        elif t == "time_signature":
+            sigs[tick] = (msg.numerator, msg.denominator)
+        elif t == "key_signature":
+            if key is None:
+                key = plain_key(msg.key) or msg.key
+    for (ch, pitch), queue in open_notes.items():  # notes never switched off end with the file
+        for start, vel, prog in queue:
+            close(start, vel, prog, ch, pitch, last_tick)
+
+    notes = np.zeros(len(onsets), dtype=NOTE_DTYPE)
+    if len(onsets):
+        on = np.asarray(onsets, dtype=np.int64)
+        off = np.asarray(offsets, dtype=np.int64)
+        notes["onset"] = on / tpb
+        notes["duration"] = (off - on) / tpb
+        notes["pitch"] = pitches
+        notes["velocity"] = velocities
+        notes["program"] = progs
+        notes["is_drum"] = drums
+        notes = notes[off > on]  # zero-length notes carry nothing
+        notes = notes[np.lexsort((notes["pitch"], notes["onset"]))]
+    if not len(notes):
+        raise PieceReadError(where, "no notes in MIDI file")
+
+    tempo_list = [(tick / tpb, qpm) for tick, qpm in sorted(tempos.items())]
+    if not tempo_list or tempo_list[0][0] > 0:
+        tempo_list.insert(0, (0.0, DEFAULT_QPM))
+    sig_list = [(tick / tpb, num, den) for tick, (num, den) in sorted(sigs.items())]
+    if not sig_list or sig_list[0][0] > 0:
+        sig_list.insert(0, (0.0, 4, 4))
+    return Piece(
+        notes=notes,
+        tempos=_dedupe(tempo_list),
+        time_signatures=_dedupe(sig_list),
+        key=key,
+        title=title,
+        meta={"ticks_per_beat": tpb, "midi_type": mf.type},
+    )
+
+
+def _dedupe(items: list) -> list:
+    """Drop entries that repeat the value in force (a tempo re-stated in every track, say)."""
+    out: list = []
+    for item in items:
+        if out and tuple(out[-1][1:]) == tuple(item[1:]):
+            continue
+        out.append(item)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- writing
+
+
+def piece_to_midifile(piece: Piece) -> "mido.MidiFile":
+    """Type-1 MidiFile: a conductor track, then one track per (program, drum) group, 480 ticks per beat."""
+    tpb = WRITE_TICKS_PER_BEAT
+    mf = mido.MidiFile(type=1, ticks_per_beat=tpb)
+
+    def tick(beat: float) -> int:
+        return int(round(float(beat) * tpb))
+
+    meta: list[tuple[int, int, mido.MetaMessage]] = []
+    if piece.title:
+        meta.append((0, 0, mido.MetaMessage("track_name", name=_latin1(piece.title))))
+    for beat, qpm in sorted(piece.tempos):
+        if qpm > 0:
+            usec = min(int(round(60_000_000 / qpm)), 0xFFFFFF)
+            meta.append((tick(beat), 1, mido.MetaMessage("set_tempo", tempo=usec)))
+    for beat, num, den in sorted(piece.time_signatures):
+        if num > 0 and den > 0 and den & (den - 1) == 0:
+            meta.append((tick(beat), 2, mido.MetaMessage("time_signature", numerator=int(num), denominator=int(den))))
+    key = midi_key_name(piece.key)
+    if key is not None:
+        meta.append((0, 3, mido.MetaMessage("key_signature", key=key)))
+    mf.tracks.append(_to_track(meta))
+
+    notes = piece.notes
+    groups = sorted({(bool(d), int(p)) for d, p in zip(notes["is_drum"], notes["program"])})
+    melodic_channels = [c for c in range(16) if c != DRUM_CHANNEL]
+    next_channel = 0
+    for is_drum, program in groups:
+        sel = notes[(notes["is_drum"] == is_drum) & (notes["program"] == program)]
+        if is_drum:
+            channel = DRUM_CHANNEL
+        else:
+            channel = melodic_channels[next_channel % len(melodic_channels)]
+            next_channel += 1
+        events: list[tuple[int, int, mido.Message]] = []
+        name = "Drums" if is_drum else _program_name(program)
+        events.append((0, 0, mido.MetaMessage("track_name", name=name)))
+        events.append((0, 1, mido.Message("program_change", channel=channel, program=program & 0x7F)))
+        for n in sel:
+            on = tick(n["onset"])
+            off = max(tick(n["onset"] + n["duration"]), on + 1)
+            pitch = int(np.clip(n["pitch"], 0, 127))
+            vel = int(np.clip(n["velocity"], 1, 127))
+            events.append((on, 3, mido.Message("note_on", channel=channel, note=pitch, velocity=vel)))
+            events.append((off, 2, mido.Message("note_off", channel=channel, note=pitch, velocity=0)))
+        mf.tracks.append(_to_track(events))
+    return mf
+
+
+def _to_track(events: list) -> "mido.MidiTrack":
+    """Absolute (tick, priority, message) -> a track with delta times; note-offs precede note-ons at a tick."""
+    track = mido.MidiTrack()
+    now = 0
+    for t, _, msg in sorted(events, key=lambda e: (e[0], e[1])):
+        track.append(msg.copy(time=t - now))
+        now = t
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    return track
+
+
+def _latin1(text: str) -> str:
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _program_name(program: int) -> str:
+    try:
+        import pretty_midi
+
+        return pretty_midi.program_to_instrument_name(int(program))
+    except Exception:  # out-of-range program or pretty_midi missing: a plain label is fine
+        return f"Program {program}"
+
+
+def write_midi(piece: Piece, path) -> Path:
+    path = Path(path)
+    piece_to_midifile(piece).save(str(path))
+    return path
+
+
+def midi_bytes(piece: Piece) -> bytes:
+    buf = _io.BytesIO()
+    piece_to_midifile(piece).save(file=buf)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------- pretty_midi
+
+
+def piece_to_pretty_midi(piece: Piece):
+    """A pretty_midi.PrettyMIDI with the piece's notes and its full tempo map (built from our own MIDI bytes)."""
+    import pretty_midi
+
+    return pretty_midi.PrettyMIDI(_io.BytesIO(midi_bytes(piece)))
+
+
+def piece_from_pretty_midi(pm, source: str | None = None) -> Piece:
+    """Seconds in a PrettyMIDI -> beats through its tempo map, snapped to its tick grid."""
+    res = int(pm.resolution)
+    times, qpms = pm.get_tempo_changes()
+    times = np.asarray(times, dtype=np.float64)
+    qpms = np.asarray(qpms, dtype=np.float64)
+    if len(times) == 0 or times[0] > 0:
+        times = np.concatenate([[0.0], times])
+        qpms = np.concatenate([[qpms[0] if len(qpms) else DEFAULT_QPM], qpms])
+    beat_at = np.concatenate([[0.0], np.cumsum(np.diff(times) * qpms[:-1] / 60.0)])
+
+    def to_beats(seconds) -> np.ndarray:
+        s = np.asarray(seconds, dtype=np.float64)
+        idx = np.clip(np.searchsorted(times, s, side="right") - 1, 0, len(times) - 1)
+        beats = beat_at[idx] + (s - times[idx]) * qpms[idx] / 60.0
+        return np.round(beats * res) / res
+
+    rows = []
+    for inst in pm.instruments:
+        if not inst.notes:
+            continue
+        arr = np.zeros(len(inst.notes), dtype=NOTE_DTYPE)
+        starts = np.array([n.start for n in inst.notes])
+        ends = np.array([n.end for n in inst.notes])
+        on = to_beats(starts)
+        arr["onset"] = on
+        arr["duration"] = to_beats(ends) - on
+        arr["pitch"] = [n.pitch for n in inst.notes]
+        arr["velocity"] = [max(1, min(127, n.velocity)) for n in inst.notes]
+        arr["program"] = inst.program
+        arr["is_drum"] = inst.is_drum
+        rows.append(arr)
+    notes = np.concatenate(rows) if rows else np.zeros(0, dtype=NOTE_DTYPE)
+    notes = notes[notes["duration"] > 0]
+    notes = notes[np.lexsort((notes["pitch"], notes["onset"]))]
+    tempos = [(float(b), float(q)) for b, q in zip(to_beats(times), qpms)]
+    sigs = [(float(to_beats(ts.time)), int(ts.numerator), int(ts.denominator)) for ts in pm.time_signature_changes]
+    if not sigs or sigs[0][0] > 0:
+        sigs.insert(0, (0.0, 4, 4))
+    key = None
+    if pm.key_signature_changes:
+        import pretty_midi
+
+        name = pretty_midi.key_number_to_key_name(pm.key_signature_changes[0].key_number)  # "C Major", "A minor"
+        key = plain_key(name)
+    return Piece(notes=notes, tempos=_dedupe(tempos), time_signatures=_dedupe(sigs), key=key, source=source)
