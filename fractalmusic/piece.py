@@ -114,7 +114,7 @@ class Piece:
         return current
 
     def bar_lines(self, until_beat: float | None = None) -> np.ndarray:
-        """Beat positions of bar lines from the time-signature map, up to `until_beat` (default: the end)."""
+        """Beats where bars start (from the time-signature map), before `until_beat` (default: the end)."""
         end = self.end_beat if until_beat is None else until_beat
         sigs = sorted(self.time_signatures)
         lines: list[float] = []
