@@ -1,0 +1,268 @@
+"""`abc`: character-level ABC text, the folk-tune setup of char-RNN labs (MIT 6.S191 lab 1, folk-rnn v1).
+
+Ids: 0 <pad>, 1 <bos>, 2 <eos>, 3 <unk>, then the characters fitted on the corpus, sorted by code point.
+A piece is encoded from its ABC text (`piece.abc`), normalised first (whitespace, and in the default
+header_mode "musical" only the musical fields); notes are never needed, so ABC books need no music21 parse.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+from fractalmusic.errors import CheckpointError, ConfigError, DataError, FractalMusicError
+from fractalmusic.piece import Piece
+from fractalmusic.representations.abc_text import HEADER_MODES, header_facts, line_fields, normalise_abc, transpose_abc
+from fractalmusic.representations.base import Representation
+
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+_TABLE_LIMIT = 0xFFFF  # code points above this are looked up in a dict instead of the table
+
+
+@dataclass
+class ABCConfig:
+    header_mode: str = "musical"  # "musical": only X T M L K Q R P V (+U m) fields; "all": every line
+    min_char_freq: int = 1  # characters seen fewer times in the corpus become <unk>
+
+    def __post_init__(self):
+        if self.header_mode not in HEADER_MODES:
+            raise ConfigError(f"--header-mode must be one of {', '.join(HEADER_MODES)}, not {self.header_mode!r}")
+        if int(self.min_char_freq) < 1:
+            raise ConfigError(f"--min-char-freq must be at least 1, not {self.min_char_freq}")
+
+
+def piece_from_abc_text(text: str, repairs: dict[str, int] | None = None, source: str | None = None) -> Piece:
+    """A Piece carrying ABC text, with title, key, metre and tempo read from its header; notes stay empty."""
+    facts = header_facts(text)
+    piece = Piece(abc=text, title=facts["title"], key=facts["key"], source=source)
+    if facts["time_signature"]:
+        num, den = facts["time_signature"]
+        piece.time_signatures = [(0.0, num, den)]
+    if facts["qpm"]:
+        piece.tempos = [(0.0, float(facts["qpm"]))]
+    piece.meta["repairs"] = dict(repairs or {})
+    return piece
+
+
+def complete_abc_header(text: str, repairs: dict[str, int]) -> str:
+    """Clean decoded ABC text so that it is one well-formed tune; repairs are counted in `repairs`.
+
+    Blank lines go ("blank_lines": a blank line would end the tune), a second tune's "X:" line and all after it
+    are cut ("second_tune"), "K:C" is added after the header when no K: field exists ("missing_key") and "X:1"
+    at the top when the text does not start with an X: field ("missing_x").
+    """
+
+    def count(name: str, k: int = 1) -> None:
+        if k:
+            repairs[name] = repairs.get(name, 0) + k
+
+    raw = text.split("\n")
+    while raw and not raw[-1].strip():
+        raw.pop()
+    lines = [ln for ln in raw if ln.strip()]
+    count("blank_lines", len(raw) - len(lines))
+    fields = line_fields(lines)
+    body = next((i for i, f in enumerate(fields) if f == "K" or (f is None and not lines[i].startswith("%"))), None)
+    if body is not None:
+        start = body + 1 if fields[body] == "K" else body
+        cut = next((i for i in range(start, len(fields)) if fields[i] == "X"), None)
+        if cut is not None:
+            del lines[cut:], fields[cut:]
+            count("second_tune")
+    if "K" not in fields:
+        at = 0
+        while at < len(lines) and (fields[at] is not None or lines[at].startswith("%")):
+            at += 1
+        lines.insert(at, "K:C")
+        fields.insert(at, "K")
+        count("missing_key")
+    if fields[0] != "X":
+        lines.insert(0, "X:1")
+        count("missing_x")
+    return "\n".join(lines) + "\n"
+
+
+def as_id_array(array) -> np.ndarray:
+    """Any array a model could emit as a flat int64 array (floats truncated, NaN as -1); never raises."""
+    arr = np.asarray(array).reshape(-1)
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.int64, copy=False)
+    try:
+        values = np.nan_to_num(arr.astype(np.float64), nan=-1.0, posinf=-1.0, neginf=-1.0)
+    except (TypeError, ValueError):
+        return np.full(len(arr), -1, dtype=np.int64)
+    values = np.where(np.abs(values) < 2.0**62, values, -1.0)
+    return values.astype(np.int64)
+
+
+class ABCRepresentation(Representation):
+    """Characters of ABC text.
+
+    encode: `[bos, chars..., eos]` of the normalised text; a character the vocabulary lacks (unseen in `fit`, or
+    rarer than `min_char_freq`) becomes <unk>. decode: characters up to the first <eos>; <pad>, <bos>, <unk> and
+    ids outside the vocabulary are dropped and counted; "X:1" and "K:C" are added when missing. Notes are left
+    empty: the io layer parses ABC into notes when it needs them. text_to_array (primers) prepends <bos>, so a
+    primer such as "X:1\\nT:" starts a tune, and refuses characters outside the vocabulary.
+    """
+
+    name = "abc"
+    kind = "tokens"
+    Config = ABCConfig
+    uses_abc_text = True
+    pad_id = PAD
+    bos_id = BOS
+    eos_id = EOS
+    unk_id = UNK
+
+    def __init__(self, config=None, **overrides):
+        super().__init__(config, **overrides)
+        self._chars: list[str] | None = None
+        self._index: dict[str, int] = {}
+        self._table = np.full(1, UNK, dtype=np.int64)  # code point -> id; the last slot answers "too large"
+        self._wide = False
+        self._id_to_char: list[str] = list(SPECIALS)
+
+    # ------------------------------------------------------------------ vocabulary
+    @property
+    def is_fitted(self) -> bool:
+        return self._chars is not None
+
+    @property
+    def vocab_size(self) -> int:
+        return len(SPECIALS) + len(self._chars or ())
+
+    @property
+    def chars(self) -> list[str]:
+        return list(self._chars or ())
+
+    def normalise(self, text: str) -> str:
+        return normalise_abc(text, self.config.header_mode)
+
+    def fit(self, pieces: Iterable[Piece]) -> "ABCRepresentation":
+        counts: Counter[str] = Counter()
+        seen = 0
+        for piece in pieces:
+            if piece.abc:
+                counts.update(self.normalise(piece.abc))
+                seen += 1
+        if not seen:
+            raise DataError("the abc representation needs ABC text, and none of the pieces has any")
+        self._set_chars(sorted(c for c, n in counts.items() if n >= self.config.min_char_freq))
+        return self
+
+    def _set_chars(self, chars: list[str]) -> None:
+        self._chars = list(chars)
+        self._id_to_char = list(SPECIALS) + self._chars
+        self._index = {c: i + len(SPECIALS) for i, c in enumerate(self._chars)}
+        top = min(max((ord(c) for c in self._chars), default=0), _TABLE_LIMIT)
+        self._wide = any(ord(c) >= top + 1 for c in self._chars)
+        table = np.full(top + 2, UNK, dtype=np.int64)
+        for c, i in self._index.items():
+            if ord(c) <= top:
+                table[ord(c)] = i
+        self._table = table
+
+    def _require_fitted(self) -> None:
+        if self._chars is None:
+            raise FractalMusicError("the abc representation has no vocabulary yet: fit it on a corpus first")
+
+    def _text_ids(self, text: str) -> np.ndarray:
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        ids = self._table[np.minimum(codes, len(self._table) - 1)]
+        if self._wide:  # characters beyond the table (rare: astral code points) go through the dict
+            for at in np.flatnonzero(codes >= len(self._table) - 1).tolist():
+                ids[at] = self._index.get(chr(codes[at]), UNK)
+        return ids
+
+    # ------------------------------------------------------------------ conversion
+    def encode(self, piece: Piece) -> np.ndarray:
+        self._require_fitted()
+        if not piece.abc:
+            where = piece.source or "piece"
+            raise DataError(f"{where}: the abc representation needs ABC text, and this piece has none")
+        ids = self._text_ids(self.normalise(piece.abc))
+        out = np.empty(len(ids) + 2, dtype=np.int64)
+        out[0], out[-1] = BOS, EOS
+        out[1:-1] = ids
+        return out
+
+    def _chars_of(self, array: np.ndarray, repairs: dict[str, int] | None) -> tuple[str, bool]:
+        """Text of an id array up to the first <eos> (dropping specials and bad ids) and whether <eos> came."""
+        arr = as_id_array(array)
+        stop = np.flatnonzero(arr == EOS)
+        ended = bool(len(stop))
+        if ended:
+            arr = arr[: stop[0]]
+        if len(arr) and arr[0] == BOS:
+            arr = arr[1:]
+        n = self.vocab_size
+        bad = (arr < 0) | (arr >= n)
+        special = (arr == PAD) | (arr == BOS)
+        unk = arr == UNK
+        if repairs is not None:
+            for name, mask in (("out_of_range_ids", bad), ("misplaced_specials", special), ("unknown_tokens", unk)):
+                k = int(mask.sum())
+                if k:
+                    repairs[name] = repairs.get(name, 0) + k
+        keep = arr[~(bad | special | unk)]
+        table = self._id_to_char
+        return "".join([table[i] for i in keep.tolist()]), ended
+
+    def decode(self, array: np.ndarray) -> Piece:
+        repairs: dict[str, int] = {}
+        text, ended = self._chars_of(array, repairs)
+        text = complete_abc_header(text, repairs)
+        piece = piece_from_abc_text(text, repairs)
+        piece.meta["ended"] = ended
+        return piece
+
+    def transpose(self, array: np.ndarray, semitones: int) -> tuple[np.ndarray, int] | None:
+        """Whole-tune arrays only (the key is read from K:); None when the text cannot be moved honestly or the
+        moved text needs characters outside the vocabulary."""
+        arr = np.asarray(array, dtype=np.int64).reshape(-1)
+        if semitones == 0:
+            return arr.copy(), 0
+        head = arr[:1] if len(arr) and arr[0] == BOS else arr[:0]
+        tail = arr[-1:] if len(arr) > len(head) and arr[-1] == EOS else arr[:0]
+        body = arr[len(head) : len(arr) - len(tail)]
+        if np.any((body < len(SPECIALS)) | (body >= self.vocab_size)):
+            return None
+        text = "".join([self._id_to_char[i] for i in body.tolist()])
+        moved = transpose_abc(text, semitones)
+        if moved is None:
+            return None
+        ids = self._text_ids(moved)
+        if np.any(ids == UNK):
+            return None
+        return np.concatenate([head, ids, tail]).astype(np.int64), 0
+
+    def text_to_array(self, text: str) -> np.ndarray:
+        self._require_fitted()
+        missing = sorted({c for c in text if c not in self._index})
+        if missing:
+            shown = ", ".join(repr(c) for c in missing[:10])
+            raise FractalMusicError(f"the primer uses characters the abc vocabulary does not have: {shown}")
+        return np.concatenate([[BOS], self._text_ids(text)]).astype(np.int64)
+
+    def array_to_text(self, array: np.ndarray) -> str:
+        return self._chars_of(array, None)[0]
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["chars"] = self.chars if self._chars is not None else None
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        chars = state.get("chars")
+        if chars is None:
+            self._chars = None
+            return
+        if not isinstance(chars, list) or not all(isinstance(c, str) and len(c) == 1 for c in chars):
+            raise CheckpointError("abc representation state: 'chars' must be a list of single characters")
+        if len(set(chars)) != len(chars):
+            raise CheckpointError("abc representation state: 'chars' has duplicates")
+        self._set_chars(chars)

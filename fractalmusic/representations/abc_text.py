@@ -1,0 +1,606 @@
+"""ABC text utilities shared by the `abc` (characters) and `words` representations.
+
+* `normalise_abc(text, header_mode)`: whitespace clean-up and header filtering, one tune in, one tune out.
+* `abc_words(text, header_mode)` / `words_to_abc(words)`: folk-rnn style musical words and back.
+* `transpose_abc(text, semitones)`: key-aware text transposition (see its docstring).
+* `header_facts(text)`: title, key, metre and tempo read from the header (no music21 needed).
+
+Everything here is pure Python over regular expressions; nothing parses the music into notes.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+HEADER_MODES = ("musical", "all")
+
+# Fields kept by header_mode="musical": X T M L K Q R P V as musicians expect, plus U: (user symbols) and
+# m: (macros), because they change what the body's symbols mean.
+MUSICAL_FIELDS = frozenset("XTMLKQRPVUm")
+# The words representation also leaves out X (an index) and T (a title): they name a tune, not its music.
+WORD_SKIP_FIELDS = frozenset("XT")
+
+# A field line: "K:G", "w: la la", "+:" (continuation). In the body "A:|" and "d::" are music (note + repeat),
+# not fields; in the header ("N::1st setting") anything of that shape is a field.
+_FIELD_LINE = re.compile(r"^([A-Za-z+]):(?![|:])")
+_HEADER_FIELD_LINE = re.compile(r"^([A-Za-z+]):")
+_SPACES = re.compile(r"[ \t]+")
+_COMMENT = re.compile(r"(?<!\\)%.*$")
+
+
+def field_of(line: str, in_header: bool = False) -> str | None:
+    """The field letter of a field line ("K" for "K:G"), or None for music and comment lines."""
+    m = (_HEADER_FIELD_LINE if in_header else _FIELD_LINE).match(line)
+    return m.group(1) if m else None
+
+
+def line_fields(lines: Iterable[str]) -> list[str | None]:
+    """field_of for each line of a tune, header rules until the first K: field or music line."""
+    out: list[str | None] = []
+    in_header = True
+    for line in lines:
+        line = line.strip()
+        field = field_of(line, in_header)
+        if in_header and (field == "K" or (field is None and line and not line.startswith("%"))):
+            in_header = False
+        out.append(field)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- normalisation
+def normalise_abc(text: str, header_mode: str = "musical") -> str:
+    """One tune's text with whitespace normalised and, in "musical" mode, only musical fields kept.
+
+    Lines are stripped, runs of spaces/tabs become one space, blank lines go (a blank line ends a tune in ABC),
+    and a field's value loses the spaces after its colon ("M: 6/8" -> "M:6/8"). In "musical" mode comment lines,
+    stylesheet directives (%%...), trailing % comments and non-musical fields (N: B: Z: S: O: H: D: F: G: A: C:
+    W: w: I: ...) are dropped, in the header and in the body alike; "all" keeps every line. The result ends with
+    one newline (or is empty).
+    """
+    if header_mode not in HEADER_MODES:
+        raise ValueError(f"header_mode must be one of {HEADER_MODES}, not {header_mode!r}")
+    musical = header_mode == "musical"
+    out: list[str] = []
+    keep_continuation = True
+    in_header = True
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("%"):
+            if musical:
+                continue
+            out.append(_SPACES.sub(" ", line))
+            continue
+        if musical and "%" in line:
+            line = _COMMENT.sub("", line).rstrip()
+            if not line:
+                continue
+        field = field_of(line, in_header)
+        if in_header and (field is None or field == "K"):
+            in_header = False
+        if field is not None:
+            if field == "+":
+                keep = keep_continuation
+            else:
+                keep = not musical or field in MUSICAL_FIELDS
+                keep_continuation = keep
+            if keep:
+                out.append(field + ":" + _SPACES.sub(" ", line[2:].strip()))
+            continue
+        out.append(_SPACES.sub(" ", line))
+    return "\n".join(out) + "\n" if out else ""
+
+
+# --------------------------------------------------------------------------------------------- keys
+_NATURAL = (0, 2, 4, 5, 7, 9, 11)  # semitones of C D E F G A B above C
+_LETTERS = "CDEFGAB"
+_LETTER_INDEX = {c: i for i, c in enumerate(_LETTERS)}
+_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}  # position on the line of fifths
+_FIFTHS_TO_LETTER = {v: _LETTER_INDEX[k] for k, v in _FIFTHS.items()}
+_SHARP_ORDER = (3, 0, 4, 1, 5, 2, 6)  # F C G D A E B as letter indices
+# mode -> sharps of its key signature relative to the major key on the same tonic
+_MODE_OFFSET = {"maj": 0, "ion": 0, "mix": -1, "dor": -2, "min": -3, "aeo": -3, "phr": -4, "loc": -5, "lyd": 1}
+_MODE_CANON = {"maj": "maj", "ion": "maj", "mix": "mix", "dor": "dor", "min": "min", "aeo": "min", "phr": "phr",
+               "loc": "loc", "lyd": "lyd"}
+_CLEF_WORDS = frozenset(["treble", "bass", "alto", "tenor", "baritone", "soprano", "mezzosoprano", "perc", "none"])
+_KEY_HEAD = re.compile(r"\s*([A-Ga-g])([#b]?)")
+_KEY_MODE = re.compile(r"\s*([A-Za-z]+)(?![A-Za-z=\d])")
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """A parsed K: value: tonic letter index (C=0 .. B=6), its alteration, canonical mode and the tonic's span."""
+
+    letter: int
+    accidental: int
+    mode: str  # "maj" "min" "dor" "phr" "lyd" "mix" "loc"
+    start: int  # span of the tonic (letter + accidental) in the value, to rewrite it
+    end: int
+
+    @property
+    def sharps(self) -> int:
+        """Key signature: > 0 sharps, < 0 flats."""
+        tonic = _FIFTHS[_LETTERS[self.letter]] + 7 * self.accidental
+        return tonic + _MODE_OFFSET[self.mode]
+
+    @property
+    def tonic_name(self) -> str:
+        return _LETTERS[self.letter] + ("#" * self.accidental if self.accidental > 0 else "b" * -self.accidental)
+
+    @property
+    def name(self) -> str:
+        """Compact key name as the io layer writes it: "G", "Em", "Ador", "Bbmix"."""
+        return self.tonic_name + {"maj": "", "min": "m"}.get(self.mode, self.mode)
+
+
+def parse_key(value: str) -> KeySpec | None:
+    """Parse a K: value such as "G", "Gm", "E Minor", "Ador", "Bb mix clef=bass".
+
+    None when the key cannot be read as tonic + mode: "none", bagpipe keys (HP), unknown modes, or explicit
+    accidentals ("D exp ^f", "G ^c").
+    """
+    value = _COMMENT.sub("", value)
+    m = _KEY_HEAD.match(value)
+    if not m:
+        return None
+    letter = _LETTER_INDEX[m.group(1).upper()]
+    accidental = {"": 0, "#": 1, "b": -1}[m.group(2)]
+    start, end = m.start(1), m.end(2)
+    rest = value[end:]
+    mode = "maj"
+    mm = _KEY_MODE.match(rest)
+    if mm:
+        word = mm.group(1).lower()
+        if word == "m":
+            mode = "min"
+        elif word[:3] in _MODE_CANON:
+            mode = _MODE_CANON[word[:3]]
+        elif word in _CLEF_WORDS:
+            pass
+        else:
+            return None
+        rest = rest[mm.end():]
+    for item in rest.split():
+        if item[0] in "^_=":
+            return None  # explicit accidentals: no honest transposition of the signature
+        if "=" not in item and item.lower() not in _CLEF_WORDS:
+            return None
+    return KeySpec(letter, accidental, mode, start, end)
+
+
+def normalise_key(value: str) -> str:
+    """Canonical key word value: "Gm" -> "Gmin", "E Minor" -> "Emin", "D" -> "Dmaj"; unreadable keys stripped."""
+    spec = parse_key(value)
+    if spec is None:
+        return _SPACES.sub(" ", _COMMENT.sub("", value).strip())
+    return spec.tonic_name + spec.mode
+
+
+def _key_alterations(sharps: int) -> tuple[int, ...]:
+    alt = [0] * 7
+    if sharps > 0:
+        for i in _SHARP_ORDER[:sharps]:
+            alt[i] = 1
+    elif sharps < 0:
+        for i in _SHARP_ORDER[::-1][: -sharps]:
+            alt[i] = -1
+    return tuple(alt)
+
+
+def _natabs(n: int) -> int:
+    """Semitones above middle C of the natural note on diatonic step n (0 = C4, 7 = C5, -1 = B3)."""
+    return 12 * (n // 7) + _NATURAL[n % 7]
+
+
+# --------------------------------------------------------------------------------------------- header facts
+def header_facts(text: str) -> dict:
+    """Title, key, metre and tempo from an ABC header (first occurrence of each; body fields ignored).
+
+    Returns {"title": str|None, "key": str|None ("G", "Em", "Ador"), "time_signature": (num, den)|None,
+    "qpm": float|None, "unit": (num, den)|None}.
+    """
+    facts: dict = {"title": None, "key": None, "time_signature": None, "qpm": None, "unit": None}
+    q_value = None
+    for line in text.splitlines():
+        field = field_of(line.strip(), in_header=True)
+        if field is None:
+            continue
+        value = _COMMENT.sub("", line.strip()[2:]).strip()
+        if field == "T" and facts["title"] is None and value:
+            facts["title"] = value
+        elif field == "M" and facts["time_signature"] is None:
+            facts["time_signature"] = _parse_meter(value)
+        elif field == "L" and facts["unit"] is None:
+            facts["unit"] = _parse_fraction(value)
+        elif field == "Q" and q_value is None:
+            q_value = value
+        elif field == "K":
+            spec = parse_key(value)
+            facts["key"] = spec.name if spec else None
+            break  # the header ends at K:
+    if q_value:
+        facts["qpm"] = _parse_tempo(q_value, facts["unit"])
+    return facts
+
+
+def _parse_fraction(value: str) -> tuple[int, int] | None:
+    m = re.match(r"\s*(\d+)\s*/\s*(\d+)", value)
+    if not m or int(m.group(2)) == 0 or int(m.group(1)) == 0:
+        return None
+    return int(m.group(1)), int(m.group(2))
+
+
+def _parse_meter(value: str) -> tuple[int, int] | None:
+    v = value.strip()
+    if v == "C":
+        return (4, 4)
+    if v == "C|":
+        return (2, 2)
+    m = re.match(r"\s*\(?([\d+]+)\)?\s*/\s*(\d+)", v)
+    if not m:
+        return None
+    try:
+        num = sum(int(x) for x in m.group(1).split("+") if x)
+    except ValueError:
+        return None
+    den = int(m.group(2))
+    if num <= 0 or den <= 0 or den & (den - 1):
+        return None
+    return num, den
+
+
+def _parse_tempo(value: str, unit: tuple[int, int] | None) -> float | None:
+    v = re.sub(r'"[^"]*"', " ", value)
+    m = re.search(r"((?:\d+/\d+\s*)+)=\s*(\d+(?:\.\d+)?)", v)
+    if m:
+        beat = sum(int(a) / int(b) for a, b in re.findall(r"(\d+)/(\d+)", m.group(1)) if int(b))
+        qpm = float(m.group(2)) * beat * 4
+    else:
+        m = re.search(r"(\d+(?:\.\d+)?)", v)
+        if not m:
+            return None
+        u = unit or (1, 8)
+        qpm = float(m.group(1)) * u[0] / u[1] * 4
+    return qpm if 1.0 <= qpm <= 2000.0 else None
+
+
+# --------------------------------------------------------------------------------------------- transposition
+class _CannotTranspose(Exception):
+    pass
+
+
+_ACC_TEXT = {-2: "__", -1: "_", 0: "=", 1: "^", 2: "^^"}
+_ACC_VALUE = {"": None, "__": -2, "_": -1, "=": 0, "^": 1, "^^": 2}
+_TRANSPOSE_TOKENS = re.compile(
+    r"""(?P<q>"[^"\n]*"?)                      # chord symbol or annotation
+      |(?P<dec>![^!\s]*!|\+[^+\s]*\+)           # !decoration! / +decoration+
+      |(?P<field>\[[A-Za-z]:[^\]\n]*\])         # inline field [K:..] [M:..]
+      |(?P<com>(?<!\\)%.*)                      # comment to the end of the line
+      |(?P<acc>\^\^|\^|__|_|=)?(?P<let>[A-Ga-g])(?P<oct>[,']*)""",
+    re.X,
+)
+_CHORD_SYMBOL = re.compile(
+    r"([A-G])([#b]{0,2})((?:maj|min|dim|aug|sus|add|m|M|[0-9]|[#b+o\u00b0\u00f8()\-])*)(?:/([A-G])([#b]{0,2}))?$"
+)
+
+
+class _KeyShift:
+    """What a transposition does inside one key: the new key, the generic step and a memo of rewritten notes."""
+
+    __slots__ = ("spec", "new_spec", "steps", "semitones", "old_alt", "new_alt", "memo")
+
+    def __init__(self, spec: KeySpec, semitones: int):
+        old_sig = spec.sharps
+        if abs(old_sig) > 7:
+            raise _CannotTranspose
+        target = (old_sig + 7 * semitones) % 12
+        if target == 6:
+            new_sig = 6 if semitones > 0 else -6  # F#/Gb-like tie: sharps going up, flats going down
+        else:
+            new_sig = target if target < 6 else target - 12
+        tonic = new_sig - _MODE_OFFSET[spec.mode]
+        fifth = (tonic + 1) % 7 - 1
+        new_letter = _FIFTHS_TO_LETTER[fifth]
+        new_acc = (tonic - fifth) // 7
+        # generic steps d: the diatonic interval from the old to the new tonic that spans exactly `semitones`
+        base = _natabs(spec.letter) + spec.accidental
+        guess = round(semitones * 7 / 12)
+        steps = None
+        for d in range(guess - 3, guess + 4):
+            if (spec.letter + d) % 7 == new_letter and _natabs(spec.letter + d) + new_acc - base == semitones:
+                steps = d
+                break
+        if steps is None:  # cannot happen for consistent tables; refuse rather than guess
+            raise _CannotTranspose
+        self.spec = spec
+        self.new_spec = KeySpec(new_letter, new_acc, spec.mode, 0, 0)
+        self.steps = steps
+        self.semitones = semitones
+        self.old_alt = _key_alterations(old_sig)
+        self.new_alt = _key_alterations(new_sig)
+        self.memo: dict[str, str] = {}
+
+    def note(self, acc: str | None, letter: str, octave: str) -> str:
+        lower = letter.islower()
+        n = _LETTER_INDEX[letter.upper()] + (7 if lower else 0) + 7 * (octave.count("'") - octave.count(","))
+        m = n + self.steps
+        li, octv = m % 7, m // 7
+        name = _LETTERS[li]
+        if octv >= 1:
+            text = name.lower() + "'" * (octv - 1)
+        else:
+            text = name + "," * (-octv)
+        if acc:
+            new = self.new_alt[li] + (_ACC_VALUE[acc] - self.old_alt[n % 7])
+            if not -2 <= new <= 2:
+                raise _CannotTranspose
+            text = _ACC_TEXT[new] + text
+        return text
+
+    def pitch_name(self, letter: str, accidental: str) -> str:
+        """A chord-symbol root or bass ("F#", "Bb") moved by the same generic step."""
+        li = _LETTER_INDEX[letter]
+        acc = accidental.count("#") - accidental.count("b")
+        m = li + self.steps
+        new = acc + self.semitones - (_natabs(m) - _natabs(li))
+        if not -2 <= new <= 2:
+            raise _CannotTranspose
+        return _LETTERS[m % 7] + ("#" * new if new > 0 else "b" * -new)
+
+
+def _transpose_key_value(value: str, semitones: int) -> tuple[str, _KeyShift]:
+    spec = parse_key(value)
+    if spec is None:
+        raise _CannotTranspose
+    shift = _KeyShift(spec, semitones)
+    return value[: spec.start] + shift.new_spec.tonic_name + value[spec.end :], shift
+
+
+def _transpose_chord_symbol(inner: str, shift: _KeyShift) -> str:
+    m = _CHORD_SYMBOL.match(inner)
+    if not m:
+        return inner
+    out = shift.pitch_name(m.group(1), m.group(2)) + m.group(3)
+    if m.group(4):
+        out += "/" + shift.pitch_name(m.group(4), m.group(5))
+    return out
+
+
+def transpose_abc(text: str, semitones: int) -> str | None:
+    """Transpose one ABC tune by `semitones`, keeping correct spelling; None when it cannot be done honestly.
+
+    Key-aware text transposition. Every K: (header, body line, inline [K:..]) is read as tonic + mode; the new
+    tonic is spelt with the smaller key signature (at most 6 sharps or flats; a 6/6 tie takes sharps going up and
+    flats going down). Every note letter moves by the generic step between the old and the new tonic (case and
+    octave marks , ' rewritten), so notes without accidentals keep their scale degree and sound `semitones`
+    higher. An explicit accidental keeps its alteration relative to the key: new = new key's alteration of the
+    new letter + (old accidental - old key's alteration of the old letter), written even when it becomes a
+    natural; accidentals carried through a bar therefore stay right. Chord symbols ("Am7", "D/F#") move too;
+    annotations ("^text"), decorations, comments and other fields are left alone.
+
+    None for: no K: field, K:none or bagpipe keys, unknown modes, explicit key accidentals, or a note or chord
+    symbol that would need more than a double sharp/flat. `semitones == 0` returns the text unchanged.
+
+    folk-rnn's v2/v3 data sets normalise keys once, before training: every tune is moved to a C tonic
+    (K:Cmaj, K:Cdor, ...) so the model never sees other tonics. This function instead moves a tune to any tonic,
+    so that a corpus keeps its real keys and training crops can be pitch-shifted (augmentation) the way a grid's
+    rows are shifted, with spelling a musician would write.
+    """
+    semitones = int(semitones)
+    if semitones == 0:
+        return text
+    lines = text.split("\n")
+    out: list[str] = []
+    shift: _KeyShift | None = None
+    state: list[_KeyShift | None] = [None]
+
+    def repl(m: re.Match) -> str:
+        group = m.lastgroup
+        if group == "oct":  # a note: its last group, octave marks, always takes part (perhaps empty)
+            cur = state[0]
+            whole = m.group(0)
+            memo = cur.memo
+            got = memo.get(whole)
+            if got is None:
+                got = cur.note(m.group("acc"), m.group("let"), m.group("oct"))
+                memo[whole] = got
+            return got
+        if group == "q":
+            token = m.group(0)
+            if len(token) >= 2 and token.endswith('"'):
+                inner = token[1:-1]
+                if inner and inner[0] in "ABCDEFG":
+                    return '"' + _transpose_chord_symbol(inner, state[0]) + '"'
+            return token
+        if group == "field":
+            token = m.group(0)
+            if token[1] == "K":
+                new_value, state[0] = _transpose_key_value(token[3:-1], semitones)
+                return "[K:" + new_value + "]"
+            return token
+        return m.group(0)
+
+    try:
+        for line in lines:
+            stripped = line.lstrip()
+            field = field_of(stripped, in_header=state[0] is None)
+            if field is not None or stripped.startswith("%"):
+                if field == "K":
+                    lead = line[: len(line) - len(stripped)]
+                    new_value, shift = _transpose_key_value(stripped[2:], semitones)
+                    state[0] = shift
+                    out.append(lead + "K:" + new_value)
+                else:
+                    out.append(line)
+                continue
+            if state[0] is None:  # header lines before K:, or music with no key: leave header, refuse music
+                if stripped and not stripped.startswith("%"):
+                    raise _CannotTranspose
+                out.append(line)
+                continue
+            out.append(_TRANSPOSE_TOKENS.sub(repl, line))
+    except _CannotTranspose:
+        return None
+    if shift is None:
+        return None
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------- words
+# One musical word per match. Group names say what it is; "skip" is layout (spaces, beaming, line continuation).
+_WORD_TOKENS = re.compile(
+    r"""(?P<q>"[^"\n]*"?)
+      |(?P<dec>![^!\s]*!|\+[A-Za-z][^+\s]*\+)
+      |(?P<field>\[[A-Za-z]:[^\]\n]*\])
+      |(?P<bar>\[\|\]?|:*\|+\]?:*(?:\d+(?:[,-]\d+)*)?|::+|\[\d+(?:[,-]\d+)*)
+      |(?P<note>(?:\^\^|\^|__|_|=)?[A-Ga-g][,']*[\d/]*|[zx][\d/]*|[ZX]\d*)
+      |(?P<chord_close>\][\d/]*)
+      |(?P<tuplet>\(\d+(?::\d*){0,2})
+      |(?P<grace>\{/?)
+      |(?P<skip>[\s`\\$y]+|%.*)
+      |(?P<other>.)""",
+    re.X,
+)
+_BAR_WORD = re.compile(r"^(?:\[\|\]?|:*\|+\]?:*(?:\d+(?:[,-]\d+)*)?|::+)$")
+_NO_SPACE_FIELDS = frozenset("MLQ")
+
+
+def _field_word(field: str, value: str) -> str:
+    value = value.strip()
+    if field == "K":
+        return "K:" + normalise_key(value)
+    if field in _NO_SPACE_FIELDS:
+        return field + ":" + value.replace(" ", "")
+    return field + ":" + value
+
+
+def _inline_field_word(token: str) -> str:
+    return "[" + _field_word(token[1], token[3:-1]) + "]"
+
+
+def abc_words(text: str, header_mode: str = "musical") -> list[str]:
+    """Musical words of one tune, folk-rnn style.
+
+    Header fields become words ("M:6/8", "L:1/8", "K:Gmin" with the key normalised); X: and T: are left out
+    (they name a tune, they are not its music), and in "musical" mode so are non-musical fields and comments
+    ("all" keeps them, one word per line). In the body each note with its accidental, octave and duration is one
+    word ("^c'2", "A/2", "z3"), as is each bar line or repeat ("|", "||", "|:", ":|", "::", "|1", ":|2", "[1",
+    "|]"), tuplet ("(3"), broken rhythm (">", "<"), chord bracket ("[", "]2"), grace brace ("{", "}"), tie ("-"),
+    slur ("(", ")"), decoration ("~", ".", "T", "!trill!"), chord symbol or annotation ('"Am"') and inline field
+    ("[K:Dmix]"). Spaces (beaming), backticks, "y" spacers and line continuations are dropped.
+    """
+    words: list[str] = []
+    lines = normalise_abc(text, header_mode).splitlines()
+    for line, field in zip(lines, line_fields(lines)):
+        if line.startswith("%"):
+            words.append(line)
+            continue
+        if field is not None:
+            if field in WORD_SKIP_FIELDS or field == "+":
+                continue
+            words.append(_field_word(field, line[2:]))
+            continue
+        for m in _WORD_TOKENS.finditer(line):
+            kind = m.lastgroup
+            if kind == "skip":
+                continue
+            token = m.group(0)
+            if kind == "field":
+                token = _inline_field_word(token)
+            words.append(token)
+    return words
+
+
+def is_line_word(word: str) -> bool:
+    """A word that stands on its own line in ABC text: a field ("K:G") or a comment ("% ...")."""
+    return word.startswith("%") or field_of(word, in_header=True) is not None
+
+
+def is_bar_word(word: str) -> bool:
+    return bool(_BAR_WORD.match(word))
+
+
+def words_to_abc(words: Iterable[str], bars_per_line: int = 4) -> tuple[str, dict[str, int]]:
+    """ABC text from musical words, with the repairs it needed.
+
+    Header: "X:1" (unless an X: word is present), then field words up to the first K: word; "K:C" is added if
+    music starts before any key ("missing_key"). Body: words are joined, bar lines set off by spaces, a line break
+    after every `bars_per_line` bars; field words in the body take a line of their own. An unclosed chord or grace
+    group is closed before a bar line, a field or the end ("unclosed_group"); a stray "]" or "}" is dropped
+    ("stray_close").
+    """
+    repairs: dict[str, int] = {}
+
+    def count(name: str) -> None:
+        repairs[name] = repairs.get(name, 0) + 1
+
+    words = list(words)
+    header: list[str] = []
+    body_lines: list[str] = []
+    cur: list[str] = []
+    in_header = True
+    open_group: str | None = None  # "[" or "{" while a chord or grace group is open
+    bars = 0
+
+    def close_group() -> None:
+        nonlocal open_group
+        if open_group is not None:
+            cur.append("]" if open_group == "[" else "}")
+            open_group = None
+            count("unclosed_group")
+
+    def flush() -> None:
+        text = "".join(cur).strip()
+        if text:
+            body_lines.append(text)
+        cur.clear()
+
+    for w in words:
+        if not w:
+            continue
+        if in_header:
+            if is_line_word(w):
+                header.append(w)
+                if w.startswith("K:"):
+                    in_header = False
+                continue
+            header.append("K:C")
+            count("missing_key")
+            in_header = False
+        if is_line_word(w):
+            close_group()
+            flush()
+            body_lines.append(w)
+            continue
+        if is_bar_word(w):
+            close_group()
+            cur.append(" " + w + " ")
+            bars += 1
+            if bars_per_line > 0 and bars % bars_per_line == 0:
+                flush()
+            continue
+        if w == "[" or w == "{" or w == "{/":
+            if open_group is not None:
+                close_group()
+            open_group = "[" if w == "[" else "{"
+            cur.append(w)
+            continue
+        if w[0] == "]" or w == "}":
+            want = "[" if w[0] == "]" else "{"
+            if open_group != want:
+                count("stray_close")
+                continue
+            open_group = None
+            cur.append(w)
+            continue
+        cur.append(w)
+    close_group()
+    flush()
+    if in_header and not any(h.startswith("K:") for h in header):
+        header.append("K:C")
+        count("missing_key")
+    if not any(h.startswith("X:") for h in header):
+        header.insert(0, "X:1")
+    return "\n".join(header + body_lines) + "\n", repairs

@@ -1,0 +1,154 @@
+"""`pianoroll`: a [128, T] grid of cells on the source's beat grid.
+
+Row p is MIDI pitch p (low to high), column t is time step t (`steps_per_beat` steps per quarter-note beat,
+default 4 = sixteenths). Cells: 0 silence, 1 sustain (the note that sounded in the step before goes on),
+2 + b an onset with velocity bin b (`velocity_bins`, default 1, so 3 classes). Onset cells keep repeated notes
+apart: two crotchets on one pitch are "onset, sustain, sustain, sustain, onset, ...", not one minim.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+import numpy as np
+
+from fractalmusic.errors import ConfigError
+from fractalmusic.piece import NOTE_DTYPE, Piece
+from fractalmusic.representations.base import Representation
+
+N_PITCHES = 128
+SILENCE, SUSTAIN, ONSET = 0, 1, 2
+
+
+def velocity_to_bin(velocity, bins: int):
+    """Velocity 1..127 -> bin 0..bins-1 (equal-width bins; 0 counts as 1); works on scalars and arrays."""
+    v = np.clip(np.asarray(velocity, dtype=np.int64), 1, 127)
+    out = (v - 1) * bins // 127
+    return int(out) if out.ndim == 0 else out
+
+
+def bin_to_velocity(b, bins: int):
+    """The velocity a bin stands for: 80 with one bin, else the bin's centre (1..127)."""
+    b = np.asarray(b, dtype=np.int64)
+    if bins == 1:
+        out = np.full(b.shape, 80, dtype=np.int64)
+    else:
+        out = np.clip(1 + ((2 * b + 1) * 127) // (2 * bins), 1, 127)
+    return int(out) if out.ndim == 0 else out
+
+
+def beats_to_steps(beats, steps_per_beat: int) -> np.ndarray:
+    """Round beats onto the step grid, halves up (np.round would send 2.5 to 2 and 3.5 to 4)."""
+    return np.floor(np.asarray(beats, dtype=np.float64) * steps_per_beat + 0.5 + 1e-9).astype(np.int64)
+
+
+@dataclass
+class PianoRollConfig:
+    steps_per_beat: int = 4  # grid steps per quarter-note beat; 4 = sixteenth notes
+    velocity_bins: int = 1  # onset classes; 1 = one onset class (decoded at velocity 80)
+    include_drums: bool = False  # drum notes are left out unless asked for (they come back as pitched notes)
+
+    def __post_init__(self):
+        if not 1 <= int(self.steps_per_beat) <= 96:
+            raise ConfigError(f"--steps-per-beat must be between 1 and 96, not {self.steps_per_beat}")
+        if not 1 <= int(self.velocity_bins) <= 127:
+            raise ConfigError(f"--velocity-bins must be between 1 and 127, not {self.velocity_bins}")
+
+
+class PianoRollRepresentation(Representation):
+    """Piano-roll grid with onset and sustain cells; lossless at the grid's resolution.
+
+    encode: onsets and ends are rounded to the grid (round(beat * steps_per_beat)), every note lasts at least one
+    step, all tracks are merged (an onset wins over a sustain on the same cell), drums are left out unless
+    include_drums. T = ceil(end_beat * steps_per_beat), at least 1 (and never cutting a note short).
+    decode: any int array [128, T]; values outside 0..vocab_size-1 become silence ("invalid_cells") and a sustain
+    with no note to continue becomes an onset ("orphan_sustain"). The grid has no tempo or metre: the piece gets
+    the defaults (120 qpm, 4/4). piece -> grid -> piece -> grid gives back the same grid.
+    """
+
+    name = "pianoroll"
+    kind = "grid"
+    Config = PianoRollConfig
+
+    @property
+    def steps_per_beat(self) -> int:
+        return int(self.config.steps_per_beat)
+
+    @property
+    def velocity_bins(self) -> int:
+        return int(self.config.velocity_bins)
+
+    @property
+    def vocab_size(self) -> int:
+        return 2 + self.velocity_bins
+
+    # ------------------------------------------------------------------ conversion
+    def encode(self, piece: Piece) -> np.ndarray:
+        notes = piece.notes
+        if not self.config.include_drums:
+            notes = notes[~notes["is_drum"]]
+        notes = notes[(notes["pitch"] >= 0) & (notes["pitch"] < N_PITCHES)]
+        spb = self.steps_per_beat
+        on = np.maximum(beats_to_steps(notes["onset"], spb), 0)
+        end = np.maximum(beats_to_steps(notes["onset"] + notes["duration"], spb), on + 1)
+        width = max(1, math.ceil(piece.end_beat * spb - 1e-9), int(end.max()) if len(end) else 0)
+        grid = np.zeros((N_PITCHES, width), dtype=np.int64)
+        pitch = notes["pitch"].astype(np.int64)
+        for p, a, b in zip(pitch.tolist(), on.tolist(), end.tolist()):
+            grid[p, a + 1 : b] = SUSTAIN
+        grid[pitch, on] = ONSET + velocity_to_bin(notes["velocity"], self.velocity_bins)
+        return grid
+
+    def decode(self, array: np.ndarray) -> Piece:
+        grid = np.asarray(array)
+        if grid.ndim != 2 or grid.shape[0] != N_PITCHES:
+            raise ValueError(f"a piano roll must have shape [128, T], not {list(grid.shape)}")
+        if grid.dtype.kind not in "iub":
+            grid = np.nan_to_num(grid.astype(np.float64), nan=-1.0, posinf=-1.0, neginf=-1.0)
+            grid = np.where(np.abs(grid) < 2.0**62, grid, -1.0)
+        grid = grid.astype(np.int64)  # a copy: the caller's array is never changed
+        repairs: dict[str, int] = {}
+        invalid = (grid < 0) | (grid >= self.vocab_size)
+        if invalid.any():
+            grid[invalid] = SILENCE
+            repairs["invalid_cells"] = int(invalid.sum())
+        sounding_before = np.zeros_like(grid, dtype=bool)
+        sounding_before[:, 1:] = grid[:, :-1] != SILENCE
+        orphan = (grid == SUSTAIN) & ~sounding_before
+        if orphan.any():
+            default_bin = velocity_to_bin(80, self.velocity_bins)
+            grid[orphan] = ONSET + default_bin
+            repairs["orphan_sustain"] = int(orphan.sum())
+        # each onset lasts until the first cell after it that is not a sustain (a silent column closes every row)
+        padded = np.concatenate([grid, np.zeros((N_PITCHES, 1), dtype=np.int64)], axis=1).reshape(-1)
+        width = grid.shape[1] + 1
+        onset_at = np.flatnonzero(padded >= ONSET)
+        not_sustain = np.flatnonzero(padded != SUSTAIN)
+        end_at = not_sustain[np.searchsorted(not_sustain, onset_at, side="right")]
+        rows, cols = onset_at // width, onset_at % width
+        notes = np.zeros(len(onset_at), dtype=NOTE_DTYPE)
+        spb = float(self.steps_per_beat)
+        notes["onset"] = cols / spb
+        notes["duration"] = (end_at - onset_at) / spb
+        notes["pitch"] = rows
+        notes["velocity"] = bin_to_velocity(padded[onset_at] - ONSET, self.velocity_bins)
+        order = np.lexsort((notes["pitch"], notes["onset"]))
+        piece = Piece(notes=notes[order])
+        piece.meta["repairs"] = repairs
+        return piece
+
+    def transpose(self, array: np.ndarray, semitones: int) -> tuple[np.ndarray, int] | None:
+        """Rows moved by `semitones`; notes pushed off the keyboard are dropped (with their sustains) and counted."""
+        grid = np.asarray(array)
+        s = int(semitones)
+        out = np.zeros_like(grid)
+        if s == 0:
+            return grid.copy(), 0
+        if abs(s) >= N_PITCHES:
+            return out, int((grid >= ONSET).sum())
+        if s > 0:
+            out[s:] = grid[:-s]
+            lost = grid[N_PITCHES - s :]
+        else:
+            out[:s] = grid[-s:]
+            lost = grid[:-s]
+        return out, int((lost >= ONSET).sum())

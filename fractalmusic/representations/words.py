@@ -1,0 +1,593 @@
+"""`words`: word-level vocabularies, for ABC tunes (folk-rnn style words) and for MIDI (REMI-like event words).
+
+Ids: 0 <unk>, 1 <pad>, 2 <bos>, 3 <eos> (the word-level lab convention), then words by descending corpus
+frequency (ties in natural order: "Pitch_9" before "Pitch_10").
+
+* ABC words (piece.abc set, or source="abc"): "M:6/8", "K:Gmin", "^c'2", "A/2", "z3", "|:", ":|2", "(3", ">",
+  "[", "]2", "{", "}", "-", "~", "!trill!", '"Am"' ... (see `abc_text.abc_words`).
+* MIDI words (pieces without ABC, or source="midi"): "TS_4/4" "Tempo_120" at the start, then per bar "Bar"
+  (followed by "TS_n/d" or "Tempo_q" when they change), and per onset time "Pos_k" (steps into the bar) followed
+  by "Pitch_p" "Dur_d" "Vel_v" for each note starting there. Pitch_0..127, Dur_1..max_duration_steps,
+  Vel_0..velocity_bins-1, Pos_0.. (the longest bar) and every Tempo_ bin are always in a vocabulary that has MIDI
+  words, so a pitch shift never makes <unk>.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+from fractalmusic.errors import CheckpointError, ConfigError, DataError, FractalMusicError
+from fractalmusic.piece import NOTE_DTYPE, Piece
+from fractalmusic.representations.abc import as_id_array, piece_from_abc_text
+from fractalmusic.representations.abc_text import HEADER_MODES, abc_words, transpose_abc, words_to_abc
+from fractalmusic.representations.base import Representation
+from fractalmusic.representations.pianoroll import beats_to_steps, bin_to_velocity, velocity_to_bin
+
+SPECIALS = ("<unk>", "<pad>", "<bos>", "<eos>")
+UNK, PAD, BOS, EOS = 0, 1, 2, 3
+SOURCES = ("auto", "abc", "midi")
+
+TEMPO_BINS = (40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 132, 144, 160, 176, 192, 208, 224, 240)
+COMMON_TIME_SIGNATURES = ((2, 2), (3, 2), (2, 4), (3, 4), (4, 4), (5, 4), (6, 4), (3, 8), (5, 8), (6, 8), (7, 8),
+                          (9, 8), (12, 8))  # fmt: skip
+
+# word kinds
+K_SPECIAL, K_ABC, K_BAR, K_POS, K_PITCH, K_DUR, K_VEL, K_TS, K_TEMPO = range(9)
+_MIDI_WORD = re.compile(r"^(?:Bar|Pos_(\d+)|Pitch_(\d+)|Dur_(\d+)|Vel_(\d+)|TS_(\d+)/(\d+)|Tempo_(\d+))$")
+
+
+def _natural_key(word: str):
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", word)]
+
+
+def tempo_bin(qpm: float) -> int:
+    """The TEMPO_BINS value nearest to `qpm` on a log scale."""
+    q = max(float(qpm), 1e-3)
+    return min(TEMPO_BINS, key=lambda b: abs(math.log(b / q)))
+
+
+@dataclass
+class WordsConfig:
+    source: str = "auto"  # "auto": ABC words when a piece has ABC text, else MIDI event words; or "abc" / "midi"
+    max_vocab_size: int | None = None  # largest vocabulary, the four special words included; None = no limit
+    min_freq: int = 1  # words seen fewer times in the corpus become <unk> (MIDI grid words are always kept)
+    steps_per_beat: int = 4  # MIDI words: position/duration grid steps per quarter-note beat
+    velocity_bins: int = 8  # MIDI words: Vel_0 .. Vel_{bins-1}
+    max_duration_steps: int = 32  # MIDI words: longest Dur_ word; longer notes are cut to it
+    header_mode: str = "musical"  # ABC words: "musical" (M L K Q R P V fields) or "all" (every field, comments)
+    vocab_transpositions: int = 0  # ABC words: also fit on every tune moved by -N..+N semitones (for pitch shifts)
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ConfigError(f"--source must be one of {', '.join(SOURCES)}, not {self.source!r}")
+        if self.max_vocab_size is not None and int(self.max_vocab_size) < len(SPECIALS) + 1:
+            raise ConfigError(f"--max-vocab-size must be at least {len(SPECIALS) + 1}, not {self.max_vocab_size}")
+        if int(self.min_freq) < 1:
+            raise ConfigError(f"--min-freq must be at least 1, not {self.min_freq}")
+        if not 1 <= int(self.steps_per_beat) <= 96:
+            raise ConfigError(f"--steps-per-beat must be between 1 and 96, not {self.steps_per_beat}")
+        if not 1 <= int(self.velocity_bins) <= 127:
+            raise ConfigError(f"--velocity-bins must be between 1 and 127, not {self.velocity_bins}")
+        if not 1 <= int(self.max_duration_steps) <= 4096:
+            raise ConfigError(f"--max-duration-steps must be between 1 and 4096, not {self.max_duration_steps}")
+        if self.header_mode not in HEADER_MODES:
+            raise ConfigError(f"--header-mode must be one of {', '.join(HEADER_MODES)}, not {self.header_mode!r}")
+        if not 0 <= int(self.vocab_transpositions) <= 11:
+            raise ConfigError(f"--vocab-transpositions must be between 0 and 11, not {self.vocab_transpositions}")
+
+
+class WordsRepresentation(Representation):
+    """Word-level tokens over ABC words or MIDI event words (see the module docstring for both alphabets).
+
+    encode: `[bos, words..., eos]`; words missing from the vocabulary become <unk>. A vocabulary fitted on ABC
+    words knows only the keys and notes the corpus has, so `transpose` returns None when a shifted tune needs a
+    word it lacks; `vocab_transpositions=N` fits on the tunes shifted by -N..+N as well (about 2N times slower).
+
+    decode never raises: ids out of range, <unk>, stray <pad>/<bos> and words of the other alphabet are dropped;
+    a MIDI note without Dur_/Vel_ gets one beat / velocity 80's bin; a Pos_ beyond its bar is clamped to the
+    bar's last step; stray Dur_/Vel_ words are dropped; each counted in piece.meta["repairs"]. ABC sequences
+    decode to a Piece with `.abc` set (notes left to the io layer), MIDI sequences to a Piece with notes.
+    """
+
+    name = "words"
+    kind = "tokens"
+    Config = WordsConfig
+    uses_abc_text = True
+    unk_id = UNK
+    pad_id = PAD
+    bos_id = BOS
+    eos_id = EOS
+
+    def __init__(self, config=None, **overrides):
+        super().__init__(config, **overrides)
+        # with source="midi" ABC tunes must be parsed into notes, so the data layer should not skip that
+        self.uses_abc_text = self.config.source != "midi"
+        self._words: list[str] | None = None
+        self._set_words([])
+        self._words = None
+
+    # ------------------------------------------------------------------ vocabulary
+    @property
+    def is_fitted(self) -> bool:
+        return self._words is not None
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._id_to_word)
+
+    @property
+    def words(self) -> list[str]:
+        return list(self._id_to_word[len(SPECIALS) :])
+
+    @property
+    def steps_per_beat(self) -> int:
+        return int(self.config.steps_per_beat)
+
+    def _bar_steps(self, num: int, den: int) -> int:
+        return max(1, int(round(num * 4 / den * self.steps_per_beat)))
+
+    def grid_words(self, time_signatures: Iterable[tuple[int, int]] = ()) -> list[str]:
+        """The MIDI words every MIDI vocabulary holds (plus TS_ words for `time_signatures`)."""
+        sigs = sorted(set(COMMON_TIME_SIGNATURES) | set(time_signatures))
+        longest = max(self._bar_steps(n, d) for n, d in sigs)
+        out = ["Bar"]
+        out += [f"TS_{n}/{d}" for n, d in sigs]
+        out += [f"Tempo_{q}" for q in TEMPO_BINS]
+        out += [f"Pos_{k}" for k in range(longest)]
+        out += [f"Pitch_{p}" for p in range(128)]
+        out += [f"Dur_{d}" for d in range(1, int(self.config.max_duration_steps) + 1)]
+        out += [f"Vel_{v}" for v in range(int(self.config.velocity_bins))]
+        return out
+
+    def piece_words(self, piece: Piece) -> tuple[list[str], str]:
+        """(words, "abc" | "midi") for one piece, following `source`; DataError if the piece cannot be used."""
+        source = self.config.source
+        if source == "abc" or (source == "auto" and piece.abc):
+            if not piece.abc:
+                where = piece.source or "piece"
+                raise DataError(f"{where}: words with --source abc need ABC text, this piece has none")
+            return abc_words(piece.abc, self.config.header_mode), "abc"
+        if not piece.n_notes and piece.abc:
+            try:
+                from fractalmusic.io import ensure_notes
+            except ImportError as exc:  # pragma: no cover - io is part of the package
+                raise DataError(f"cannot parse ABC into notes for MIDI words: {exc}") from None
+            piece = ensure_notes(piece)
+        return self.midi_words(piece), "midi"
+
+    def fit(self, pieces: Iterable[Piece]) -> "WordsRepresentation":
+        counts: Counter[str] = Counter()
+        used = 0
+        midi = self.config.source == "midi"
+        sigs: set[tuple[int, int]] = set()
+        for piece in pieces:
+            try:
+                words, kind = self.piece_words(piece)
+            except DataError:
+                continue
+            used += 1
+            counts.update(words)
+            if kind == "abc" and self.config.vocab_transpositions:
+                counts.update(self._transposed_words(words))
+            if kind == "midi":
+                midi = True
+                sigs.update((int(n), int(d)) for _, n, d in piece.time_signatures if int(n) >= 1 and int(d) >= 1)
+        if not used:
+            raise DataError(f"the words representation (source {self.config.source}) could use none of the pieces")
+        mandatory = set(self.grid_words(sigs)) if midi else set()
+        others = [w for w, c in counts.items() if c >= self.config.min_freq and w not in mandatory]
+        others.sort(key=lambda w: (-counts[w], _natural_key(w)))
+        if self.config.max_vocab_size is not None:
+            room = int(self.config.max_vocab_size) - len(SPECIALS) - len(mandatory)
+            if room < 0:
+                raise ConfigError(
+                    f"--max-vocab-size {self.config.max_vocab_size} is smaller than the "
+                    f"{len(mandatory) + len(SPECIALS)} words MIDI words always need"
+                )
+            others = others[:room]
+        chosen = sorted(mandatory | set(others), key=lambda w: (-counts[w], _natural_key(w)))
+        self._set_words(chosen)
+        return self
+
+    def _transposed_words(self, words: list[str]) -> list[str]:
+        """The words of a tune moved by every shift in -N..+N (N = vocab_transpositions), as transpose() makes
+        them, so that pitch-shift augmentation finds its words in the vocabulary."""
+        text, fixes = words_to_abc(words)
+        if fixes:
+            return []
+        out: list[str] = []
+        n = int(self.config.vocab_transpositions)
+        for s in range(-n, n + 1):
+            moved = transpose_abc(text, s) if s else None
+            if moved is not None:
+                out += abc_words(moved, self.config.header_mode)
+        return out
+
+    def _set_words(self, words: list[str]) -> None:
+        self._words = list(words)
+        self._id_to_word = list(SPECIALS) + self._words
+        self._index = {w: i for i, w in enumerate(self._id_to_word)}
+        n = len(self._id_to_word)
+        kind = np.full(n, K_ABC, dtype=np.int64)
+        value = np.zeros(n, dtype=np.int64)
+        kind[: len(SPECIALS)] = K_SPECIAL
+        self._ts: dict[int, tuple[int, int]] = {}
+        self._pitch_id = np.full(128, -1, dtype=np.int64)
+        for i, w in enumerate(self._id_to_word[len(SPECIALS) :], start=len(SPECIALS)):
+            m = _MIDI_WORD.match(w)
+            if not m:
+                continue
+            g = m.groups()
+            if w == "Bar":
+                kind[i] = K_BAR
+            elif g[0] is not None:
+                kind[i], value[i] = K_POS, int(g[0])
+            elif g[1] is not None:
+                kind[i], value[i] = K_PITCH, int(g[1])
+                if value[i] < 128:
+                    self._pitch_id[value[i]] = i
+            elif g[2] is not None:
+                kind[i], value[i] = K_DUR, int(g[2])
+            elif g[3] is not None:
+                kind[i], value[i] = K_VEL, int(g[3])
+            elif g[4] is not None:
+                num, den = int(g[4]), int(g[5])
+                if num >= 1 and den >= 1:
+                    kind[i] = K_TS
+                    self._ts[i] = (num, den)
+            else:
+                kind[i], value[i] = K_TEMPO, int(g[6])
+        self._kind = kind
+        self._value = value
+
+    def _require_fitted(self) -> None:
+        if self._words is None:
+            raise FractalMusicError("the words representation has no vocabulary yet: fit it on a corpus first")
+
+    # ------------------------------------------------------------------ MIDI words
+    def midi_words(self, piece: Piece) -> list[str]:
+        """REMI-like event words of a piece's notes (drums left out) on the steps_per_beat grid."""
+        spb = self.steps_per_beat
+        notes = piece.notes[~piece.notes["is_drum"]]
+        on = np.maximum(beats_to_steps(notes["onset"], spb), 0)
+        dur = np.clip(beats_to_steps(notes["onset"] + notes["duration"], spb) - on, 1, self.config.max_duration_steps)
+        vel = velocity_to_bin(notes["velocity"], int(self.config.velocity_bins))
+        pitch = notes["pitch"].astype(np.int64)
+        order = np.lexsort((pitch, on))
+        on, dur, pitch = on[order].tolist(), dur[order].tolist(), pitch[order].tolist()
+        vel = np.asarray(vel)[order].tolist()
+
+        sigs = sorted((b, int(n), int(d)) for b, n, d in piece.time_signatures if int(n) >= 1 and int(d) >= 1)
+        changes = [(int(beats_to_steps(b, spb)), n, d) for b, n, d in sigs or [(0.0, 4, 4)]]
+        tempos = sorted(piece.tempos) or [(0.0, 120.0)]
+        tempo_steps = [(int(beats_to_steps(b, spb)), tempo_bin(q)) for b, q in tempos]
+
+        first_ts = changes[0][1:]
+        words = [f"TS_{first_ts[0]}/{first_ts[1]}", f"Tempo_{tempo_steps[0][1]}"]
+        last_on = on[-1] if on else -1
+        ts, j = first_ts, 1
+        cur_tempo, k = tempo_steps[0][1], 1
+        start, i = 0, 0
+        while start <= last_on:
+            new_ts = ts
+            while j < len(changes) and changes[j][0] <= start:
+                new_ts = changes[j][1:]
+                j += 1
+            bar_len = self._bar_steps(*new_ts)
+            words.append("Bar")
+            if new_ts != ts:
+                words.append(f"TS_{new_ts[0]}/{new_ts[1]}")
+                ts = new_ts
+            new_tempo = cur_tempo
+            while k < len(tempo_steps) and tempo_steps[k][0] < start + bar_len:
+                new_tempo = tempo_steps[k][1]
+                k += 1
+            if new_tempo != cur_tempo:
+                words.append(f"Tempo_{new_tempo}")
+                cur_tempo = new_tempo
+            end = start + bar_len
+            prev = None
+            while i < len(on) and on[i] < end:
+                if on[i] != prev:
+                    words.append(f"Pos_{on[i] - start}")
+                    prev = on[i]
+                words += (f"Pitch_{pitch[i]}", f"Dur_{dur[i]}", f"Vel_{vel[i]}")
+                i += 1
+            start = end
+        return words
+
+    def _decode_midi(self, ids: list[int], repairs: dict[str, int]) -> Piece:
+        def count(name: str) -> None:
+            repairs[name] = repairs.get(name, 0) + 1
+
+        spb = self.steps_per_beat
+        bins = int(self.config.velocity_bins)
+        default_vel_bin = velocity_to_bin(80, bins)
+        kind, value = self._kind, self._value
+        ts = (4, 4)
+        sigs: list[tuple[int, int, int]] = []
+        tempos: list[tuple[int, float]] = []
+        bar_start: int | None = None
+        bar_len = self._bar_steps(*ts)
+        pos: int | None = None
+        next_ts: tuple[int, int] | None = None
+        rows: list[tuple[int, int, int, int]] = []
+        pending: list | None = None  # [onset, pitch, dur, vel]
+
+        def finish() -> None:
+            nonlocal pending
+            if pending is None:
+                return
+            if pending[2] is None:
+                pending[2] = spb
+                count("missing_duration")
+            if pending[3] is None:
+                pending[3] = default_vel_bin
+                count("missing_velocity")
+            rows.append(tuple(pending))
+            pending = None
+
+        for t in ids:
+            k = kind[t]
+            if k == K_BAR:
+                finish()
+                if bar_start is None:
+                    bar_start = 0
+                else:
+                    bar_start += bar_len
+                if next_ts is not None:
+                    ts, next_ts = next_ts, None
+                    sigs.append((bar_start, *ts))
+                bar_len = self._bar_steps(*ts)
+                pos = None
+            elif k == K_TS:
+                new = self._ts[t]
+                if pos is None:  # before the bar's first note: the bar itself takes it
+                    ts = new
+                    sigs.append((bar_start or 0, *ts))
+                    bar_len = self._bar_steps(*ts)
+                else:
+                    next_ts = new
+            elif k == K_TEMPO:
+                at = (bar_start or 0) + (pos or 0)
+                tempos.append((at, float(value[t])))
+            elif k == K_POS:
+                finish()
+                if bar_start is None:
+                    bar_start = 0
+                    count("missing_bar")
+                p = int(value[t])
+                if p >= bar_len:
+                    p = bar_len - 1
+                    count("position_out_of_bar")
+                pos = p
+            elif k == K_PITCH:
+                finish()
+                if pos is None:
+                    if bar_start is None:
+                        bar_start = 0
+                        count("missing_bar")
+                    pos = 0
+                    count("missing_position")
+                pending = [bar_start + pos, int(value[t]), None, None]
+            elif k == K_DUR:
+                if pending is not None and pending[2] is None:
+                    pending[2] = int(value[t])
+                else:
+                    count("stray_duration")
+            elif k == K_VEL:
+                if pending is not None and pending[3] is None:
+                    pending[3] = min(int(value[t]), bins - 1)
+                else:
+                    count("stray_velocity")
+            else:
+                count("foreign_words")
+        finish()
+
+        notes = np.zeros(len(rows), dtype=NOTE_DTYPE)
+        if rows:
+            arr = np.array(rows, dtype=np.int64)
+            notes["onset"] = arr[:, 0] / spb
+            notes["duration"] = arr[:, 2] / spb
+            notes["pitch"] = np.clip(arr[:, 1], 0, 127)
+            notes["velocity"] = bin_to_velocity(arr[:, 3], bins)
+        piece = Piece(notes=notes)
+        time_signatures: list[tuple[float, int, int]] = []
+        for step, n, d in sigs:
+            if time_signatures and time_signatures[-1][0] == step / spb:
+                time_signatures.pop()
+            if not time_signatures or time_signatures[-1][1:] != (n, d):
+                time_signatures.append((step / spb, n, d))
+        if time_signatures and time_signatures[0][0] > 0:
+            time_signatures.insert(0, (0.0, 4, 4))
+        piece.time_signatures = time_signatures or [(0.0, 4, 4)]
+        tempo_map: list[tuple[float, float]] = []
+        for step, q in tempos:
+            if tempo_map and tempo_map[-1][0] == step / spb:
+                tempo_map.pop()
+            tempo_map.append((step / spb, q))
+        if tempo_map and tempo_map[0][0] > 0:
+            tempo_map.insert(0, (0.0, 120.0))
+        piece.tempos = tempo_map or [(0.0, 120.0)]
+        return piece
+
+    # ------------------------------------------------------------------ conversion
+    def encode(self, piece: Piece) -> np.ndarray:
+        self._require_fitted()
+        words, _ = self.piece_words(piece)
+        index = self._index
+        out = np.empty(len(words) + 2, dtype=np.int64)
+        out[0], out[-1] = BOS, EOS
+        out[1:-1] = [index.get(w, UNK) for w in words]
+        return out
+
+    def _clean_ids(self, array, repairs: dict[str, int] | None) -> tuple[np.ndarray, bool]:
+        """Ids up to the first <eos> with <pad>, <bos>, <unk> and out-of-range ids removed (and counted)."""
+        arr = as_id_array(array)
+        stop = np.flatnonzero(arr == EOS)
+        ended = bool(len(stop))
+        if ended:
+            arr = arr[: stop[0]]
+        if len(arr) and arr[0] == BOS:
+            arr = arr[1:]
+        bad = (arr < 0) | (arr >= self.vocab_size)
+        special = (arr == PAD) | (arr == BOS)
+        unk = arr == UNK
+        if repairs is not None:
+            for name, mask in (("out_of_range_ids", bad), ("misplaced_specials", special), ("unknown_tokens", unk)):
+                k = int(mask.sum())
+                if k:
+                    repairs[name] = repairs.get(name, 0) + k
+        return arr[~(bad | special | unk)], ended
+
+    def _is_midi(self, ids: np.ndarray) -> bool:
+        if self.config.source != "auto":
+            return self.config.source == "midi"
+        kinds = self._kind[ids]
+        n_midi = int((kinds >= K_BAR).sum())
+        n_abc = int((kinds == K_ABC).sum())
+        if n_midi == n_abc == 0:
+            return not bool((self._kind == K_ABC).any()) and bool((self._kind >= K_BAR).any())
+        return n_midi > n_abc
+
+    def decode(self, array: np.ndarray) -> Piece:
+        repairs: dict[str, int] = {}
+        ids, ended = self._clean_ids(array, repairs)
+        if self._is_midi(ids):
+            piece = self._decode_midi(ids.tolist(), repairs)
+        else:
+            abc_ids = ids[self._kind[ids] == K_ABC]
+            if len(abc_ids) != len(ids):
+                repairs["foreign_words"] = repairs.get("foreign_words", 0) + len(ids) - len(abc_ids)
+            text, fixes = words_to_abc([self._id_to_word[i] for i in abc_ids.tolist()])
+            for name, k in fixes.items():
+                repairs[name] = repairs.get(name, 0) + k
+            piece = piece_from_abc_text(text, repairs)
+        piece.meta["repairs"] = repairs
+        piece.meta["ended"] = ended
+        return piece
+
+    def transpose(self, array: np.ndarray, semitones: int) -> tuple[np.ndarray, int] | None:
+        """ABC words: through the ABC text transposer (whole tunes; None when the tune cannot be moved or the
+        moved words are not all in the vocabulary). MIDI words: Pitch_ words shifted; notes leaving 0..127 are
+        dropped with their Dur_/Vel_ words (and a Pos_ left without notes), and counted."""
+        arr = np.asarray(array, dtype=np.int64).reshape(-1)
+        s = int(semitones)
+        if s == 0:
+            return arr.copy(), 0
+        head = arr[:1] if len(arr) and arr[0] == BOS else arr[:0]
+        tail = arr[-1:] if len(arr) > len(head) and arr[-1] == EOS else arr[:0]
+        body = arr[len(head) : len(arr) - len(tail)]
+        if np.any((body < len(SPECIALS)) | (body >= self.vocab_size)):
+            return None
+        if self._is_midi(body):
+            moved = self._transpose_midi(body, s)
+            if moved is None:
+                return None
+            ids, dropped = moved
+        else:
+            if np.any(self._kind[body] != K_ABC):
+                return None
+            text, fixes = words_to_abc([self._id_to_word[i] for i in body.tolist()])
+            if fixes:
+                return None
+            text = transpose_abc(text, s)
+            if text is None:
+                return None
+            words = abc_words(text, self.config.header_mode)
+            got = [self._index.get(w, UNK) for w in words]
+            if UNK in got:
+                return None
+            ids, dropped = np.asarray(got, dtype=np.int64), 0
+        return np.concatenate([head, ids, tail]).astype(np.int64), dropped
+
+    def _transpose_midi(self, body: np.ndarray, s: int) -> tuple[np.ndarray, int] | None:
+        kind, value, pitch_id = self._kind, self._value, self._pitch_id
+        out: list[int] = []
+        dropped = 0
+        skipping = False  # inside a dropped note: its Dur_/Vel_ words go too
+        open_pos: int | None = None  # where in `out` the last Pos_ word sits while none of its notes is kept
+        for t in body.tolist():
+            k = kind[t]
+            if k == K_PITCH:
+                p = int(value[t]) + s
+                if not 0 <= p < 128:
+                    dropped += 1
+                    skipping = True
+                    continue
+                if pitch_id[p] < 0:
+                    return None
+                out.append(int(pitch_id[p]))
+                skipping = False
+                open_pos = None
+                continue
+            if k == K_DUR or k == K_VEL:
+                if not skipping:
+                    out.append(t)
+                continue
+            skipping = False
+            if open_pos is not None:
+                del out[open_pos:]  # that Pos_ lost every note it had
+            open_pos = len(out) if k == K_POS else None
+            out.append(t)
+        if open_pos is not None:
+            del out[open_pos:]
+        return np.asarray(out, dtype=np.int64), dropped
+
+    def text_to_array(self, text: str) -> np.ndarray:
+        """Primer text -> [bos, ids...]: ABC text is split into ABC words; with source "midi" (or, with "auto", a
+        text made only of MIDI words) the text is whitespace-separated words. Unknown words are an error."""
+        self._require_fitted()
+        split = text.split()
+        if self.config.source == "midi" or (
+            self.config.source == "auto" and split and all(_MIDI_WORD.match(w) for w in split)
+        ):
+            words = split
+        else:
+            words = abc_words(text, self.config.header_mode)
+        missing = [w for w in dict.fromkeys(words) if w not in self._index or self._index[w] < len(SPECIALS)]
+        if missing:
+            shown = ", ".join(repr(w) for w in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise FractalMusicError(f"the primer uses words the vocabulary does not have: {shown}{more}")
+        return np.asarray([BOS] + [self._index[w] for w in words], dtype=np.int64)
+
+    def array_to_text(self, array: np.ndarray) -> str:
+        """ABC text for ABC words; space-separated words for MIDI words."""
+        ids, _ = self._clean_ids(array, None)
+        if self._is_midi(ids):
+            return " ".join(self._id_to_word[i] for i in ids.tolist())
+        words = [self._id_to_word[i] for i in ids.tolist() if self._kind[i] == K_ABC]
+        return words_to_abc(words)[0]
+
+    def words_of(self, array) -> list[str]:
+        """Every id as its word ("<unk>" etc. included; ids out of range as "<?>")."""
+        n = self.vocab_size
+        return [self._id_to_word[i] if 0 <= i < n else "<?>" for i in as_id_array(array).tolist()]
+
+    def ids_of(self, words: Iterable[str]) -> np.ndarray:
+        """Ids of words as they are (no <bos>/<eos> added); words not in the vocabulary give <unk>."""
+        return np.asarray([self._index.get(w, UNK) for w in words], dtype=np.int64)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["words"] = list(self._words) if self._words is not None else None
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        words = state.get("words")
+        if words is None:
+            self._set_words([])
+            self._words = None
+            return
+        if not isinstance(words, list) or not all(isinstance(w, str) and w for w in words):
+            raise CheckpointError("words representation state: 'words' must be a list of non-empty strings")
+        if len(set(words)) != len(words) or set(words) & set(SPECIALS):
+            raise CheckpointError("words representation state: 'words' has duplicates or special words")
+        self._set_words(words)

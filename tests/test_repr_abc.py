@@ -1,0 +1,169 @@
+"""The `abc` character representation."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from fractalmusic.errors import CheckpointError, ConfigError, DataError, FractalMusicError
+from fractalmusic.piece import Piece
+from fractalmusic.plugins import get_representation
+from fractalmusic.representations.abc import ABCRepresentation
+from fractalmusic.representations.abc_text import normalise_abc, transpose_abc
+
+RAW = """X: 5
+T: The Fun at Donnybrook
+M: 6/8
+L: 1/8
+B: "O'Neill's 5"
+N: "Cheerfully" "collected by Hartnett"
+Z: "Transcribed by Norbert Paap"
+% a comment line
+K:Gm
+B/2-A/2 | G>FD C>D^F | G3z2B/2-c/2 |   % trailing comment
+
+d>ed c2 d/2-c/2 | B>AG A2 ~B/2-A/2 |]
+"""
+CLEAN = """X:5
+T:The Fun at Donnybrook
+M:6/8
+L:1/8
+K:Gm
+B/2-A/2 | G>FD C>D^F | G3z2B/2-c/2 |
+d>ed c2 d/2-c/2 | B>AG A2 ~B/2-A/2 |]
+"""
+SECOND = "X:1\nT:Second\nM:2/4\nL:1/16\nQ:1/4=90\nK:D\nf-g | a3-b g3-a | f4 e3-d |]\n"
+
+
+@pytest.fixture
+def rep():
+    return ABCRepresentation().fit([Piece(abc=RAW), Piece(abc=SECOND)])
+
+
+def test_registered_under_its_name():
+    assert get_representation("abc") is ABCRepresentation
+    assert ABCRepresentation.kind == "tokens" and ABCRepresentation.uses_abc_text
+
+
+def test_musical_header_mode_keeps_music_and_normalises_whitespace():
+    assert normalise_abc(RAW) == CLEAN
+    everything = normalise_abc(RAW, "all")
+    assert "N:\"Cheerfully\"" in everything and "% a comment line" in everything and "B:\"O'Neill's 5\"" in everything
+    assert "\n\n" not in everything and " \n" not in everything
+
+
+def test_vocabulary_layout(rep):
+    assert rep.vocab_size == 4 + len(rep.chars)
+    assert (rep.pad_id, rep.bos_id, rep.eos_id) == (0, 1, 2)
+    assert rep.chars == sorted(set(CLEAN) | set(normalise_abc(SECOND)))
+    assert "N" not in rep.chars  # the N: line was dropped before fitting
+    spec = rep.spec()
+    assert spec.kind == "tokens" and spec.vocab_size == rep.vocab_size and spec.bos_id == 1
+
+
+def test_encode_decode_round_trip(rep):
+    ids = rep.encode(Piece(abc=RAW))
+    assert ids.dtype == np.int64 and ids[0] == 1 and ids[-1] == 2 and len(ids) == len(CLEAN) + 2
+    assert rep.array_to_text(ids) == CLEAN
+    piece = rep.decode(ids)
+    assert piece.abc == CLEAN
+    assert piece.title == "The Fun at Donnybrook" and piece.key == "Gm"
+    assert piece.time_signatures == [(0.0, 6, 8)] and piece.n_notes == 0
+    assert piece.meta["repairs"] == {}
+    assert rep.decode(rep.encode(Piece(abc=SECOND))).tempos == [(0.0, 90.0)]
+
+
+def test_unseen_and_rare_characters_become_unk():
+    rep = ABCRepresentation(min_char_freq=2).fit([Piece(abc=CLEAN), Piece(abc=SECOND)])
+    corpus = CLEAN + SECOND
+    assert "~" not in rep.chars and "^" not in rep.chars and "B" in rep.chars  # ~ and ^ appear once
+    rare = {c for c in corpus if corpus.count(c) == 1}
+    assert rare and set(rep.chars) == set(corpus) - rare
+    ids = rep.encode(Piece(abc=CLEAN + "@"))
+    n_unk = sum(c in rare for c in CLEAN) + 1
+    assert int((ids == 3).sum()) == n_unk
+    assert rep.decode(ids).meta["repairs"] == {"unknown_tokens": n_unk}
+    assert rep.decode(ids).abc == "".join(c for c in CLEAN if c not in rare)
+
+
+def test_decode_repairs_what_a_model_may_emit(rep):
+    ids = rep.text_to_array("abc|")[1:]  # no bos, no header
+    arr = np.concatenate([[0, -1, 10_000], ids, [1, 2], rep.text_to_array("X:9")[1:]])
+    piece = rep.decode(arr)
+    assert piece.abc == "X:1\nK:C\nabc|\n"  # stops at eos; X:1 and K:C added
+    r = piece.meta["repairs"]
+    assert r["out_of_range_ids"] == 2 and r["misplaced_specials"] == 2 and r["missing_key"] == 1
+    assert r["missing_x"] == 1
+    assert piece.meta["ended"] is True
+    two = rep.decode(rep.text_to_array("X:1\nK:D\nabc|\n\nX:2\nK:G\nd|"))
+    assert two.abc == "X:1\nK:D\nabc|\n" and two.meta["repairs"] == {"blank_lines": 1, "second_tune": 1}
+
+
+def test_primer_text(rep):
+    arr = rep.text_to_array("X:1\nT:")
+    assert arr[0] == 1 and rep.array_to_text(arr) == "X:1\nT:" and len(arr) == 7
+    with pytest.raises(FractalMusicError, match="'@'"):
+        rep.text_to_array("X:1\n@")
+
+
+def test_transpose_moves_the_text_and_comes_back(rep):
+    printable = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")  # '%' would start a comment
+    wide = ABCRepresentation().fit([Piece(abc=CLEAN + printable)])
+    ids = wide.encode(Piece(abc=RAW))
+    up = wide.transpose(ids, 2)
+    assert up is not None and up[1] == 0
+    assert wide.array_to_text(up[0]) == transpose_abc(CLEAN, 2)
+    assert "K:Am" in wide.array_to_text(up[0])
+    back = wide.transpose(up[0], -2)
+    assert np.array_equal(back[0], ids)
+    # a key it cannot move, and characters the small vocabulary lacks (K:Am needs an 'm' it has, but 'E'...)
+    assert wide.transpose(wide.encode(Piece(abc="X:1\nK:none\nABc|\n")), 2) is None
+    assert rep.transpose(rep.encode(Piece(abc=SECOND)), 3) is None  # needs characters the vocabulary lacks
+
+
+def test_state_dict_is_json_and_restores_the_same_encoding(rep):
+    state = json.loads(json.dumps(rep.state_dict()))
+    again = ABCRepresentation.from_state_dict(state)
+    assert np.array_equal(again.encode(Piece(abc=RAW)), rep.encode(Piece(abc=RAW)))
+    assert again.fingerprint() == rep.fingerprint()
+    other = ABCRepresentation(header_mode="all").fit([Piece(abc=RAW)])
+    assert other.fingerprint() != rep.fingerprint()
+    with pytest.raises(CheckpointError):
+        ABCRepresentation.from_state_dict({"config": {}, "chars": ["ab"]})
+
+
+def test_bad_config_and_bad_input_are_user_errors():
+    with pytest.raises(ConfigError, match="header-mode"):
+        ABCRepresentation(header_mode="some")
+    with pytest.raises(ConfigError, match="min-char-freq"):
+        ABCRepresentation(min_char_freq=0)
+    with pytest.raises(DataError):
+        ABCRepresentation().fit([Piece()])
+    with pytest.raises(FractalMusicError, match="fit"):
+        ABCRepresentation().encode(Piece(abc=RAW))
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.int64, st.integers(0, 40), elements=st.integers(-(2**62), 2**62)))
+def test_decode_never_raises_and_reports_repairs(arr):
+    rep = ABCRepresentation().fit([Piece(abc=SECOND)])
+    piece = rep.decode(arr)
+    assert piece.abc.startswith("X:") and "\nK:" in "\n" + piece.abc
+    stop = np.flatnonzero(arr == 2)
+    head = arr[: stop[0]] if len(stop) else arr
+    if ((head < 0) | (head >= rep.vocab_size)).any():
+        assert piece.meta["repairs"].get("out_of_range_ids", 0) > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=60))
+def test_decode_of_in_vocabulary_ids_never_raises(ids):
+    rep = ABCRepresentation().fit([Piece(abc=SECOND)])
+    piece = rep.decode(np.asarray(ids, dtype=np.int64))
+    assert isinstance(piece.meta["repairs"], dict)
+    if 3 in ids[: ids.index(2) if 2 in ids else len(ids)]:
+        assert piece.meta["repairs"]["unknown_tokens"] > 0
