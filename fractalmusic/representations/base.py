@@ -46,8 +46,9 @@ class Representation:
     kind: ClassVar[str] = ""  # "tokens" | "grid"
     Config: ClassVar[type] = _NoConfig
     plugin_api_version: ClassVar[int] = 1
-    # True: encode() reads piece.abc when a piece has ABC text, so ABC sources need not be parsed into notes
-    uses_abc_text: ClassVar[bool] = False
+    # True: encode() reads piece.abc when a piece has ABC text, so ABC sources need not be parsed into notes.
+    # A representation may set it per instance (words with source="midi" does): read it from the instance.
+    uses_abc_text: bool = False
 
     def __init__(self, config=None, **overrides):
         if config is None:
