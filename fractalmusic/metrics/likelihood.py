@@ -1,0 +1,197 @@
+"""Held-out likelihood of a checkpoint: NLL in nats and bits per token (or grid cell), and perplexity.
+
+The validation split is rebuilt exactly as training built it: the data configuration stored in the checkpoint
+(JSON text under `data_config`), or the representation's default corpus, with any options the user overrides
+(`--data`, `--val-fraction`, `--crop-length` ...). The checkpoint's representation is already fitted, so its
+vocabulary is used as is. Summed NLL and the number of predicted units are added up over batches, so the result
+does not depend on how the split is cut into batches:
+
+    nats = sum(nll_sum) / sum(n);   bits = nats / ln 2;   perplexity = exp(nats)
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from fractalmusic.errors import CheckpointError, ConfigError, DataError
+
+
+def stored_data_config(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The data configuration a checkpoint was trained with (a dict; empty when the checkpoint has none)."""
+    raw = ckpt.get("data_config")
+    if raw is None:
+        return {}
+    if isinstance(raw, (bytes, bytearray)):
+        raw = raw.decode()
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise CheckpointError("the checkpoint's data_config is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError("the checkpoint's data_config is not a JSON object")
+    return dict(raw)
+
+
+def resolve_data_config(ckpt: dict[str, Any], representation, overrides: dict[str, Any] | None = None):
+    """DataConfig for evaluation: stored config, then the user's overrides; default corpus when none names one."""
+    from fractalmusic.config import config_from_dict
+    from fractalmusic.data.config import DataConfig, default_corpus
+
+    values = stored_data_config(ckpt)
+    known = {f for f in DataConfig.__dataclass_fields__}
+    values = {k: v for k, v in values.items() if k in known}  # fields of an older/newer package are dropped
+    values.update(overrides or {})
+    if not values.get("data"):
+        values["data"] = default_corpus(representation)
+    return config_from_dict(DataConfig, values, where="data")
+
+
+def evaluate_nll(
+    generator,
+    loader,
+    nll_forward_number: int | None = None,
+    max_batches: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict[str, float]:
+    """Sum NLL over `loader`'s batches: {"nll_sum", "n", "batches", "nats", "bits", "perplexity", "parts"}.
+
+    A generator whose `nll` also returns pairs `nll_<part>_sum` / `n_<part>` (the fractal generators split note
+    cells from empty ones) gets those summed too, under `parts[<part>]` with their own nats and bits."""
+    options: dict[str, Any] = {}
+    if nll_forward_number is not None:
+        if "nll_forward_number" not in tuple(getattr(generator, "nll_options", ())):
+            raise ConfigError(
+                f"generator {getattr(generator, 'name', '?')!r} does not take --nll-forward-number "
+                "(its NLL is exact in one pass)"
+            )
+        if nll_forward_number < 1:
+            raise ConfigError(f"--nll-forward-number must be at least 1, not {nll_forward_number}")
+        options["nll_forward_number"] = int(nll_forward_number)
+    from tqdm import tqdm
+
+    total_nats = 0.0
+    total_n = 0
+    batches = 0
+    parts: dict[str, list[float]] = {}  # "note" -> [nll_note_sum, n_note] for generators that split their NLL
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.no_grad():
+            bar = tqdm(total=max_batches, desc="evaluating", unit="batch", disable=not progress, leave=False)
+            for batch in loader:
+                if max_batches is not None and batches >= max_batches:
+                    break
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                out = generator.nll(batch, **options)
+                total_nats += float(out["nll_sum"])
+                total_n += int(out["n"])
+                for key, value in out.items():
+                    part = key[4:-4] if key.startswith("nll_") and key.endswith("_sum") else None
+                    if part and f"n_{part}" in out:
+                        acc = parts.setdefault(part, [0.0, 0])
+                        acc[0] += float(value)
+                        acc[1] += int(out[f"n_{part}"])
+                batches += 1
+                bar.update(1)
+            bar.close()
+    finally:
+        generator.train(was_training)
+    if total_n == 0:
+        raise DataError("the validation split gave nothing to predict (no tokens or cells)")
+    nats = total_nats / total_n
+    return {
+        "nll_sum": total_nats,
+        "n": total_n,
+        "batches": batches,
+        "nats": nats,
+        "bits": nats / math.log(2.0),
+        "perplexity": math.exp(min(nats, 700.0)),
+        "parts": {
+            name: {"nll_sum": s, "n": n, "nats": s / n, "bits": s / n / math.log(2.0)}
+            for name, (s, n) in parts.items()
+            if n > 0
+        },
+    }
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    data_overrides: dict[str, Any] | None = None,
+    batch_size: int = 16,
+    max_batches: int | None = None,
+    nll_forward_number: int | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    progress: bool = False,
+    log: Callable[[str], Any] | None = None,
+) -> dict[str, Any]:
+    """Held-out NLL of a checkpoint over the validation split of its data (see the module's documentation).
+
+    `log` receives the data layer's progress lines (default: dropped)."""
+    from fractalmusic.data import build_datasets, collate_for, make_loader
+    from fractalmusic.training.checkpoint import build_from_checkpoint, load_checkpoint
+
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, not {batch_size}")
+    if max_batches is not None and max_batches < 1:
+        raise ConfigError(f"--max-batches must be at least 1, not {max_batches}")
+    started = time.perf_counter()
+    ckpt = load_checkpoint(path, map_location="cpu")
+    representation, generator = build_from_checkpoint(ckpt, device=device)
+    data_config = resolve_data_config(ckpt, representation, data_overrides)
+    _, val_ds, report = build_datasets(data_config, representation, log=log or (lambda line: None))
+    if val_ds is None or len(val_ds) == 0:
+        raise DataError(
+            f"{data_config.data}: the validation split is empty (raise --val-fraction or give --val-data)"
+        )
+    crop = int(report.crop_length)
+    collate = collate_for(representation.spec(), crop)
+    loader = make_loader(val_ds, batch_size, shuffle=False, collate_fn=collate)
+    torch.manual_seed(seed)  # generators with a random masking order (MAR) give a reproducible estimate
+    result = evaluate_nll(generator, loader, nll_forward_number, max_batches, device, progress)
+    unit = "cell" if representation.kind == "grid" else "token"
+    return {
+        "checkpoint": str(path),
+        "representation": representation.name,
+        "generator": generator.name,
+        "step": int(ckpt["step"]) if isinstance(ckpt.get("step"), (int, float)) else None,
+        "data": str(data_config.data),
+        "val_data": None if data_config.val_data is None else str(data_config.val_data),
+        "val_fraction": float(data_config.val_fraction),
+        "crop_length": crop,
+        "val_items": len(val_ds),
+        "val_pieces": int(report.n_val),
+        "unit": unit,
+        **{k: result[k] for k in ("nll_sum", "n", "batches")},
+        f"nats_per_{unit}": result["nats"],
+        f"bits_per_{unit}": result["bits"],
+        "perplexity": result["perplexity"],
+        "parts": result["parts"],
+        "nll_forward_number": nll_forward_number,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def format_likelihood(result: dict[str, Any]) -> str:
+    unit = result["unit"]
+    lines = [
+        f"checkpoint:  {result['checkpoint']} ({result['representation']} + {result['generator']}"
+        + (f", step {result['step']}" if result.get("step") is not None else "")
+        + ")",
+        f"data:        {result['data']} validation split ({result['val_pieces']} pieces, "
+        f"{result['val_items']} windows of {result['crop_length']} {unit}s)",
+        f"evaluated:   {result['n']} {unit}s in {result['batches']} batches",
+        f"NLL:         {result[f'nats_per_{unit}']:.4f} nats/{unit}   {result[f'bits_per_{unit}']:.4f} bits/{unit}",
+        f"perplexity:  {result['perplexity']:.3f}",
+    ]
+    for name, part in (result.get("parts") or {}).items():
+        lines.append(f"  {name + ' ' + unit + 's:':<14} {part['nats']:.4f} nats/{unit}   {part['bits']:.4f} bits/{unit}"
+                     f"   ({part['n']} {unit}s)")
+    return "\n".join(lines)
