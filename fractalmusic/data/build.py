@@ -1,0 +1,441 @@
+"""From a DataConfig and a representation to datasets: resolve, read, split, fit, encode, store.
+
+    train_ds, val_ds, report = build_datasets(DataConfig(data="chorales"), representation)
+
+A warm cache makes this parse and load no music: the corpus index gives every piece's key and summary (enough
+to split and to report), the vocabulary comes from the cache (keyed by the training pieces and the
+representation's config), and each split's encoded pieces are one pack keyed by the representation's
+fingerprint - so a warm run opens a handful of cache files whatever the corpus size. Behind those, parsed pieces
+and encodings are cached per music file, so changing one file re-reads only that file.
+`val_ds` is None when there is nothing to validate on.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from fractalmusic.config import config_to_dict
+from fractalmusic.data.cache import Cache, make_key
+from fractalmusic.data.config import DataConfig, default_corpus
+from fractalmusic.data.corpora import resolve_corpus
+from fractalmusic.data.dataset import (
+    GridCropDataset,
+    GridWindowDataset,
+    PieceStore,
+    TokenCropDataset,
+    TokenWindowDataset,
+    WholeTuneDataset,
+)
+from fractalmusic.data.prepare import FileEntry, PieceRef, ReadCorpus, _first_line, group_reasons, read_corpus
+from fractalmusic.data.prepare import reader_version
+from fractalmusic.data.split import split_indices
+from fractalmusic.errors import ConfigError, DataError
+
+
+@dataclass
+class DataReport:
+    """What preparation found and built; `lines()` is what `fmusic data stats` prints."""
+
+    corpus: str
+    representation: str
+    kind: str
+    crop_length: int
+    val_corpus: str | None = None
+    read_lines: list[str] = field(default_factory=list)  # one `N read, M skipped` line per corpus
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # files, tunes and pieces left out, with why
+    files: int = 0
+    files_read: int = 0
+    files_parsed: int = 0  # not found in the cache this run
+    n_train: int = 0
+    n_val: int = 0
+    train_units: int = 0  # tokens or steps
+    val_units: int = 0
+    train_items: int = 0  # per epoch
+    val_items: int = 0
+    vocab_size: int = 0
+    vocabulary: str = "given"  # "given" (already fitted) | "cached" | "fitted"
+    pitch_range: tuple[int, int] | None = None
+    notes_per_beat: float | None = None
+    notes_parsed: bool = True
+    val_fraction: float = 0.0
+    memory_mapped: bool = False
+    cache_dir: str | None = None
+    cache_hits: dict[str, int] = field(default_factory=dict)
+    cache_misses: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    item_kind: str = "crops"  # what a training item is, for messages
+
+    @property
+    def unit(self) -> str:
+        return "steps" if self.kind == "grid" else "tokens"
+
+    @property
+    def val_empty(self) -> bool:
+        return self.n_val == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    def val_line(self) -> str:
+        """Why there is nothing to validate on (training then runs without validation)."""
+        if self.val_corpus:
+            why = f"nothing usable in {self.val_corpus}"
+        elif self.val_fraction <= 0:
+            why = "--val-fraction 0"
+        else:
+            why = f"{self.n_train + self.n_val} pieces are too few for --val-fraction {self.val_fraction}"
+        return f"validation: none ({why}); training will run without validation"
+
+    def lines(self) -> list[str]:
+        out = list(self.read_lines)
+        val = f"{self.n_val} validation" + (f" (from {self.val_corpus})" if self.val_corpus else "")
+        out.append(f"pieces: {self.n_train} training, {val}")
+        if self.val_empty:
+            out.append(self.val_line())
+        mean = self.train_units / self.n_train if self.n_train else 0
+        out.append(
+            f"{self.unit}: {self.train_units:,} training (mean {mean:,.0f} per piece), {self.val_units:,} validation"
+        )
+        out.append(f"representation: {self.representation} ({self.kind}), vocabulary size {self.vocab_size} "
+                   f"[{self.vocabulary}]")
+        if self.pitch_range is not None:
+            lo, hi = self.pitch_range
+            out.append(f"pitch range: {lo}..{hi} ({_note_name(lo)}..{_note_name(hi)})")
+        elif not self.notes_parsed:
+            out.append("pitch range: n/a (ABC text is used as is; tunes were not parsed into notes)")
+        if self.notes_per_beat is not None:
+            out.append(f"notes per beat: {self.notes_per_beat:.2f}")
+        out.append(f"items per epoch: {self.train_items:,} training {self.item_kind}, "
+                   f"{self.val_items:,} validation windows")
+        if self.cache_dir:
+            hits = ", ".join(
+                f"{k} {self.cache_hits.get(k, 0)}/{self.cache_hits.get(k, 0) + self.cache_misses.get(k, 0)}"
+                for k in ("index", "pieces", "vocab", "encoded", "packs")
+                if self.cache_hits.get(k, 0) + self.cache_misses.get(k, 0)
+            )
+            mapped = ", memory-mapped" if self.memory_mapped else ""
+            out.append(f"cache: {self.cache_dir} (hits: {hits or 'none'}{mapped})")
+        else:
+            out.append("cache: off (--no-cache)")
+        out.extend(self.notes)
+        out.append(f"prepared in {self.seconds:.2f} s")
+        return out
+
+
+def _note_name(pitch: int) -> str:
+    names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+    return f"{names[pitch % 12]}{pitch // 12 - 1}"
+
+
+@dataclass
+class Prepared:
+    """Stores of encoded pieces for both splits, with the report."""
+
+    train: PieceStore
+    val: PieceStore | None
+    report: DataReport
+    crop_length: int
+
+
+def _storage_dtype(vocab_size: int) -> np.dtype:
+    if vocab_size <= 256:
+        return np.dtype(np.uint8)
+    if vocab_size <= 65536:
+        return np.dtype(np.uint16)
+    return np.dtype(np.int32)
+
+
+def _gather(refs: list[PieceRef], cache: Cache, notes: bool) -> list:
+    return [ref.file.pieces(cache, notes)[ref.index] for ref in refs]
+
+
+def _fit(representation, train_refs, cache: Cache, notes: bool) -> str:
+    if representation.is_fitted:
+        return "given"
+    key = make_key(
+        "vocab",
+        reader_version(),
+        representation.name,
+        config_to_dict(representation.config),
+        bool(notes),
+        sorted(r.key for r in train_refs),
+    )
+    state = cache.load_json("vocab", key)
+    if state is not None:
+        try:
+            representation.load_state(state)
+        except Exception:  # a state an older representation wrote: fit afresh
+            pass
+        if representation.is_fitted:
+            return "cached"
+    representation.fit(_gather(train_refs, cache, notes))
+    if not representation.is_fitted:
+        raise DataError(f"the {representation.name} representation learnt nothing from the training pieces")
+    try:
+        cache.save_json("vocab", key, representation.state_dict())
+    except OSError:
+        pass
+    return "fitted"
+
+
+def _encode_file(entry: FileEntry, representation, cache: Cache, notes: bool, dtype: np.dtype) -> dict[str, Any]:
+    """Every piece of one file encoded: {"data", "lengths" (0 for failures), "meta": {"failures": {i: why}}}."""
+    kind = representation.kind
+    vocab = int(representation.vocab_size)
+    blocks, lengths, failures = [], [], {}
+    for i, piece in enumerate(entry.pieces(cache, notes)):
+        try:
+            arr = np.asarray(representation.encode(piece))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            failures[str(i)] = f"cannot be encoded: {_first_line(exc)}"
+            lengths.append(0)
+            continue
+        why = None
+        if kind == "grid" and (arr.ndim != 2 or arr.shape[0] != 128):
+            why = f"encoded to shape {arr.shape}, not [128, T]"
+        elif kind == "tokens" and arr.ndim != 1:
+            why = f"encoded to shape {arr.shape}, not a sequence"
+        elif arr.size == 0 or arr.shape[-1] < (2 if kind == "tokens" else 1):
+            why = "too short to train on"
+        elif arr.min() < 0 or arr.max() >= vocab:
+            why = f"encoded ids outside 0..{vocab - 1}"
+        if why:
+            failures[str(i)] = why
+            lengths.append(0)
+            continue
+        blocks.append(arr.T.astype(dtype) if kind == "grid" else arr.astype(dtype))
+        lengths.append(arr.shape[-1])
+    if blocks:
+        data = np.concatenate(blocks, axis=0)
+    else:
+        data = np.zeros((0, 128) if kind == "grid" else (0,), dtype=dtype)
+    return {"data": data, "lengths": np.asarray(lengths, dtype=np.int64), "meta": {"failures": failures}}
+
+
+def _encoded(
+    refs: list[PieceRef],
+    representation,
+    cache: Cache,
+    notes: bool,
+    entries: dict[str, dict],
+) -> tuple[list[tuple[dict, int]], list[int], list[tuple[int, str]]]:
+    """Per-file encodings for `refs`: ([(entry, piece index)] of the usable refs, their positions in `refs`,
+    [(position, why)] of the others). `entries` (file key -> entry) is shared by the splits, so a book split by
+    tune is encoded or loaded once."""
+    fingerprint = representation.fingerprint()
+    dtype = _storage_dtype(int(representation.vocab_size))
+    out, kept, failed = [], [], []
+    for pos, ref in enumerate(refs):
+        fkey = ref.file.key
+        if fkey not in entries:
+            key = make_key("encoded", fkey, fingerprint, dtype.str)
+            enc = cache.load_encoded(key)
+            if enc is None:
+                enc = _encode_file(ref.file, representation, cache, notes, dtype)
+                try:
+                    cache.save_encoded(key, enc["data"], enc["lengths"], enc["meta"])
+                except OSError:
+                    pass
+            enc["offsets"] = np.concatenate([[0], np.cumsum(enc["lengths"])])
+            entries[fkey] = enc
+        enc = entries[fkey]
+        why = enc["meta"].get("failures", {}).get(str(ref.index))
+        if why:
+            failed.append((pos, why))
+            continue
+        out.append((enc, ref.index))
+        kept.append(pos)
+    return out, kept, failed
+
+
+def _split_store(
+    kind: str,
+    refs: list[PieceRef],
+    representation,
+    cache: Cache,
+    notes: bool,
+    in_memory: bool,
+    skipped: list[tuple[str, str]],
+    entries: dict[str, dict],
+) -> PieceStore | None:
+    """One split's pieces, encoded, as a PieceStore (None if none is usable).
+
+    With the cache, a split is stored as one pack (`packs/<key>.npy`, the pieces end to end, plus a JSON note of
+    their lengths and of the pieces that failed to encode), keyed by the representation's fingerprint and the
+    split's pieces: a warm run loads one file per split (or memory-maps it) instead of one per music file.
+    """
+    if not refs:
+        return None
+    dtype = _storage_dtype(int(representation.vocab_size))
+    key = make_key("split", representation.fingerprint(), dtype.str, [f"{r.file.key}:{r.index}" for r in refs])
+    note = cache.load_json("packs", key, count=False) if cache.enabled else None
+    data = None
+    if note is not None:
+        data = cache.load_array("packs", key, mmap=not in_memory)
+    if data is None or note is None or int(np.sum(note["lengths"])) != data.shape[0]:
+        encoded, kept, failed = _encoded(refs, representation, cache, notes, entries)
+        blocks = []
+        for enc, i in encoded:
+            a, b = int(enc["offsets"][i]), int(enc["offsets"][i + 1])
+            blocks.append(enc["data"][a:b])
+        note = {"kept": kept, "failed": failed, "lengths": [int(x.shape[0]) for x in blocks]}
+        if blocks:
+            data = np.concatenate(blocks, axis=0)
+        else:
+            data = np.zeros((0, 128) if kind == "grid" else (0,), dtype=dtype)
+        if cache.enabled:
+            try:  # the array first, the note last: a note always describes a complete pack
+                cache.save_array("packs", key, data)
+                cache.save_json("packs", key, note)
+            except OSError:
+                pass
+            if not in_memory:
+                data = cache.load_array("packs", key, mmap=True)
+    for pos, why in note["failed"]:
+        skipped.append((refs[int(pos)].source, why))
+    kept_refs = [refs[int(pos)] for pos in note["kept"]]
+    if not kept_refs:
+        return None
+    sources = [r.source for r in kept_refs]
+    if not in_memory and cache.enabled and cache.path("packs", key, ".npy").exists():
+        return PieceStore(kind, pack_path=cache.path("packs", key, ".npy"), lengths=note["lengths"], sources=sources)
+    offsets = np.concatenate([[0], np.cumsum(note["lengths"])]).astype(np.int64)
+    arrays = [data[offsets[i] : offsets[i + 1]] for i in range(len(kept_refs))]
+    if kind == "grid":
+        arrays = [a.T for a in arrays]
+    return PieceStore(kind, arrays=arrays, sources=sources)
+
+
+def _note_stats(refs: list[PieceRef]) -> tuple[tuple[int, int] | None, float | None]:
+    rows = [r.summary for r in refs if r.summary.get("n_notes")]
+    if not rows:
+        return None, None
+    lo = min(int(s["pitch_min"]) for s in rows)
+    hi = max(int(s["pitch_max"]) for s in rows)
+    beats = sum(float(s["end_beat"]) for s in rows)
+    per_beat = sum(int(s["n_notes"]) for s in rows) / beats if beats > 0 else None
+    return (lo, hi), per_beat
+
+
+def prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | None = print) -> Prepared:
+    """Resolve, read, split, fit and encode: the stores of both splits, and the report (see `build_datasets`)."""
+    start = time.perf_counter()
+    log = log or (lambda _line: None)
+    kind = representation.kind
+    crop = cfg.crop_for(kind)
+    if cfg.whole_tunes and kind != "tokens":
+        raise ConfigError(f"--whole-tunes works with token representations; {representation.name} is a {kind}")
+    cache = Cache(None if cfg.no_cache else cfg.resolved_cache_dir())
+    notes = not bool(getattr(representation, "uses_abc_text", False))
+    workers = int(cfg.num_prep_workers)
+
+    corpus = resolve_corpus(cfg.data or default_corpus(representation))
+    report = DataReport(corpus=corpus.spec, representation=representation.name, kind=kind, crop_length=crop)
+    report.notes_parsed = notes
+    report.val_fraction = cfg.val_fraction
+    report.cache_dir = str(cache.root) if cache.enabled else None
+    for line in corpus.notes:
+        log(line)
+        report.notes.append(line)
+    reads: list[ReadCorpus] = [read_corpus(corpus, notes, cache, workers, cfg.max_pieces, log)]
+    train_read = reads[0]
+    if not train_read.refs:
+        raise DataError(
+            f"no readable music in {corpus.spec}: "
+            + group_reasons(train_read.skipped_files + train_read.skipped_pieces)
+        )
+    if cfg.val_data:
+        val_corpus = resolve_corpus(cfg.val_data)
+        report.val_corpus = val_corpus.spec
+        for line in val_corpus.notes:
+            log(line)
+            report.notes.append(line)
+        reads.append(read_corpus(val_corpus, notes, cache, workers, cfg.max_pieces, log))
+        train_refs, val_refs = list(train_read.refs), list(reads[1].refs)
+        shared = {r.key for r in train_refs} & {r.key for r in val_refs}
+        if shared:
+            report.notes.append(f"warning: {len(shared)} validation pieces are also in the training data")
+    else:
+        train_idx, val_idx = split_indices([r.key for r in train_read.refs], cfg.val_fraction, cfg.split_seed)
+        train_refs = [train_read.refs[i] for i in train_idx]
+        val_refs = [train_read.refs[i] for i in val_idx]
+    for r in reads:
+        report.read_lines.append(r.summary_line())
+        report.skipped.extend(r.skipped_files + r.skipped_pieces)
+        report.files += len(r.files)
+        report.files_read += sum(1 for f in r.files if not f.error)
+        report.files_parsed += r.read_now
+        if r.truncated:
+            report.notes.append(
+                f"--max-pieces {cfg.max_pieces}: using the first {len(r.refs)} pieces of {r.corpus.spec}"
+            )
+    report.pitch_range, report.notes_per_beat = _note_stats(train_refs + val_refs)
+
+    report.vocabulary = _fit(representation, train_refs, cache, notes)
+    report.vocab_size = int(representation.vocab_size)
+    in_memory = cfg.cache_in_memory or not cache.enabled
+    if not cfg.cache_in_memory and not cache.enabled:
+        report.notes.append("--no-cache-in-memory needs the cache; keeping arrays in memory (--no-cache)")
+    encode_skips: list[tuple[str, str]] = []
+    entries: dict[str, dict] = {}
+    train_store = _split_store(kind, train_refs, representation, cache, notes, in_memory, encode_skips, entries)
+    val_store = _split_store(kind, val_refs, representation, cache, notes, in_memory, encode_skips, entries)
+    if encode_skips:
+        report.skipped.extend(encode_skips)
+        report.read_lines.append(f"encoding: {group_reasons(encode_skips)}")
+        log(report.read_lines[-1])
+    if train_store is None:
+        raise DataError(
+            f"none of the training pieces of {corpus.spec} could be encoded by {representation.name}: "
+            + group_reasons(encode_skips)
+        )
+    report.memory_mapped = not in_memory
+    report.n_train, report.n_val = len(train_store), len(val_store) if val_store is not None else 0
+    report.train_units = train_store.total
+    report.val_units = val_store.total if val_store is not None else 0
+    _finish(report, cache, start, reads)
+    return Prepared(train_store, val_store, report, crop)
+
+
+def _finish(report: DataReport, cache: Cache, start: float, reads: list[ReadCorpus]) -> None:
+    for r in reads:
+        for f in r.files:
+            f.release()
+    report.cache_hits = dict(cache.hits)
+    report.cache_misses = dict(cache.misses)
+    report.seconds = time.perf_counter() - start
+
+
+def build_datasets(cfg: DataConfig, representation, log: Callable[[str], Any] | None = print):
+    """(train_ds, val_ds or None, DataReport). Fits `representation` on the training pieces if not yet fitted."""
+    log = log or (lambda _line: None)
+    prepared = prepare_data(cfg, representation, log=log)
+    crop = prepared.crop_length
+    shifts = (cfg.pitch_shift_min, cfg.pitch_shift_max)
+    report = prepared.report
+    if representation.kind == "grid":
+        train = GridCropDataset(prepared.train, representation, crop, cfg.augment_factor, shifts, cfg.seed)
+        val = GridWindowDataset(prepared.val, representation, crop) if prepared.val is not None else None
+    elif cfg.whole_tunes:
+        train = WholeTuneDataset(prepared.train, representation, crop, cfg.augment_factor, shifts, cfg.seed)
+        val = TokenWindowDataset(prepared.val, representation, crop) if prepared.val is not None else None
+    else:
+        train = TokenCropDataset(prepared.train, representation, crop, cfg.augment_factor, shifts, cfg.seed)
+        val = TokenWindowDataset(prepared.val, representation, crop) if prepared.val is not None else None
+    if cfg.whole_tunes and representation.kind == "tokens":
+        report.item_kind = f"whole tunes (up to {crop + 1} tokens)"
+    else:
+        report.item_kind = f"random crops of {crop} {report.unit}"
+    report.train_items = len(train)
+    report.val_items = len(val) if val is not None else 0
+    if val is None:
+        log(report.val_line())
+    return train, val, report

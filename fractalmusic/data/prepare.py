@@ -1,0 +1,342 @@
+"""Preparation: read a corpus's files into Pieces (in parallel, through the cache), collecting what failed.
+
+`read_corpus` returns a `ReadCorpus`: one `FileEntry` per file and one `PieceRef` per piece, in corpus order
+(files sorted, tunes in book order). Files are identified by the sha256 of their bytes: byte-identical copies are
+read once, and a cached entry serves a copy of the file anywhere. A warm cache makes this cheap: one corpus index
+(or, failing that, the JSON part of each file's entry) gives every piece's key and summary; notes are loaded on
+demand (`FileEntry.pieces`), e.g. when a vocabulary must be fitted or an encoding is missing. Files that fail
+are cached as failures too, so a second run re-parses nothing.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from fractalmusic.data.cache import Cache, file_digest, make_key, piece_summary
+from fractalmusic.data.corpora import Corpus
+from fractalmusic.errors import PieceReadError
+from fractalmusic.piece import NOTE_DTYPE, Piece
+
+
+def reader_version() -> str:
+    """What the parsed-piece cache depends on besides the file: the io readers' version."""
+    import fractalmusic
+    from fractalmusic import io
+
+    return f"{getattr(io, 'READER_VERSION', 0)}/{fractalmusic.__version__}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_file(path: str, notes: bool) -> tuple[list[Piece], list[tuple[str, str]], str | None]:
+    """Read one file: (pieces, failed tunes as (source, reason), reason the whole file failed or None).
+
+    Never raises for a bad file: a corpus with bad files trains on the good ones.
+    """
+    from fractalmusic.io import read_pieces
+
+    errors: list[tuple[str, str]] = []
+    try:
+        pieces = read_pieces(path, notes=notes, errors=errors)
+    except PieceReadError as exc:
+        return [], errors, exc.reason
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except MemoryError:
+        return [], errors, "out of memory while reading"
+    except Exception as exc:  # music21 and friends raise anything on odd files
+        return [], errors, f"reader failed: {type(exc).__name__}: {_first_line(exc)}"
+    if not pieces:
+        return [], errors, "no music found"
+    return list(pieces), [(str(s), str(r)) for s, r in errors], None
+
+
+def _read_in_worker(path: str, notes: bool):
+    return read_file(path, notes)
+
+
+# ------------------------------------------------------------------------------------------- entries
+@dataclass
+class FileEntry:
+    path: Path
+    digest: str
+    key: str  # cache key of this file's parsed pieces
+    meta: dict[str, Any] | None = None  # {"error", "tune_errors", "pieces": [facts + summary]}
+    loaded: list[Piece] | None = field(default=None, repr=False)  # in memory when read or loaded this run
+
+    @property
+    def error(self) -> str | None:
+        return None if self.meta is None else self.meta.get("error")
+
+    @property
+    def n_pieces(self) -> int:
+        return 0 if self.meta is None else len(self.meta.get("pieces", ()))
+
+    def pieces(self, cache: Cache, notes: bool) -> list[Piece]:
+        """This file's pieces, from memory, from the cache, or (entry gone since) read again."""
+        if self.loaded is not None:
+            return self.loaded
+        assert self.meta is not None
+        if self.meta.get("light"):  # found through the corpus index: the facts are in the file's own entry
+            full = cache.load_piece_meta(self.key)
+            if full is not None and len(full.get("pieces", [])) == self.n_pieces:
+                self.meta = full
+        rows = self.meta.get("pieces", [])
+        arr = cache.load_notes(self.key)
+        if self.meta.get("light") or arr is None or len(arr) != sum(int(r["n"]) for r in rows):
+            pieces, _, _ = read_file(str(self.path), notes)  # the entry is gone: read the file again
+            self.loaded = pieces
+            return pieces
+        out, start = [], 0
+        for row in rows:
+            n = int(row["n"])
+            out.append(_piece_from_row(row, arr[start : start + n].copy(), self.path))
+            start += n
+        self.loaded = out
+        return out
+
+    def release(self) -> None:
+        self.loaded = None
+
+
+@dataclass
+class PieceRef:
+    file: FileEntry
+    index: int  # within the file
+    source: str
+    key: str  # "<file digest>:<index>", the split's and the vocabulary key's unit
+    summary: dict[str, Any]
+
+
+def _suffix_of(source: str | None, path: Path) -> str:
+    """The tune part of a source id ("#X3"), so a cached entry can be reused for a copy of the file elsewhere."""
+    if not source:
+        return ""
+    text = str(source)
+    if text.startswith(str(path)):
+        return text[len(str(path)) :]
+    return text[text.index("#") :] if "#" in text else ""
+
+
+def _piece_row(piece: Piece, path: Path) -> dict[str, Any]:
+    return {
+        "n": piece.n_notes,
+        "suffix": _suffix_of(piece.source, path),
+        "tempos": [list(map(float, t)) for t in piece.tempos],
+        "time_signatures": [[float(b), int(n), int(d)] for b, n, d in piece.time_signatures],
+        "key": piece.key,
+        "title": piece.title,
+        "abc": piece.abc,
+        "meta": piece.meta,
+        "summary": piece_summary(piece),
+    }
+
+
+def _piece_from_row(row: dict[str, Any], notes: np.ndarray, path: Path) -> Piece:
+    return Piece(
+        notes=notes,
+        tempos=[tuple(t) for t in row.get("tempos") or []],
+        time_signatures=[(float(b), int(n), int(d)) for b, n, d in row.get("time_signatures") or []],
+        key=row.get("key"),
+        title=row.get("title"),
+        abc=row.get("abc"),
+        source=f"{path}{row.get('suffix', '')}",
+        meta=dict(row.get("meta") or {}),
+    )
+
+
+def _entry_meta(path: Path, pieces: list[Piece], tune_errors, error) -> tuple[dict[str, Any], np.ndarray]:
+    rows = [_piece_row(p, path) for p in pieces]
+    notes = np.concatenate([p.notes for p in pieces]) if pieces else np.zeros(0, dtype=NOTE_DTYPE)
+    tune = [[_suffix_of(s, path) or s, r] for s, r in tune_errors]
+    return {"error": error, "tune_errors": tune, "pieces": rows}, notes
+
+
+# ------------------------------------------------------------------------------------------- reading
+@dataclass
+class ReadCorpus:
+    corpus: Corpus
+    notes: bool
+    files: list[FileEntry]
+    refs: list[PieceRef]
+    skipped_files: list[tuple[str, str]]  # (source, reason)
+    skipped_pieces: list[tuple[str, str]]  # failed tunes of books
+    read_now: int = 0  # files parsed this run (cache misses)
+    truncated: bool = False  # max_pieces cut the corpus short
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (file, the identical file used instead)
+    digests: dict[str, str] = field(default_factory=dict, repr=False)  # digest -> first file with it
+
+    def summary_line(self) -> str:
+        """`N read, M skipped` with the reasons grouped, and how much came from the cache."""
+        n_files = sum(1 for f in self.files if not f.error)
+        line = f"{self.corpus.name}: {len(self.refs)} pieces from {n_files} files read, "
+        line += group_reasons(self.skipped_files + self.skipped_pieces)
+        if self.duplicates:
+            first = _short_name(self.duplicates[0][0])
+            line += f"; {len(self.duplicates)} byte-identical duplicate files used once ({first}, ...)"
+        if self.files:
+            line += f" [{self.read_now} files parsed, {len(self.files) - self.read_now} from the cache]"
+        return line
+
+
+def group_reasons(items: list[tuple[str, str]], names_per_reason: int = 3) -> str:
+    """'0 skipped' or '2 skipped: 1 not a MIDI file (junk.mid), 1 no notes (empty.mid)'."""
+    if not items:
+        return "0 skipped"
+    by_reason: dict[str, list[str]] = {}
+    for source, reason in items:
+        by_reason.setdefault(reason, []).append(_short_name(source))
+    parts = []
+    for reason, names in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        shown = ", ".join(names[:names_per_reason]) + (", ..." if len(names) > names_per_reason else "")
+        parts.append(f"{len(names)} {reason} ({shown})")
+    return f"{len(items)} skipped: " + ", ".join(parts)
+
+
+def _short_name(source: str) -> str:
+    text = str(source)
+    path, sep, tune = text.partition("#")
+    return Path(path).name + (sep + tune if sep else "")
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
+
+
+def read_corpus(
+    corpus: Corpus,
+    notes: bool,
+    cache: Cache,
+    workers: int = 0,
+    max_pieces: int | None = None,
+    log: Callable[[str], Any] | None = None,
+) -> ReadCorpus:
+    """Read (or find in the cache) every file of `corpus`, in order, until `max_pieces` pieces if given.
+
+    `notes` False lets ABC readers keep only the text (for representations that read `piece.abc`). A whole
+    corpus read before is found through one index entry (keyed by all its files' digests), so a warm run opens
+    one cache file instead of one per music file.
+    """
+    version = reader_version()
+    result = ReadCorpus(corpus, notes, [], [], list(corpus.skipped), [])
+    paths = list(corpus.files)
+    if max_pieces is None:
+        entries = _entries(paths, notes, version, result)
+        index_key = make_key("index", version, bool(notes), [e.key for e in entries])
+        index = cache.load_json("index", index_key)
+        if index is not None and len(index) == len(entries):
+            for e, meta in zip(entries, index):
+                e.meta = dict(meta, light=True)
+        else:
+            for e in entries:
+                e.meta = cache.load_piece_meta(e.key)
+            result.read_now += _read_missing([e for e in entries if e.meta is None], notes, cache, workers, corpus.name)
+            try:
+                cache.save_json("index", index_key, [_light(e.meta) for e in entries])
+            except OSError:
+                pass
+        _collect(entries, result)
+    else:
+        pos = 0
+        while pos < len(paths) and len(result.refs) < max_pieces:
+            # read about as many files as should give the pieces still wanted, judging by those read so far
+            per_file = len(result.refs) / len(result.files) if result.files else 0.0
+            wanted = max_pieces - len(result.refs)
+            chunk = max(workers, 1) if not result.files else math.ceil(wanted / max(per_file, 1e-9))
+            batch = paths[pos : pos + max(chunk, workers, 1)]
+            pos += len(batch)
+            entries = _entries(batch, notes, version, result)
+            for e in entries:
+                e.meta = cache.load_piece_meta(e.key)
+            result.read_now += _read_missing([e for e in entries if e.meta is None], notes, cache, workers, corpus.name)
+            _collect(entries, result)
+        result.truncated = len(result.refs) > max_pieces or pos < len(paths)
+        del result.refs[max_pieces:]
+    if log is not None:
+        log(result.summary_line())
+    return result
+
+
+def _entries(paths: list[Path], notes: bool, version: str, result: ReadCorpus) -> list[FileEntry]:
+    """Entries for `paths`, less unreadable files and byte-identical copies of files already seen."""
+    out = []
+    for p in paths:
+        try:
+            digest = file_digest(p)
+        except OSError as exc:
+            result.skipped_files.append((str(p), exc.strerror or "cannot be read"))
+            continue
+        if digest in result.digests:
+            result.duplicates.append((str(p), result.digests[digest]))
+            continue
+        result.digests[digest] = str(p)
+        is_abc = p.suffix.lower() == ".abc"
+        out.append(FileEntry(p, digest, make_key("pieces", version, digest, bool(notes) if is_abc else True)))
+    return out
+
+
+def _light(meta: dict[str, Any]) -> dict[str, Any]:
+    """A file entry's meta less the pieces' text and facts: what splitting and statistics need."""
+    rows = [{"n": r["n"], "suffix": r.get("suffix", ""), "summary": r["summary"]} for r in meta.get("pieces", [])]
+    return {"error": meta.get("error"), "tune_errors": meta.get("tune_errors", []), "pieces": rows}
+
+
+def _collect(entries: list[FileEntry], result: ReadCorpus) -> None:
+    for e in entries:
+        result.files.append(e)
+        assert e.meta is not None
+        if e.error:
+            result.skipped_files.append((str(e.path), e.error))
+            continue
+        for suffix, reason in e.meta.get("tune_errors", []):
+            result.skipped_pieces.append((f"{e.path}{suffix}" if suffix.startswith("#") else suffix, reason))
+        for i, row in enumerate(e.meta["pieces"]):
+            source = f"{e.path}{row.get('suffix', '')}"
+            result.refs.append(PieceRef(e, i, source, f"{e.digest}:{i}", row["summary"]))
+
+
+def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: int, name: str) -> int:
+    """Read the files the cache did not have (in `workers` processes), store them; returns how many."""
+    if not entries:
+        return 0
+    bar = _progress(len(entries), f"reading {name}")
+
+    def finish(e: FileEntry, outcome) -> None:
+        pieces, tune_errors, error = outcome
+        meta, arr = _entry_meta(e.path, pieces, tune_errors, error)
+        try:
+            cache.save_pieces(e.key, meta, arr)
+        except OSError:  # a full or read-only cache folder must not stop training
+            pass
+        e.meta = meta
+        e.loaded = pieces if pieces else None
+        bar.update(1)
+
+    try:
+        todo = list(entries)
+        if workers > 1 and len(todo) > 1:
+            try:
+                with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+                    futures = {pool.submit(_read_in_worker, str(e.path), notes): e for e in todo}
+                    for fut in as_completed(futures):
+                        finish(futures[fut], fut.result())
+                todo = []
+            except BrokenProcessPool:  # a worker died (a crash inside a parser, or memory): go on in-process
+                todo = [e for e in todo if e.meta is None]
+        for e in todo:
+            finish(e, read_file(str(e.path), notes))
+    finally:
+        bar.close()
+    return len(entries)

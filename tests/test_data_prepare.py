@@ -1,0 +1,149 @@
+"""Preparation: reading through the cache, skipped files with reasons, the vocabulary cache, real chorales."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import mido
+import numpy as np
+import pytest
+from test_data_fakes import ToyGrid, ToyTokens, toy_corpus, use_toy_reader, write_toy
+
+from fractalmusic.data import DataConfig, build_datasets
+from fractalmusic.data.cache import Cache
+from fractalmusic.data.corpora import resolve_corpus
+from fractalmusic.data.prepare import group_reasons, read_corpus
+from fractalmusic.errors import DataError
+
+
+def _cfg(data, **kw) -> DataConfig:
+    kw.setdefault("num_prep_workers", 0)
+    kw.setdefault("crop_length", 8)
+    return DataConfig(data=str(data), **kw)
+
+
+def test_second_run_reads_nothing_and_fits_nothing(tmp_path, monkeypatch):
+    reader = use_toy_reader(monkeypatch)
+    folder = toy_corpus(tmp_path / "toys", n_files=5, tunes_per_file=3)
+    ToyTokens.fit_calls = 0
+    train1, val1, report1 = build_datasets(_cfg(folder, val_fraction=0.3), ToyTokens(), log=None)
+    assert sorted(reader.calls) == [f"t{i:02d}.abc" for i in range(5)]
+    assert ToyTokens.fit_calls == 1 and report1.vocabulary == "fitted" and report1.files_parsed == 5
+
+    rep2 = ToyTokens()
+    train2, val2, report2 = build_datasets(_cfg(folder, val_fraction=0.3), rep2, log=None)
+    assert len(reader.calls) == 5  # the reader was not called again
+    assert ToyTokens.fit_calls == 1 and report2.vocabulary == "cached" and report2.files_parsed == 0
+    # one index, one vocabulary and one pack per split: no per-file entry is even opened
+    assert report2.cache_hits == {"index": 1, "vocab": 1, "packs": 2} and not report2.cache_misses
+    assert rep2.pitches is not None and rep2.vocab_size == train1.representation.vocab_size
+    assert [train2.store[i].tolist() for i in range(len(train2.store))] == [
+        train1.store[i].tolist() for i in range(len(train1.store))
+    ]
+    assert train2.store.sources == train1.store.sources and val2.store.sources == val1.store.sources
+
+    # without the index and packs, the per-file entries still spare the reader
+    for sub in ("index", "packs"):
+        shutil.rmtree(tmp_path / ".fm-cache" / "data-v1" / sub)
+    _, _, report3 = build_datasets(_cfg(folder, val_fraction=0.3), ToyTokens(), log=None)
+    assert len(reader.calls) == 5 and report3.cache_hits["pieces"] == 5 and report3.cache_hits["encoded"] == 5
+
+    # a changed file is read again; --no-cache reads everything and writes nothing
+    write_toy(folder, "t01.abc", [60, 62, 64, 65, 67, 69, 71, 72, 74])
+    build_datasets(_cfg(folder, val_fraction=0.3), ToyTokens(), log=None)
+    assert reader.calls[5:] == ["t01.abc"]
+    cache_files = sorted(p for p in (tmp_path / ".fm-cache").rglob("*") if p.is_file())
+    build_datasets(_cfg(folder, val_fraction=0.3, no_cache=True), ToyTokens(), log=None)
+    assert len(reader.calls) == 6 + 5
+    assert sorted(p for p in (tmp_path / ".fm-cache").rglob("*") if p.is_file()) == cache_files
+
+
+def test_bad_files_are_skipped_with_reasons_and_good_ones_used(tmp_path, monkeypatch):
+    use_toy_reader(monkeypatch)
+    folder = tmp_path / "mixed"
+    write_toy(folder, "good.mid", [60, 62, 64, 65, 67])
+    write_toy(folder, "junk.mid", "JUNK")
+    write_toy(folder, "book.abc", [60, 64, 67], "BAD", [62, 65, 69])
+    lines = []
+    train, val, report = build_datasets(_cfg(folder, val_fraction=0.0), ToyGrid(), log=lines.append)
+    assert train.n_pieces == 3 and val is None
+    summary = [line for line in lines if "read" in line][0]
+    assert "3 pieces from 2 files read, 2 skipped: " in summary
+    assert "1 bad tune (book.abc#X2)" in summary and "1 not a toy file (junk.mid)" in summary
+    assert report.n_val == 0 and any("without validation" in line for line in report.lines())
+    # cached failures are reported again without reading
+    lines2 = []
+    build_datasets(_cfg(folder, val_fraction=0.0), ToyGrid(), log=lines2.append)
+    assert [x for x in lines2 if "read" in x][0].split(" [")[0] == summary.split(" [")[0]
+
+
+def test_nothing_readable_is_one_data_error(tmp_path, monkeypatch):
+    use_toy_reader(monkeypatch)
+    folder = tmp_path / "bad"
+    write_toy(folder, "a.mid", "JUNK")
+    write_toy(folder, "b.mid", "JUNK again")
+    with pytest.raises(DataError, match=r"no readable music in .*2 skipped: 2 not a toy file \(a.mid, b.mid\)"):
+        build_datasets(_cfg(folder), ToyGrid(), log=None)
+
+
+def test_parallel_reading_matches_in_process(tmp_path, monkeypatch):
+    use_toy_reader(monkeypatch)  # forked workers inherit the patched reader
+    folder = toy_corpus(tmp_path / "toys", n_files=4, tunes_per_file=2)
+    corpus = resolve_corpus(str(folder))
+    serial = read_corpus(corpus, True, Cache(None), workers=0)
+    parallel = read_corpus(corpus, True, Cache(None), workers=2)
+    assert [r.source for r in serial.refs] == [r.source for r in parallel.refs]
+    assert [r.key for r in serial.refs] == [r.key for r in parallel.refs]
+    assert parallel.read_now == 4
+
+
+def test_max_pieces_reads_only_what_it_needs(tmp_path, monkeypatch):
+    reader = use_toy_reader(monkeypatch)
+    folder = toy_corpus(tmp_path / "toys", n_files=10)
+    train, _, report = build_datasets(_cfg(folder, max_pieces=3, val_fraction=0), ToyGrid(), log=None)
+    assert train.n_pieces == 3 and len(reader.calls) == 3
+    assert any("--max-pieces 3" in n for n in report.notes)
+
+
+def test_group_reasons_format():
+    assert group_reasons([]) == "0 skipped"
+    text = group_reasons(
+        [("/x/junk.mid", "not a MIDI file"), ("/x/empty.mid", "no notes"), ("/x/j2.mid", "not a MIDI file")]
+    )
+    assert text == "3 skipped: 2 not a MIDI file (junk.mid, j2.mid), 1 no notes (empty.mid)"
+
+
+@pytest.fixture
+def chorale_folder(tmp_path, chorale_paths):
+    folder = tmp_path / "chorales"
+    folder.mkdir()
+    for p in chorale_paths[:2]:
+        shutil.copy(p, folder / p.name)
+    (folder / "junk.mid").write_bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8).tobytes())
+    empty = mido.MidiFile()
+    empty.tracks.append(mido.MidiTrack())
+    empty.save(folder / "empty.mid")
+    return folder
+
+
+def test_real_chorales_with_a_junk_and_an_empty_midi(chorale_folder, cli, tmp_path):
+    cache = Cache(tmp_path / ".fm-cache")
+    result = read_corpus(resolve_corpus(str(chorale_folder)), True, cache, workers=0)
+    assert len(result.refs) == 2 and all(r.summary["n_notes"] > 50 for r in result.refs)
+    reasons = dict((os.path.basename(s), r) for s, r in result.skipped_files)
+    assert set(reasons) == {"junk.mid", "empty.mid"}
+    assert "not a MIDI file" in reasons["junk.mid"] and "no notes" in reasons["empty.mid"]
+    line = result.summary_line()
+    assert "2 pieces from 2 files read, 2 skipped:" in line and "(junk.mid)" in line and "(empty.mid)" in line
+
+    # through the command line, with the cache the reading above filled (another process: nothing parsed)
+    pytest.importorskip("fractalmusic.representations.pianoroll")
+    out = cli("data", "stats", "--data", str(chorale_folder), "--repr", "pianoroll", "--crop-length", "64",
+              "--steps-per-beat", "2")
+    assert out.exit_code == 0, out.output
+    assert "2 skipped:" in out.stdout and "(junk.mid)" in out.stdout and "(empty.mid)" in out.stdout
+    assert "0 files parsed" in out.stdout
+    assert "pieces: 2 training, 0 validation" in out.stdout and "pitch range:" in out.stdout
+    steps = next(line for line in out.stdout.splitlines() if line.startswith("steps:"))
+    beats = sum(r.summary["end_beat"] for r in result.refs)
+    assert int(steps.split()[1].replace(",", "")) == pytest.approx(2 * beats, abs=2)  # --steps-per-beat 2
