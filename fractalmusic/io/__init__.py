@@ -132,3 +132,6 @@ __all__ = [
     "write_outputs",
     "write_piece",
 ]
+
+# Bumped whenever a reader's output changes, so cached parsed pieces are re-read (see fractalmusic.data.cache).
+READER_VERSION = 1
