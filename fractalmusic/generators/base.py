@@ -11,8 +11,9 @@ Batches (dicts of tensors, made by `fractalmusic.data`):
 
 `loss(batch)` returns ``dict(loss=<scalar tensor, mean nats per predicted token/cell>, n=<int, how many were
 predicted>, **metrics)``; metrics are floats or 0-d tensors. `nll(batch)` returns ``dict(nll_sum=float, n=int)`` for
-evaluation (summed nats over all predicted positions). `sample(...)` returns an int64 numpy array: `[n, length]`
-for tokens, `[n, 128, length]` for grids.
+evaluation (summed nats over all predicted positions). `sample(...)` returns an int64 numpy array: for tokens
+`[n, P + G]` (the prefix - primer, else bos - then up to `length` generated tokens; rows that stopped at eos are
+padded with pad_id), for grids `[n, 128, length]`.
 """
 from __future__ import annotations
 
