@@ -1,0 +1,379 @@
+"""`fmusic train`: pick a representation and a generator, read the corpus, train, write checkpoints.
+
+Every option but --repr/--generator comes from a dataclass (TrainConfig, DataConfig, the representation's Config,
+the generator's Config) and is parsed by `fractalmusic.config.parse_options`, so all of them get the same types,
+checks and typo suggestions. The seeds' spellings (`--model_type`, `--learning_rate`, `--save_dir`, ...) work too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import re
+import sys
+from typing import Any
+
+import click
+
+from fractalmusic.errors import CheckpointError, ConfigError
+
+# other spellings of trainer and data options (underscores already map onto dashes)
+ALIASES = {
+    "--max-grad-norm": "--grad-clip",
+    "--gradient-clip-val": "--grad-clip",
+    "--clip-grad-norm": "--grad-clip",
+    "--save-dir": "--output-dir",
+    "--out-dir": "--output-dir",
+    "--seq-length": "--crop-length",
+    "--seq-len": "--crop-length",
+    "--learning-rate": "--lr",
+    "--train-batch-size": "--batch-size",
+    "--eval-batch-size": "--val-batch-size",
+    "--train-data": "--data",
+    "--data-file": "--data",
+    "--max-epochs": "--epochs",
+    "--num-epochs": "--epochs",
+    "--resume": "--resume-from-checkpoint",
+    "--grad-checkpointing": "--grad-checkpoint",
+    "--gradient-checkpointing": "--grad-checkpoint",
+}
+
+# options people bring from elsewhere that this command answers differently
+ANSWERS = {
+    "--devices": "several GPUs train through torchrun: `torchrun --nproc_per_node N -m fractalmusic train ...`; "
+                 "one device: --device cpu|cuda|cuda:N",
+    "--gpus": "several GPUs train through torchrun: `torchrun --nproc_per_node N -m fractalmusic train ...`; "
+              "one device: --device cpu|cuda|cuda:N",
+    "--log-images-every-n-steps": "fmusic train does not render samples while training; run "
+                                  "`fmusic sample OUTPUT/checkpoints/last.pt --to png` on any checkpoint",
+}
+
+VOCAB_TYPES = {"char": "abc", "word": "words"}
+DEFAULT_REPR = {"tokens": "abc", "grid": "pianoroll"}
+DEFAULT_GENERATOR = {"tokens": "lstm", "grid": "mar"}
+
+EPILOG = """\b
+Examples:
+  fmusic train --repr abc --generator lstm                     # folk tunes (embedded corpus), char LSTM
+  fmusic train --repr words --generator gru --epochs 20        # musical words
+  fmusic train --repr pianoroll --generator mar --crop-length 128 --model-size small
+  fmusic train --resume-from-checkpoint last --output-dir runs/folk --max-steps 20000
+  torchrun --nproc_per_node 4 -m fractalmusic train --repr pianoroll --generator mar --precision bf16
+"""
+
+
+def _canonical(opt: str) -> str:
+    name = opt.split("=", 1)[0]
+    canon = "--" + name[2:].replace("_", "-") if name.startswith("--") else name
+    return ALIASES.get(canon, canon)
+
+
+def _peek(args: list[str], option: str) -> str | None:
+    """The value given for `option` (any spelling), without parsing the rest."""
+    found = None
+    for i, tok in enumerate(args):
+        if not tok.startswith("--") or _canonical(tok) != option:
+            continue
+        if "=" in tok:
+            found = tok.split("=", 1)[1]
+        elif i + 1 < len(args):
+            found = args[i + 1]
+    return found
+
+
+def _field_comments(cls) -> dict[str, str]:
+    """Help text of a Config dataclass: the comment after each field (`name: int = 3  # what it does`)."""
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(cls):
+        text = f.metadata.get("help") if f.metadata else None
+        if text:
+            out[f.name] = text
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return out
+    for line in source.splitlines():
+        m = re.match(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
+        if m and m.group(1) not in out:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def _option_rows(cls, skip: set[str] = frozenset()) -> list[tuple[str, str]]:
+    from fractalmusic.config import _scalar, describe_options, field_types
+
+    comments = _field_comments(cls)
+    types = field_types(cls)
+    rows = []
+    for (opt, type_name, default), name in zip(describe_options(cls), types):
+        if name in skip:
+            continue
+        if _scalar(types[name]) is bool:
+            left = opt if name.startswith("no_") else f"{opt} / --no-{opt[2:]}"
+        else:
+            left = f"{opt} {type_name.upper() if ' ' not in type_name else 'A,B,...'}"
+        right = comments.get(name, "")
+        if "default" not in right.lower():
+            right = f"{right} [default: {default}]" if right else f"[default: {default}]"
+        rows.append((left, right))
+    return rows
+
+
+def _help_text(repr_name: str | None, gen_name: str | None) -> str:
+    from fractalmusic import plugins
+    from fractalmusic.data.config import DataConfig
+    from fractalmusic.training.config import TrainConfig
+
+    f = click.HelpFormatter(max_width=110)
+    f.write_usage("fmusic train", "[--repr NAME] [--generator NAME] [OPTIONS]")
+    f.write_paragraph()
+    f.write_text("Train a generator on a corpus. Checkpoints, metrics.jsonl, TensorBoard logs and hparams.json go "
+                 "to --output-dir. Unknown options are errors, with a suggestion.")
+    reps = plugins.names("representation")
+    gens = plugins.names("generator")
+    with f.section("Plugins"):
+        f.write_dl([
+            ("--repr NAME", f"representation: {', '.join(reps) or 'none installed'} (default: abc, or pianoroll "
+                            f"for a grid generator)"),
+            ("--generator NAME", f"generator: {', '.join(gens) or 'none installed'} (default: lstm, or mar for a "
+                                 f"grid representation)"),
+        ])
+    with f.section("Training options"):
+        f.write_dl(_option_rows(TrainConfig))
+    with f.section("Data options"):
+        train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        f.write_dl(_option_rows(DataConfig, skip=train_fields))  # --seed: one option sets both
+    for kind, selected, names in (("representation", repr_name, reps), ("generator", gen_name, gens)):
+        for name in ([selected] if selected else names):
+            try:
+                cls = plugins.get(kind, name)
+            except Exception as exc:  # a broken plugin must not break the help
+                with f.section(f"{kind.capitalize()} {name!r} options"):
+                    f.write_text(f"unavailable: {str(exc).splitlines()[0]}")
+                continue
+            what = cls.kind if kind == "representation" else "/".join(cls.accepts)
+            rows = _option_rows(cls.Config)
+            with f.section(f"{kind.capitalize()} {name!r} options ({what})"):
+                if rows:
+                    f.write_dl(rows)
+                else:
+                    f.write_text("(none)")
+    with f.section("Other spellings accepted"):
+        pairs = [("--model_type NAME", "--generator NAME"), ("--vocab_type char|word", "--repr abc|words")]
+        pairs += [(a, b) for a, b in ALIASES.items()]
+        f.write_dl(pairs)
+        f.write_text("Underscores may replace dashes in every option (--hidden_size = --hidden-size).")
+    f.write_paragraph()
+    f.write_text(EPILOG)
+    return f.getvalue()
+
+
+def _select_plugins(repr_name: str | None, gen_name: str | None):
+    from fractalmusic import plugins
+
+    rep_cls = plugins.get_representation(repr_name) if repr_name else None
+    gen_cls = plugins.get_generator(gen_name) if gen_name else None
+    if rep_cls is None:
+        kind = "grid" if gen_cls is not None and "tokens" not in gen_cls.accepts else "tokens"
+        rep_cls = plugins.get_representation(DEFAULT_REPR[kind])
+    if gen_cls is None:
+        gen_cls = plugins.get_generator(DEFAULT_GENERATOR.get(rep_cls.kind, "lstm"))
+    if rep_cls.kind not in gen_cls.accepts:
+        raise ConfigError(f"generator {gen_cls.name!r} works on {'/'.join(gen_cls.accepts)} representations; "
+                          f"{rep_cls.name!r} is a {rep_cls.kind} representation")
+    return rep_cls, gen_cls
+
+
+def _refuse_model_changes(cls, given: dict[str, Any], stored: dict[str, Any], what: str) -> None:
+    """A resumed run keeps the checkpoint's model: options that would change it are an error."""
+    from fractalmusic.config import config_from_dict, config_to_dict
+
+    if not given:
+        return
+    before = config_to_dict(config_from_dict(cls, stored, where=what))
+    after = config_to_dict(config_from_dict(cls, {**stored, **given}, where=what))
+    for key in given:
+        if before.get(key) != after.get(key):
+            raise ConfigError(f"--{key.replace('_', '-')} {given[key]}: the checkpoint's {what} has {stored.get(key)}; "
+                              f"a resumed run keeps the checkpoint's {what} (drop the option or start a new run)")
+
+
+@click.command(
+    "train",
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+)
+@click.option("--repr", "--representation", "repr_name", metavar="NAME", default=None)
+@click.option("--generator", "--model-type", "--model_type", "gen_name", metavar="NAME", default=None)
+@click.option("--vocab-type", "--vocab_type", "vocab_type", default=None)
+@click.option("-h", "--help", "show_help", is_flag=True, default=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def command(repr_name, gen_name, vocab_type, show_help, args):
+    """Train a generator on a corpus (see `fmusic train --help`)."""
+    args = list(args)
+    if vocab_type is not None:
+        if vocab_type not in VOCAB_TYPES:
+            raise ConfigError(f"--vocab_type must be char or word, not {vocab_type!r} (or use --repr NAME)")
+        if repr_name is not None and repr_name != VOCAB_TYPES[vocab_type]:
+            raise ConfigError(f"--vocab_type {vocab_type} means --repr {VOCAB_TYPES[vocab_type]}, "
+                              f"but --repr {repr_name} was given")
+        repr_name = VOCAB_TYPES[vocab_type]
+    if show_help:
+        click.echo(_help_text(repr_name, gen_name), nl=False)
+        return
+    for tok in args:
+        if tok.startswith("--") and _canonical(tok) in ANSWERS:
+            raise ConfigError(f"{tok.split('=')[0]}: {ANSWERS[_canonical(tok)]}")
+    run_training(repr_name, gen_name, args)
+
+
+def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -> dict[str, Any]:
+    from pathlib import Path
+
+    from fractalmusic import data as fdata
+    from fractalmusic.config import config_from_dict, parse_options
+    from fractalmusic.training import distributed
+    from fractalmusic.training.checkpoint import check_resumable, from_json, load_checkpoint, resolve_resume_path
+    from fractalmusic.training.config import TrainConfig
+    from fractalmusic.training.trainer import (
+        Trainer,
+        check_precision,
+        default_output_dir,
+        prepare_output_dir,
+        seed_everything,
+    )
+
+    # ---- a resumed run takes its plugins and model from the checkpoint
+    ckpt = None
+    path = None
+    resume_dir = None
+    resume_value = _peek(args, "--resume-from-checkpoint")
+    if resume_value:
+        path = resolve_resume_path(resume_value, _peek(args, "--output-dir"))
+        if Path(path).parent.name == "checkpoints":
+            resume_dir = str(Path(path).parent.parent)  # continue in the run folder the checkpoint is in
+        ckpt = load_checkpoint(path)
+        check_resumable(ckpt, path)
+        stored_rep, stored_gen = ckpt["representation"]["name"], ckpt["generator"]["name"]
+        for given, stored, what in ((repr_name, stored_rep, "--repr"), (gen_name, stored_gen, "--generator")):
+            if given is not None and given != stored:
+                raise CheckpointError(f"{path} was trained with {what} {stored}, not {given}")
+        repr_name, gen_name = stored_rep, stored_gen
+    rep_cls, gen_cls = _select_plugins(repr_name, gen_name)
+
+    targets = {"train": TrainConfig, "data": fdata.DataConfig, "representation": rep_cls.Config,
+               "generator": gen_cls.Config}
+    aliases = dict(fdata.DATA_ALIASES)
+    aliases.update(ALIASES)
+    parsed = parse_options(args, targets, aliases=aliases,
+                           known_elsewhere=["--repr", "--generator", "--help", "--vocab-type"])
+    # an option several configs share (--seed: trainer and data) sets all of them
+    fields = {label: {f.name for f in dataclasses.fields(cls)} for label, cls in targets.items()}
+    for label, given in list(parsed.items()):
+        for name, value in given.items():
+            for other, names in fields.items():
+                if other != label and name in names and name not in parsed[other]:
+                    parsed[other][name] = value
+
+    if ckpt is not None:
+        train_base = from_json(ckpt.get("train_config"), {}) or {}
+        train_base = {k: v for k, v in train_base.items() if k in fields["train"]}
+        if resume_dir is not None:
+            train_base["output_dir"] = resume_dir
+        data_base = from_json(ckpt.get("data_config"), {}) or {}
+        data_base = {k: v for k, v in data_base.items() if k in fields["data"]}
+        train_cfg = config_from_dict(TrainConfig, {**train_base, **parsed["train"]}, where="training options")
+        data_cfg = config_from_dict(fdata.DataConfig, {**data_base, **parsed["data"]}, where="data options")
+        stored_rep = json.loads(ckpt["representation"]["state"])
+        _refuse_model_changes(rep_cls.Config, parsed["representation"], stored_rep.get("config", {}),
+                              "representation")
+        _refuse_model_changes(gen_cls.Config, parsed["generator"], json.loads(ckpt["generator"]["config"]),
+                              "generator")
+    else:
+        train_cfg = config_from_dict(TrainConfig, parsed["train"], where="training options")
+        data_cfg = config_from_dict(fdata.DataConfig, parsed["data"], where="data options")
+
+    # ---- processes, devices, the run folder: fail before any slow work
+    ctx = distributed.setup(train_cfg.device)
+    echo = click.echo if ctx.is_main else (lambda *a, **k: None)
+    try:
+        check_precision(train_cfg.precision, ctx.device)
+        output_dir = train_cfg.output_dir
+        if output_dir is None:
+            output_dir = default_output_dir(rep_cls.name, gen_cls.name)
+        output_dir = distributed.broadcast_object(ctx, output_dir)
+        train_cfg = dataclasses.replace(train_cfg, output_dir=str(output_dir))
+        if ctx.is_main:
+            prepare_output_dir(output_dir)
+
+        # ---- representation and data (rank 0 first: it fills the cache the others then read)
+        if ckpt is not None:
+            representation = rep_cls.from_state_dict(json.loads(ckpt["representation"]["state"]))
+        else:
+            representation = rep_cls(config_from_dict(rep_cls.Config, parsed["representation"],
+                                                      where=f"{rep_cls.name} representation"))
+        if data_cfg.data is None:
+            data_cfg = dataclasses.replace(data_cfg, data=fdata.default_corpus(representation))
+            echo(f"data: {data_cfg.data} (the built-in default for {rep_cls.name}; choose another with --data)")
+        datasets = None
+        if ctx.is_main:
+            datasets = fdata.build_datasets(data_cfg, representation, log=echo)
+        distributed.barrier(ctx)
+        if not ctx.is_main:
+            datasets = fdata.build_datasets(data_cfg, representation, log=None)
+        train_ds, val_ds, report = datasets
+        echo(f"pieces: {report.n_train} training, {report.n_val} validation; {report.train_items:,} training "
+             f"items of {report.crop_length} {report.unit} per epoch")
+
+        # ---- the generator
+        seed_everything(train_cfg.seed)
+        gen_config = json.loads(ckpt["generator"]["config"]) if ckpt is not None else parsed["generator"]
+        generator = gen_cls.build(gen_config, representation.spec())
+        spec = representation.spec()
+        echo(f"representation {rep_cls.name} ({spec.kind}, vocabulary {spec.vocab_size}); generator {gen_cls.name}: "
+             f"{generator.num_parameters():,} parameters")
+        unit = "cells" if spec.kind == "grid" else "tokens"
+        echo(f"device {ctx.device}" + (f" x {ctx.world_size} processes" if ctx.distributed else "")
+             + f", precision {train_cfg.precision}, output {output_dir}")
+
+        trainer = Trainer(
+            generator, representation, train_cfg, train_ds, val_ds,
+            make_loader=fdata.make_loader, data_config=data_cfg, output_dir=output_dir, dist_ctx=ctx, echo=echo,
+            extra_hparams={"argv": list(sys.argv),
+                           "data_summary": {"train_pieces": report.n_train, "val_pieces": report.n_val,
+                                            f"train_{unit}": report.train_units, f"val_{unit}": report.val_units}},
+        )
+        try:
+            stats = trainer.fit(resume=ckpt, resume_source=str(path) if ckpt is not None else None)
+        except KeyboardInterrupt:
+            echo(f"interrupted; continue with: fmusic train --resume-from-checkpoint last --output-dir {output_dir}",
+                 err=True)
+            raise
+        if ctx.is_main:
+            _summary(stats, train_cfg, output_dir, unit)
+        return stats
+    finally:
+        distributed.teardown(ctx)
+
+
+def _summary(stats: dict[str, Any], cfg, output_dir, unit: str) -> None:
+    from pathlib import Path
+
+    m = stats.get("metrics", {})
+    parts = [f"stopped at step {stats['step']} ({stats['stop_reason'].replace('_', ' ')})"]
+    if m.get("train", {}).get("loss") is not None:
+        parts.append(f"train loss {m['train']['loss']:.4f}")
+    if m.get("val", {}).get("loss") is not None:
+        v = m["val"]
+        parts.append(f"val loss {v['loss']:.4f} nats = {v['bits_per_unit']:.3f} bits per {unit[:-1]}, "
+                     f"perplexity {v['perplexity']:.2f}")
+    if stats.get("steps_run"):
+        parts.append(f"{stats['units_per_s']:,.0f} {unit}/s")
+    click.echo("; ".join(parts))
+    ck = Path(output_dir) / "checkpoints"
+    best = Path(stats["best"])
+    target = best if best.exists() else Path(stats["last"])
+    click.echo(f"checkpoints: {ck} (last.pt, best.pt and the top {cfg.save_top_k} step files)"
+               if cfg.save_top_k > 0 else f"checkpoints: {ck} (last.pt, best.pt)")
+    click.echo(f"metrics: {Path(output_dir) / 'metrics.jsonl'}")
+    click.echo(f"try: fmusic sample {target} --num-samples 4 --out-dir {Path(output_dir) / 'samples'}")

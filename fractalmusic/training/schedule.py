@@ -1,0 +1,78 @@
+"""AdamW with decoupled weight decay on matrices only, and a linear warm-up + cosine learning-rate schedule.
+
+The schedule is a pure function of the optimizer step, so resuming needs nothing but the step: its `state_dict`
+holds only that number (and the settings, for a check).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def lr_factor(step: int, warmup_steps: int, decay_steps: int | None, schedule: str, min_ratio: float) -> float:
+    """Multiplier of the peak lr for optimizer step `step` (0-based: the factor used by the step-th update)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant" or not decay_steps:
+        return 1.0
+    span = max(1, decay_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class WarmupCosine:
+    """Sets the lr of every param group before each optimizer step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr: float, warmup_steps: int, decay_steps: int | None,
+                 schedule: str = "cosine", min_ratio: float = 0.0):
+        self.optimizer = optimizer
+        self.lr = float(lr)
+        self.warmup_steps = int(warmup_steps)
+        self.decay_steps = decay_steps
+        self.schedule = schedule
+        self.min_ratio = float(min_ratio)
+        self.step_count = 0
+        self._apply()
+
+    def current_lr(self) -> float:
+        return self.lr * lr_factor(self.step_count, self.warmup_steps, self.decay_steps, self.schedule,
+                                   self.min_ratio)
+
+    def _apply(self) -> None:
+        lr = self.current_lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self) -> None:
+        """Call after `optimizer.step()`: moves to the next step's lr."""
+        self.step_count += 1
+        self._apply()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": "warmup_" + self.schedule, "step": self.step_count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_count = int(state["step"])
+        self._apply()
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on parameters with 2 or more dimensions (weights, embeddings); none on biases and gains."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float],
+                   device_type: str = "cpu") -> torch.optim.Optimizer:
+    kwargs: dict[str, Any] = {}
+    if device_type == "cuda":
+        kwargs["fused"] = True  # one kernel for the whole update
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, **kwargs)

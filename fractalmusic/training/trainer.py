@@ -1,0 +1,695 @@
+"""The trainer: one loop for every generator. It never imports a concrete representation or generator.
+
+    trainer = Trainer(generator, representation, TrainConfig(max_steps=1000), train_ds, val_ds,
+                      make_loader=fractalmusic.data.make_loader, output_dir="runs/folk")
+    stats = trainer.fit()            # {"step": 1000, "units_per_s": ..., "best": ".../best.pt", ...}
+
+A step is one optimizer update over `accumulate_grad_batches` batches. The hot loop does no host synchronisation:
+losses are summed on the device and read only when a line is logged. The data order is a function of
+(seed, epoch) alone (the `make_loader` contract), so a checkpoint needs only (epoch, batch index, RNG states) to
+resume exactly where it stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+import math
+import os
+import random
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from fractalmusic.config import config_to_dict
+from fractalmusic.errors import CheckpointError, ConfigError, DataError, FractalMusicError
+from fractalmusic.training import distributed
+from fractalmusic.training.checkpoint import (
+    CheckpointManager,
+    capture_rng,
+    check_resumable,
+    from_json,
+    load_checkpoint,
+    make_payload,
+    resolve_resume_path,
+    restore_rng,
+    to_json,
+    topk_name,
+)
+from fractalmusic.training.config import TrainConfig
+from fractalmusic.training.logs import RunLogger, loss_stats
+from fractalmusic.training.schedule import WarmupCosine, make_optimizer, param_groups
+
+
+class TrainingError(FractalMusicError):
+    """Training that cannot go on, such as a loss that became NaN."""
+
+
+def default_output_dir(representation_name: str, generator_name: str, root: str = "runs") -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return str(Path(root) / f"{representation_name}-{generator_name}-{stamp}")
+
+
+def prepare_output_dir(path: str | os.PathLike) -> Path:
+    """Create the run folder and prove it is writable; a ConfigError (one line) if not."""
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "checkpoints").mkdir(exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"--output-dir {path}: cannot write there ({reason})") from None
+    return path
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """A ConfigError when the device cannot train at `precision`."""
+    if precision == "16" and device.type != "cuda":
+        # float16 autocast on CPU lacks kernels (the recurrent layers fail); bfloat16 has them
+        raise ConfigError("--precision 16 needs a CUDA GPU (float16 kernels are missing on CPU); "
+                          "use --precision bf16 or 32 here")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("--precision bf16: this GPU does not support bfloat16; use --precision 16 or 32")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int):
+    """Run a block with fixed seeds and give the surrounding code its RNG states back untouched afterwards."""
+    saved = capture_rng()
+    try:
+        seed_everything(seed)
+        yield
+    finally:
+        restore_rng(saved)
+
+
+def skip_batches(loader: Iterable, k: int) -> Iterable:
+    """The loader's batches after the first `k`, without loading the skipped ones where the loader allows."""
+    if k <= 0:
+        return loader
+    if isinstance(loader, DataLoader) and loader.batch_sampler is not None:
+        remaining = list(loader.batch_sampler)[k:]  # indices only: cheap
+        kwargs: dict[str, Any] = dict(
+            batch_sampler=remaining,
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+            timeout=loader.timeout,
+            worker_init_fn=loader.worker_init_fn,
+            multiprocessing_context=loader.multiprocessing_context,
+            generator=loader.generator,
+            persistent_workers=loader.persistent_workers,
+        )
+        if loader.num_workers > 0:
+            kwargs["prefetch_factor"] = loader.prefetch_factor
+        return DataLoader(loader.dataset, **kwargs)
+    return itertools.islice(loader, k, None)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+class _LossForward(nn.Module):
+    """`forward(batch) = generator.loss(batch)`, so DDP and torch.compile see the loss as the forward pass."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, batch):
+        return self.generator.loss(batch)
+
+
+def _default_make_loader():
+    from fractalmusic.data import make_loader
+
+    return make_loader
+
+
+class Trainer:
+    """Trains `generator` on `train_data` (and validates on `val_data`) as `config` says.
+
+    `make_loader(dataset, batch_size, shuffle, seed, epoch, num_workers=0, rank=0, world_size=1, drop_last=False)`
+    returns the batches of one epoch in an order that depends only on (seed, epoch); default:
+    `fractalmusic.data.make_loader`. `data_config` (a dataclass or dict) is stored in checkpoints and hparams.
+    """
+
+    def __init__(
+        self,
+        generator,
+        representation,
+        config: TrainConfig,
+        train_data,
+        val_data=None,
+        *,
+        make_loader: Callable[..., Iterable] | None = None,
+        data_config: Any = None,
+        output_dir: str | os.PathLike | None = None,
+        dist_ctx: distributed.DistContext | None = None,
+        echo: Callable[[str], None] = print,
+        extra_hparams: dict[str, Any] | None = None,
+    ):
+        self.config = cfg = config
+        self.generator = generator
+        self.representation = representation
+        self.train_data = train_data
+        self.val_data = val_data
+        self.make_loader = make_loader or _default_make_loader()
+        self._loader_extras: dict[str, Any] = {}
+        if data_config is not None and not isinstance(data_config, dict):
+            data_config = config_to_dict(data_config)
+        self.data_config = data_config
+        self.extra_hparams = dict(extra_hparams or {})
+        self.ctx = dist_ctx or distributed.setup(cfg.device)
+        self.echo = echo if self.ctx.is_main else (lambda *_: None)
+        self.device = self.ctx.device
+        self.unit = "cell" if getattr(getattr(generator, "spec", None), "kind", "tokens") == "grid" else "token"
+
+        name = output_dir or cfg.output_dir
+        if name is None:
+            name = default_output_dir(representation.name, generator.name)
+        self.output_dir = Path(name).expanduser()
+        if self.ctx.is_main:
+            prepare_output_dir(self.output_dir)
+
+        # precision
+        dev_type = self.device.type
+        check_precision(cfg.precision, self.device)
+        if dev_type == "cuda":
+            try:
+                accepts_pin = "pin_memory" in inspect.signature(self.make_loader).parameters
+            except (TypeError, ValueError):
+                accepts_pin = False
+            if accepts_pin:
+                self._loader_extras["pin_memory"] = True  # page-locked batches copy to the GPU asynchronously
+        self.autocast_dtype = {"16": torch.float16, "bf16": torch.bfloat16}.get(cfg.precision)
+        self.scaler = torch.amp.GradScaler(dev_type, enabled=cfg.precision == "16")
+
+        # model, optimizer
+        generator.to(self.device)
+        generator.train()
+        generator.set_grad_checkpointing(bool(cfg.grad_checkpoint))
+        if not any(p.requires_grad for p in generator.parameters()):
+            raise ConfigError(f"generator {generator.name!r} has no trainable parameters")
+        self.optimizer = make_optimizer(generator, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), dev_type)
+        module: nn.Module = _LossForward(generator)
+        self._ddp = None
+        if self.ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # a generator that may leave parameters unused in a step (skipped levels) says so with this attribute
+            unused = bool(getattr(generator, "ddp_find_unused_parameters", False))
+            module = DistributedDataParallel(module, device_ids=[self.device.index] if dev_type == "cuda" else None,
+                                             find_unused_parameters=unused)
+            self._ddp = module
+        if cfg.compile:
+            module = torch.compile(module)
+        self.loss_module = module
+        self.scheduler: WarmupCosine | None = None
+
+        # progress
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_value: float | None = None
+        self.bad_checks = 0
+        self.last_metrics: dict[str, Any] = {}
+        self.stop_reason: str | None = None
+        self._pending_rng: dict[str, Any] | None = None
+        self._prior_elapsed = 0.0
+        self.checkpoints: CheckpointManager | None = None
+        self.logger: RunLogger | None = None
+
+    # ------------------------------------------------------------------------------------------ helpers
+    @property
+    def monitor(self) -> str:
+        return "val" if self.val_data is not None else "train"
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _loader(self, dataset, batch_size: int, shuffle: bool, epoch: int):
+        return self.make_loader(
+            dataset, batch_size=batch_size, shuffle=shuffle, seed=self.config.seed, epoch=epoch,
+            num_workers=self.config.num_workers, rank=self.ctx.rank, world_size=self.ctx.world_size,
+            drop_last=False, **self._loader_extras,
+        )
+
+    def _steps_per_epoch(self) -> int:
+        if hasattr(self.train_data, "set_epoch"):
+            self.train_data.set_epoch(0)
+        n = len(self._loader(self.train_data, self.config.batch_size, True, 0))
+        if n == 0:
+            raise DataError("the training set gives no batches (is it empty?)")
+        return math.ceil(n / self.config.accumulate_grad_batches)
+
+    def _total_steps(self, per_epoch: int) -> int:
+        cfg = self.config
+        limits = [s for s in (cfg.effective_max_steps, cfg.epochs * per_epoch if cfg.epochs else None) if s]
+        return min(limits)
+
+    def _finished(self) -> bool:
+        cfg = self.config
+        if cfg.effective_max_steps is not None and self.step >= cfg.effective_max_steps:
+            return True
+        return cfg.epochs is not None and self.epoch >= cfg.epochs
+
+    # ------------------------------------------------------------------------------------------ resume
+    def load_resume_state(self, ckpt: dict[str, Any] | str | os.PathLike, source: str | None = None) -> None:
+        """Restore weights, optimizer, scaler, position, RNG and best-so-far from a checkpoint (dict or path)."""
+        if not isinstance(ckpt, dict):
+            path = resolve_resume_path(str(ckpt), self.output_dir)
+            ckpt = load_checkpoint(path)
+        else:
+            path = source or "checkpoint"
+        check_resumable(ckpt, path)
+        model = self.generator
+        if ckpt["generator"]["name"] != model.name:
+            raise CheckpointError(f"{path}: holds a {ckpt['generator']['name']!r} generator, not {model.name!r}")
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit this {model.name} generator "
+                                  f"({str(exc).splitlines()[0][:160]})") from None
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: optimizer state does not fit this model ({exc})") from None
+        # the options of this run win over those stored with the optimizer state (the lr follows the schedule)
+        for group, fresh in zip(self.optimizer.param_groups, param_groups(model, self.config.weight_decay)):
+            group["weight_decay"] = fresh["weight_decay"]
+            group["betas"] = (self.config.beta1, self.config.beta2)
+        if ckpt.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = int(ckpt["step"])
+        self.epoch = int(ckpt.get("epoch", 0))
+        self.batch_in_epoch = int(ckpt.get("batch_in_epoch", 0))
+        state = from_json(ckpt.get("trainer_state"), {}) or {}
+        self.best_value = state.get("best_value")
+        self.bad_checks = int(state.get("bad_checks", 0))
+        self._prior_elapsed = float(state.get("elapsed_s", 0.0))
+        self.last_metrics = from_json(ckpt.get("metrics"), {}) or {}
+        old = from_json(ckpt.get("train_config"), {}) or {}
+        same_world = int(ckpt.get("world_size", 1)) == self.ctx.world_size
+        same_batches = (old.get("batch_size") == self.config.batch_size
+                        and old.get("accumulate_grad_batches") == self.config.accumulate_grad_batches)
+        rngs = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
+        if same_world and self.ctx.rank < len(rngs):
+            self._pending_rng = rngs[self.ctx.rank]
+        else:
+            seed_everything(self.config.seed + self.ctx.rank + self.step)
+        if not (same_world and same_batches) and self.batch_in_epoch:
+            self.echo(f"batch size or number of processes changed since the checkpoint: continuing from the start "
+                      f"of epoch {self.epoch + 1} (exact resume needs the same settings)")
+            self.epoch += 1
+            self.batch_in_epoch = 0
+        self._resumed_from = str(path)
+
+    # ------------------------------------------------------------------------------------------ fit
+    def fit(self, resume: dict[str, Any] | str | os.PathLike | None = None,
+            resume_source: str | None = None) -> dict[str, Any]:
+        """Train until --max-steps / --epochs / --max-minutes / early stopping; returns run statistics.
+
+        `resume`: a loaded checkpoint (with `resume_source` naming it in messages) or a path or "last";
+        default: `config.resume_from_checkpoint`.
+        """
+        cfg = self.config
+        self._resumed_from = None
+        if resume is None and cfg.resume_from_checkpoint:
+            resume = cfg.resume_from_checkpoint
+        if resume is not None:
+            self.load_resume_state(resume, resume_source)
+        else:
+            seed_everything(cfg.seed + self.ctx.rank)
+
+        per_epoch = self._steps_per_epoch()
+        total = self._total_steps(per_epoch)
+        decay = cfg.decay_steps or total
+        self.scheduler = WarmupCosine(self.optimizer, cfg.lr, cfg.warmup_steps, decay, cfg.lr_schedule,
+                                      cfg.min_lr_ratio)
+        self.scheduler.load_state_dict({"step": self.step})
+        start_step = self.step
+
+        main = self.ctx.is_main
+        if main:
+            self.checkpoints = CheckpointManager(self.output_dir / "checkpoints", cfg.save_top_k)
+        self.logger = RunLogger(self.output_dir, enabled=main, tensorboard=cfg.tensorboard, progress=cfg.progress,
+                                total_steps=total, start_step=start_step, unit=self.unit, echo=self.echo)
+        self.logger.write_hparams(self.hparams())
+        if self._resumed_from:
+            self.logger.message(f"resumed from {self._resumed_from} at step {self.step} (epoch {self.epoch})")
+        elif main and self.checkpoints is not None and self.checkpoints.last.exists():
+            self.logger.message(f"note: {self.checkpoints.dir} already holds checkpoints of an earlier run; this "
+                                f"run replaces last.pt and best.pt (to continue that run instead: "
+                                f"--resume-from-checkpoint last)")
+        if self._finished():
+            self.logger.message(f"already at step {self.step}: nothing to train (raise --max-steps or --epochs)")
+            self.logger.close()
+            return self._stats(0, 0.0, 0.0)
+
+        self._reset_windows()
+        self._units_total = 0.0
+        self._excluded = 0.0  # seconds spent validating and checkpointing inside the timed span
+        self._t0 = time.monotonic()
+        self.stop_reason = None
+        interrupted = False
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            interrupted = True
+            self.stop_reason = "interrupted"
+        finally:
+            wall = time.monotonic() - self._t0
+            train_s = max(1e-9, wall - self._excluded)
+        if interrupted and main and self.step > start_step and self.checkpoints is not None:
+            # weights and optimizer are those of the last finished step; safe to continue from
+            self._checkpoint(None, False, collective=False)
+            self.logger.message(f"interrupted: checkpoint of step {self.step} saved to {self.checkpoints.last}")
+        self.logger.close()
+        if interrupted:
+            raise KeyboardInterrupt
+        return self._stats(self.step - start_step, train_s, wall)
+
+    def _stats(self, steps: int, train_s: float, wall: float) -> dict[str, Any]:
+        units = getattr(self, "_units_total", 0.0)
+        ck = self.output_dir / "checkpoints"
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "steps_run": steps,
+            "units": units,
+            "unit": self.unit,
+            "train_seconds": train_s,
+            "wall_seconds": wall,
+            "units_per_s": units / train_s if train_s > 0 else 0.0,
+            "stop_reason": self.stop_reason or "finished",
+            "metrics": dict(self.last_metrics),
+            "best_value": self.best_value,
+            "monitor": self.monitor,
+            "output_dir": str(self.output_dir),
+            "last": str(ck / "last.pt"),
+            "best": str(ck / "best.pt"),
+        }
+
+    def _loop(self) -> None:
+        cfg = self.config
+        accum = cfg.accumulate_grad_batches
+        while not self._finished():
+            if hasattr(self.train_data, "set_epoch"):
+                self.train_data.set_epoch(self.epoch)
+            loader = self._loader(self.train_data, cfg.batch_size, True, self.epoch)
+            n_batches = len(loader)
+            if n_batches == 0:
+                raise DataError("the training set gives no batches (is it empty?)")
+            if self.batch_in_epoch >= n_batches:  # a checkpoint from a longer epoch: start the next one
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                continue
+            # RNG restore point: the original run drew from the RNG when it created this epoch's iterator, so
+            # a resume at an epoch start restores before creating it, a resume mid-epoch after creating it
+            if self._pending_rng is not None and self.batch_in_epoch == 0:
+                restore_rng(self._pending_rng)
+                self._pending_rng = None
+            batches = iter(skip_batches(loader, self.batch_in_epoch))
+            if self._pending_rng is not None:
+                restore_rng(self._pending_rng)
+                self._pending_rng = None
+            while True:
+                group = min(accum, n_batches - self.batch_in_epoch)
+                self._train_step(batches, group)
+                self.step += 1
+                self.scheduler.step()
+                self.batch_in_epoch += group
+                step_epoch = self.epoch
+                end_of_epoch = self.batch_in_epoch >= n_batches
+                if end_of_epoch:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+                self.logger.advance()
+                if self._after_step(step_epoch):
+                    return
+                if end_of_epoch or self._finished():
+                    break
+
+    def _train_step(self, batches, group: int) -> None:
+        module = self.loss_module
+        ddp = self._ddp
+        self._step_lr = self.optimizer.param_groups[0]["lr"]
+        for i in range(group):
+            try:
+                batch = next(batches)
+            except StopIteration:
+                raise DataError("the data loader gave fewer batches than its length says") from None
+            batch = _to_device(batch, self.device)
+            # gradients of all but the last micro-batch stay local: one all-reduce per optimizer step
+            sync = ddp.no_sync() if ddp is not None and i < group - 1 else contextlib.nullcontext()
+            with sync:
+                with self._autocast():
+                    out = module(batch)
+                loss = out["loss"]
+                scaled = loss / group if group > 1 else loss
+                self.scaler.scale(scaled).backward()
+            n = out["n"]
+            n = n.detach() if isinstance(n, torch.Tensor) else n
+            weighted = loss.detach().float() * n
+            self._win_loss = self._win_loss + weighted
+            self._win_n = self._win_n + n
+            self._ck_loss = self._ck_loss + weighted
+            self._ck_n = self._ck_n + n
+            for key, value in out.items():
+                if key in ("loss", "n"):
+                    continue
+                if isinstance(value, torch.Tensor):
+                    value = value.detach().float()
+                elif not isinstance(value, (int, float)) or isinstance(value, bool):
+                    continue
+                self._win_extra[key] = self._win_extra.get(key, 0.0) + value
+            self._win_batches += 1
+        if self.config.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            self._grad_norm = torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _reset_windows(self) -> None:
+        self._win_loss: Any = 0.0
+        self._win_n: Any = 0
+        self._win_extra: dict[str, Any] = {}
+        self._win_batches = 0
+        self._win_t = time.monotonic()
+        self._win_excluded = 0.0
+        self._ck_loss: Any = 0.0
+        self._ck_n: Any = 0
+        self._grad_norm = None
+
+    # ------------------------------------------------------------------------------------------ periodic work
+    def _after_step(self, step_epoch: int) -> bool:
+        """Logging, validation, checkpoints and stop decisions after a step; True means stop now."""
+        cfg = self.config
+        s = self.step
+        finished = self._finished()
+        stop = None
+        if cfg.max_minutes is not None and (not self.ctx.distributed or s % 10 == 0 or finished):
+            over = time.monotonic() - self._t0 > cfg.max_minutes * 60.0
+            if distributed.any_rank(self.ctx, over):
+                stop = "max_minutes"
+        end = finished or stop is not None
+        if s % cfg.log_every_n_steps == 0 or end:
+            self._log_train(step_epoch)
+        t_side = time.monotonic()
+        metric = None
+        do_ckpt = s % cfg.checkpoint_every_n_steps == 0 or end
+        if self.val_data is not None and (s % cfg.val_check_interval_steps == 0 or end or do_ckpt):
+            # checkpoint steps validate too: top-k files are named and ranked by this step's own val loss
+            metric = self.validate(step_epoch)
+        elif self.val_data is None and do_ckpt:
+            metric = self._train_loss_since_checkpoint()
+        new_best = False
+        if metric is not None:
+            new_best = math.isfinite(metric) and (self.best_value is None or metric < self.best_value)
+            if new_best:
+                self.best_value = metric
+                self.bad_checks = 0
+            else:
+                self.bad_checks += 1
+            patience = cfg.early_stopping_patience
+            if patience is not None and self.bad_checks >= patience and stop is None and not finished:
+                stop = "early_stopping"
+                do_ckpt = True
+                self.logger.message(f"early stopping: no better {self.monitor} loss in {patience} checks "
+                                    f"(best {self.best_value:.4f})")
+        if stop == "max_minutes":
+            self.logger.message(f"time budget of {cfg.max_minutes:g} min spent at step {s}: stopping")
+        if do_ckpt:
+            self._checkpoint(metric, new_best)
+        elif new_best:
+            self._save_best()
+        spent = time.monotonic() - t_side
+        self._excluded += spent
+        self._win_excluded += spent
+        self.stop_reason = stop
+        return stop is not None
+
+    def _train_loss_since_checkpoint(self) -> float | None:
+        loss_sum, n = distributed.all_reduce_sum(self.ctx, [float(self._ck_loss), float(self._ck_n)])
+        self._ck_loss, self._ck_n = 0.0, 0
+        return loss_sum / n if n > 0 else None
+
+    def _log_train(self, epoch: int) -> None:
+        keys = sorted(self._win_extra)
+        values = [float(self._win_loss), float(self._win_n), float(self._win_batches)]
+        values += [float(self._win_extra[k]) for k in keys]
+        values = distributed.all_reduce_sum(self.ctx, values)
+        loss_sum, n, batches = values[:3]
+        if n <= 0:
+            return
+        loss = loss_sum / n
+        if not math.isfinite(loss) and self.config.precision != "16":
+            raise TrainingError(f"the training loss became {loss} at step {self.step}; try a lower --lr "
+                                f"(now {self.config.lr:g}), --grad-clip, or --precision 32")
+        now = time.monotonic()
+        seconds = max(1e-9, now - self._win_t - self._win_excluded)
+        self._units_total += n
+        record: dict[str, Any] = {"step": self.step, "epoch": epoch, "split": "train"}
+        record.update(loss_stats(loss))
+        record["lr"] = self._step_lr  # the lr this step used
+        record["units_per_s"] = n / seconds
+        record["units"] = n
+        for k, v in zip(keys, values[3:]):
+            record[k] = v / batches
+        if self._grad_norm is not None:
+            record["grad_norm"] = float(self._grad_norm)
+        if self.config.precision == "16":
+            record["loss_scale"] = float(self.scaler.get_scale())
+        record["elapsed_s"] = self._prior_elapsed + (now - self._t0)
+        self.logger.log(record)
+        self.last_metrics["train"] = record
+        self._win_loss, self._win_n, self._win_extra, self._win_batches = 0.0, 0, {}, 0
+        self._win_t = time.monotonic()
+        self._win_excluded = 0.0
+
+    @torch.no_grad()
+    def validate(self, epoch: int | None = None) -> float | None:
+        """Mean validation loss in nats per unit over (at most --val-batches) validation batches."""
+        if self.val_data is None:
+            return None
+        cfg = self.config
+        model = self.generator
+        was_training = model.training
+        model.eval()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        count: Any = 0
+        with isolated_rng(cfg.seed + 7919):
+            if hasattr(self.val_data, "set_epoch"):
+                self.val_data.set_epoch(0)
+            loader = self._loader(self.val_data, cfg.val_batch_size or cfg.batch_size, False, 0)
+            for i, batch in enumerate(loader):
+                if cfg.val_batches is not None and i >= cfg.val_batches:
+                    break
+                batch = _to_device(batch, self.device)
+                with self._autocast():
+                    out = model.loss(batch)
+                n = out["n"]
+                loss_sum += out["loss"].detach().double() * n
+                count = count + n
+        if was_training:
+            model.train()
+        total, n = distributed.all_reduce_sum(self.ctx, [float(loss_sum), float(count)])
+        if n <= 0:
+            return None
+        loss = total / n
+        record: dict[str, Any] = {"step": self.step, "epoch": self.epoch if epoch is None else epoch, "split": "val"}
+        record.update(loss_stats(loss))
+        record["units"] = n
+        record["elapsed_s"] = self._prior_elapsed + (time.monotonic() - getattr(self, "_t0", time.monotonic()))
+        if self.logger is not None:
+            self.logger.log(record)
+        self.last_metrics["val"] = record
+        return loss
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def _payload(self, rng: Any) -> dict[str, Any]:
+        return make_payload(
+            self.representation,
+            self.generator,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict() if self.scheduler is not None else {},
+            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            rng=rng,
+            step=self.step,
+            epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch,
+            world_size=self.ctx.world_size,
+            metrics=to_json(self.last_metrics),
+            train_config=to_json(config_to_dict(self.config)),
+            data_config=to_json(self.data_config or {}),
+            trainer_state=to_json({
+                "best_value": self.best_value,
+                "bad_checks": self.bad_checks,
+                "monitor": self.monitor,
+                "elapsed_s": self._prior_elapsed + (time.monotonic() - self._t0),
+            }),
+        )
+
+    def _rng_states(self, collective: bool = True) -> list[dict[str, Any]]:
+        if collective:
+            return distributed.gather_objects(self.ctx, capture_rng())
+        return [capture_rng()]
+
+    def _checkpoint(self, metric: float | None, new_best: bool, collective: bool = True) -> None:
+        rng = self._rng_states(collective)
+        if not self.ctx.is_main or self.checkpoints is None:
+            return
+        names = ["last.pt"]
+        if metric is not None and self.checkpoints.wants_topk(metric):
+            names.append(topk_name(self.step, self.monitor, metric))
+        if new_best:
+            names.append("best.pt")
+        self.checkpoints.write(self._payload(rng), names)
+        self.checkpoints.prune_topk()
+
+    def _save_best(self) -> None:
+        rng = self._rng_states()
+        if self.ctx.is_main and self.checkpoints is not None:
+            self.checkpoints.write(self._payload(rng), ["best.pt"])
+
+    def hparams(self) -> dict[str, Any]:
+        from fractalmusic import __version__
+
+        spec = getattr(self.generator, "spec", None)
+        return {
+            "representation": {"name": self.representation.name, "state": self.representation.state_dict()},
+            "generator": {"name": self.generator.name, "config": self.generator.config_dict()},
+            "train": config_to_dict(self.config),
+            "data": self.data_config or {},
+            "spec": dict(vars(spec)) if spec is not None else {},
+            "num_parameters": int(self.generator.num_parameters()),
+            "world_size": self.ctx.world_size,
+            "device": str(self.device),
+            "unit": self.unit,
+            "package_version": __version__,
+            "torch_version": torch.__version__,
+            **self.extra_hparams,
+        }

@@ -1,0 +1,148 @@
+"""`fmusic train` end to end with the real data layer and generators (tiny models, a few steps)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fractalmusic.cli import main
+from fractalmusic.training.checkpoint import load_checkpoint
+
+TINY_LSTM = ("--repr", "abc", "--generator", "lstm", "--hidden-size", "16", "--embedding-dim", "8", "--num-layers",
+             "1", "--crop-length", "16", "--batch-size", "4", "--max-pieces", "30", "--num-prep-workers", "0",
+             "--log-every-n-steps", "1", "--no-progress", "--device", "cpu")
+
+
+def fmusic(capsys, *args):
+    """The real entry point, in this process: (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_error_line(code, err) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)
+    return lines[0]
+
+
+def train_losses(out: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if r["split"] == "train"]
+    assert len(steps) == len(set(steps)), "duplicate metrics lines"
+    return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
+
+
+def test_unknown_option_gets_a_suggestion(capsys):
+    code, _, err = fmusic(capsys, "train", "--repr", "abc", "--generator", "lstm", "--hiden-size", "3")
+    assert one_error_line(code, err) == "error: no such option: --hiden-size (did you mean '--hidden-size'?)"
+    code, _, err = fmusic(capsys, "train", "--repr", "abc", "--generator", "lstm", "--max-step", "3")
+    assert "did you mean '--max-steps'" in one_error_line(code, err)
+    code, _, err = fmusic(capsys, "train", "--repr", "abc", "--generator", "lstm", "--batch-size", "many")
+    assert "--batch-size: 'many' is not a valid int" in one_error_line(code, err)
+
+
+def test_help_shows_the_selected_plugins_options(capsys):
+    code, out, _ = fmusic(capsys, "train", "--repr", "pianoroll", "--generator", "mar", "--help")
+    assert code == 0
+    for option in ("--max-steps", "--precision", "--resume-from-checkpoint", "--crop-length", "--pitch-shift-min",
+                   "--steps-per-beat", "--generator-types", "--model-size", "--model_type"):
+        assert option in out, option
+    assert "--hidden-size" not in out and "--header-mode" not in out
+    assert "[default: 32]" in out  # --batch-size
+    code, out, _ = fmusic(capsys, "train", "-h")
+    assert code == 0 and "--hidden-size" in out and "--model-size" in out and "--header-mode" in out
+
+
+def test_options_answered_elsewhere(capsys):
+    code, _, err = fmusic(capsys, "train", "--devices", "0,1")
+    assert "torchrun --nproc_per_node" in one_error_line(code, err)
+    code, _, err = fmusic(capsys, "train", "--vocab_type", "syllable")
+    assert "--vocab_type must be char or word" in one_error_line(code, err)
+    code, _, err = fmusic(capsys, "train", "--repr", "pianoroll", "--generator", "lstm")
+    assert "works on tokens representations" in one_error_line(code, err)
+
+
+def test_user_errors_before_any_work(capsys, tmp_path):
+    code, _, err = fmusic(capsys, "train", *TINY_LSTM, "--resume-from-checkpoint", tmp_path / "none.pt")
+    assert "no such checkpoint file" in one_error_line(code, err)
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    code, _, err = fmusic(capsys, "train", *TINY_LSTM, "--resume-from-checkpoint", junk)
+    assert "not a readable fractalmusic checkpoint" in one_error_line(code, err)
+    code, _, err = fmusic(capsys, "train", *TINY_LSTM, "--resume-from-checkpoint", "last")
+    assert "needs --output-dir" in one_error_line(code, err)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, _, err = fmusic(capsys, "train", *TINY_LSTM, "--output-dir", blocker / "run")
+    assert "cannot write there" in one_error_line(code, err)
+    code, _, err = fmusic(capsys, "train", *TINY_LSTM, "--precision", "16", "--output-dir", tmp_path / "r")
+    assert "--precision 16 needs a CUDA GPU" in one_error_line(code, err)
+
+
+def test_seed_spellings_train_and_resume(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = fmusic(
+        capsys, "train", "--model_type", "lstm", "--vocab_type", "char", "--learning_rate", "0.01",
+        "--train_batch_size", "4", "--seq_length", "16", "--max_grad_norm", "0.5", "--save_dir", out,
+        "--hidden_size", "16", "--embedding_dim", "8", "--num_layers", "1", "--max-pieces", "30",
+        "--num-prep-workers", "0", "--max-steps", "3", "--decay-steps", "5", "--log-every-n-steps", "1",
+        "--checkpoint-every-n-steps", "3", "--val-batches", "2", "--no-progress", "--device", "cpu",
+    )
+    assert code == 0, err
+    assert "parameters" in stdout and f"fmusic sample {out / 'checkpoints' / 'best.pt'}" in stdout
+    hp = json.loads((out / "hparams.json").read_text())
+    assert (hp["representation"]["name"], hp["generator"]["name"]) == ("abc", "lstm")
+    assert hp["train"]["lr"] == 0.01 and hp["train"]["batch_size"] == 4 and hp["train"]["grad_clip"] == 0.5
+    assert hp["data"]["crop_length"] == 16 and hp["data"]["data"] == "folk"
+    assert hp["generator"]["config"]["hidden_size"] == 16
+    ck = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ck["step"] == 3
+    assert torch.load(out / "checkpoints" / "best.pt", weights_only=True)["generator"]["name"] == "lstm"
+
+    # resume: plugins, model and training options come from the checkpoint; --max-steps goes further
+    code, stdout, err = fmusic(capsys, "train", "--resume-from-checkpoint", out / "checkpoints" / "last.pt",
+                               "--max-steps", "5", "--no-progress")
+    assert code == 0, err
+    assert "resumed from" in stdout
+    assert sorted(train_losses(out)) == [1, 2, 3, 4, 5]
+    ck = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ck["step"] == 5 and json.loads(ck["train_config"])["lr"] == 0.01
+
+    code, _, err = fmusic(capsys, "train", "--resume-from-checkpoint", "last", "--output-dir", out,
+                          "--max-steps", "7", "--hidden-size", "64")
+    assert "checkpoint's generator has 16" in one_error_line(code, err)
+    code, _, err = fmusic(capsys, "train", "--resume-from-checkpoint", "last", "--output-dir", out,
+                          "--repr", "words")
+    assert "trained with --repr abc" in one_error_line(code, err)
+
+
+def test_cli_resume_is_exact_with_the_real_data_layer(capsys, tmp_path):
+    common = (*TINY_LSTM, "--decay-steps", "6", "--val-check-interval-steps", "2", "--checkpoint-every-n-steps", "50")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert fmusic(capsys, "train", *common, "--max-steps", "6", "--output-dir", a)[0] == 0
+    assert fmusic(capsys, "train", *common, "--max-steps", "3", "--output-dir", b)[0] == 0
+    code, _, err = fmusic(capsys, "train", "--resume-from-checkpoint", "last", "--output-dir", b, "--max-steps", "6")
+    assert code == 0, err
+    assert train_losses(a) == train_losses(b)
+
+
+@pytest.mark.slow
+def test_pianoroll_mar_trains(capsys, tmp_path):
+    out = tmp_path / "mar"
+    code, stdout, err = fmusic(
+        capsys, "train", "--repr", "pianoroll", "--generator", "mar", "--model-size", "tiny", "--crop-length", "32",
+        "--max-pieces", "6", "--num-prep-workers", "0", "--batch-size", "2", "--max-steps", "2",
+        "--no-progress", "--device", "cpu", "--output-dir", out, "--val-batches", "1",
+    )
+    assert code == 0, err
+    assert "cells/s" in stdout
+    ck = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ck["generator"]["name"] == "mar" and ck["step"] == 2
+    assert all(r["units"] > 0 for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()))
