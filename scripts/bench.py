@@ -1,0 +1,352 @@
+#!/usr/bin/env python
+"""Speed and memory measurements for docs/BENCHMARKS.md.
+
+    python scripts/bench.py                       # every section
+    python scripts/bench.py --only prep,sampling  # some sections
+    python scripts/bench.py --json results.json   # also write the raw numbers
+
+Sections:
+  prep      MIDI files -> piano-roll grids: ours (mido reader + pianoroll) vs music21 parsing vs pretty_midi's
+            get_piano_roll, same files, same run.
+  sampling  LSTM (MIT lab size: embedding 256, hidden 1024) tokens/s: 16 tunes at once with carried state, one at a
+            time with carried state, and the naive loop that re-feeds the last 100 tokens for every new token.
+  training  LSTM at the MIT lab configuration (embedding 256, hidden 1024, seq 100, batch 8) on the folk corpus:
+            tokens/s of fmusic's Trainer vs a bare PyTorch loop over the same model and batches, interleaved.
+  fractal   fractal generators at FractalMIDI's small configuration: seconds per sampled 128x128 roll (all-MAR one
+            and batch of 4, all-AR one), seconds per training step (W=128, batch 4), step time vs crop length, and
+            peak memory with and without gradient checkpointing (each in a fresh process).
+
+Ratios are measured side by side in one run because the machine is shared and noisy; absolute numbers vary.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS: dict[str, dict] = {}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def table(title: str, header: list[str], rows: list[list]) -> None:
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("| " + " | ".join("---" for _ in header) + " |")
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
+    sys.stdout.flush()
+
+
+def timed(fn, repeat: int = 3) -> float:
+    """Median wall seconds of `repeat` calls."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+# ------------------------------------------------------------------------------------------------ prep
+def _midi_corpus(n_chorales: int) -> list[Path]:
+    """Real MIDI files: music21's own test MIDIs plus chorales written to MIDI by music21 (not by us)."""
+    import music21
+
+    base = Path(music21.__file__).parent
+    files = sorted((base / "midi" / "testPrimitive").glob("*.mid"))
+    out_dir = Path(tempfile.gettempdir()) / "fractalmusic-bench-midi"
+    out_dir.mkdir(exist_ok=True)
+    for src in sorted((base / "corpus" / "bach").glob("bwv*.mxl"))[:n_chorales]:
+        dst = out_dir / (src.stem + ".mid")
+        if not dst.exists():
+            music21.converter.parse(src).write("midi", fp=str(dst))
+        files.append(dst)
+    return files
+
+
+def bench_prep(args) -> None:
+    import music21
+    import pretty_midi
+
+    from fractalmusic.errors import PieceReadError
+    from fractalmusic.io.midi import read_midi
+    from fractalmusic.representations.pianoroll import PianoRollRepresentation
+
+    files = _midi_corpus(args.chorales)
+    rep = PianoRollRepresentation()
+
+    def ours():
+        for f in files:
+            try:
+                rep.encode(read_midi(f))
+            except PieceReadError:
+                pass
+
+    def with_pretty_midi():
+        for f in files:
+            try:
+                pm = pretty_midi.PrettyMIDI(str(f))
+                pm.get_piano_roll(fs=8)
+            except Exception:
+                pass
+
+    def with_music21():
+        for f in files:
+            try:
+                music21.converter.parse(f, forceSource=True)
+            except Exception:
+                pass
+
+    rows, res = [], {}
+    for name, fn, rep_n in (("fractalmusic (mido reader + pianoroll grid)", ours, 3),
+                            ("pretty_midi PrettyMIDI + get_piano_roll", with_pretty_midi, 3),
+                            ("music21 converter.parse (no grid)", with_music21, 1)):
+        fn()  # warm imports and disk cache
+        s = timed(fn, rep_n)
+        res[name] = len(files) / s
+    base = res["fractalmusic (mido reader + pianoroll grid)"]
+    for name, fps in res.items():
+        rows.append([name, f"{fps:.0f}", f"{base / fps:.1f}x"])
+    table(f"Preparing {len(files)} MIDI files into grids (files/s; higher is better)",
+          ["method", "files/s", "fractalmusic is faster by"], rows)
+    RESULTS["prep"] = {"files": len(files), "files_per_s": res}
+
+
+# ------------------------------------------------------------------------------------------------ sampling
+def _lstm(embedding=256, hidden=1024, layers=1, vocab=90, eos=None):
+    import torch
+
+    from fractalmusic.generators.recurrent import LSTMGenerator
+    from fractalmusic.representations.base import RepresentationSpec
+
+    torch.manual_seed(0)
+    spec = RepresentationSpec(kind="tokens", vocab_size=vocab, pad_id=0, bos_id=1, eos_id=eos)
+    gen = LSTMGenerator.build({"embedding_dim": embedding, "hidden_size": hidden, "num_layers": layers,
+                               "dropout": 0.0}, spec)
+    return gen.eval()
+
+
+def bench_sampling(args) -> None:
+    import torch
+
+    from fractalmusic import sampling
+
+    gen = _lstm()
+    L = args.sample_tokens
+
+    def batched():
+        gen.sample(16, L, seed=1)
+
+    def one_at_a_time():
+        for i in range(2):
+            gen.sample(1, L, seed=i)
+
+    @torch.no_grad()
+    def naive(window=100):
+        g = sampling.make_generator(0, "cpu")
+        seq = [1]
+        for _ in range(L):
+            x = torch.tensor([seq[-window:]], dtype=torch.long)
+            logits, _ = gen(x)
+            seq.append(int(sampling.draw(logits[:, -1], 1.0, None, None, False, g)[0]))
+
+    batched()
+    t_b = timed(batched, 3)
+    t_1 = timed(one_at_a_time, 2) / 2
+    t_n = timed(naive, 1)
+    tps = {"16 at once, carried state": 16 * L / t_b, "one at a time, carried state": L / t_1,
+           "naive: re-feed last 100 tokens per token": L / t_n}
+    base = tps["16 at once, carried state"]
+    rows = [[k, f"{v:,.0f}", f"{base / v:.1f}x"] for k, v in tps.items()]
+    table(f"LSTM sampling, embedding 256 / hidden 1024, {L} tokens per tune (tokens/s)",
+          ["method", "tokens/s", "16-at-once is faster by"], rows)
+    RESULTS["sampling"] = {"tokens_per_s": tps, "tokens_per_tune": L}
+
+
+# ------------------------------------------------------------------------------------------------ training
+def bench_training(args) -> None:
+    import torch
+
+    from fractalmusic import plugins
+    from fractalmusic.data import DataConfig, build_datasets, make_loader
+    from fractalmusic.training.config import TrainConfig
+    from fractalmusic.training.trainer import Trainer
+
+    rep = plugins.get_representation("abc")()
+    dcfg = DataConfig(data="folk", crop_length=100, num_prep_workers=2)
+    train_ds, _, _ = build_datasets(dcfg, rep, log=lambda *_: None)
+    steps = args.train_steps
+    batch = 8
+
+    def bare() -> float:
+        gen = _lstm(vocab=rep.vocab_size, eos=rep.eos_id).train()
+        opt = torch.optim.AdamW(gen.parameters(), lr=2e-3)
+        loader = make_loader(train_ds, batch, True, seed=0, epoch=0)
+        it = iter(loader)
+        n_units = 0
+        t = time.perf_counter()
+        for _ in range(steps):
+            b = next(it)
+            out = gen.loss(b)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(gen.parameters(), 1.0)
+            opt.step()
+            n_units += int(out["n"])
+        return n_units / (time.perf_counter() - t)
+
+    def trainer() -> float:
+        gen = _lstm(vocab=rep.vocab_size, eos=rep.eos_id).train()
+        with tempfile.TemporaryDirectory() as d:
+            cfg = TrainConfig(max_steps=steps, batch_size=batch, lr=2e-3, warmup_steps=0, grad_clip=1.0,
+                              log_every_n_steps=50, val_check_interval_steps=10**6,
+                              checkpoint_every_n_steps=10**6, save_top_k=0, output_dir=d, progress=False,
+                              tensorboard=False, device="cpu")
+            t = Trainer(gen, rep, cfg, train_ds, None, echo=lambda *_: None)
+            stats = t.fit()
+        return stats["units_per_s"]
+
+    bare_r, tr_r = [], []
+    for _ in range(args.repeats):
+        bare_r.append(bare())
+        tr_r.append(trainer())
+    b, tr = statistics.median(bare_r), statistics.median(tr_r)
+    table(f"LSTM training at the MIT lab configuration (embedding 256, hidden 1024, seq 100, batch 8), "
+          f"{steps} steps x {args.repeats} interleaved runs (tokens/s, median)",
+          ["loop", "tokens/s", "relative"],
+          [["bare PyTorch loop", f"{b:,.0f}", "1.00"], ["fmusic Trainer", f"{tr:,.0f}", f"{tr / b:.2f}"]])
+    RESULTS["training"] = {"bare": bare_r, "trainer": tr_r}
+
+
+# ------------------------------------------------------------------------------------------------ fractal
+FRACTAL_CHILD = r"""
+import json, resource, sys, time, torch
+from fractalmusic.generators.fractal import MARGenerator
+from fractalmusic.representations.base import RepresentationSpec
+cfg = json.loads(sys.argv[1])
+torch.manual_seed(0)
+spec = RepresentationSpec(kind="grid", vocab_size=3)
+gen = MARGenerator.build(cfg["model"], spec)
+W, B = cfg["width"], cfg["batch"]
+gen.set_grad_checkpointing(cfg["ckpt"])
+opt = torch.optim.AdamW(gen.parameters(), lr=1e-4)
+g = torch.Generator().manual_seed(0)
+grid = (torch.rand(B, 128, W, generator=g) < 0.04).long() * 2
+mask = torch.ones(B, W, dtype=torch.bool)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+times = []
+for i in range(cfg["steps"] + 1):
+    t = time.perf_counter()
+    out = gen.loss({"grid": grid, "mask": mask})
+    opt.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    opt.step()
+    if i:
+        times.append(time.perf_counter() - t)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"step_s": sorted(times)[len(times) // 2], "peak_mb": peak / 1024, "base_mb": base / 1024}))
+"""
+
+
+def _child(cfg: dict) -> dict:
+    out = subprocess.run([sys.executable, "-c", FRACTAL_CHILD, json.dumps(cfg)], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_fractal(args) -> None:
+    import torch
+
+    from fractalmusic.generators.fractal import ARGenerator, MARGenerator
+    from fractalmusic.representations.base import RepresentationSpec
+
+    spec = RepresentationSpec(kind="grid", vocab_size=3)
+    small = {"model_size": "small"}
+    torch.manual_seed(0)
+    mar = MARGenerator.build(dict(small), spec).eval()
+    ar = ARGenerator.build(dict(small), spec).eval()
+    rows = []
+    t_mar1 = timed(lambda: mar.sample(1, 128, seed=0), 2)
+    t_mar4 = timed(lambda: mar.sample(4, 128, seed=0), 1) / 4
+    t_ar1 = timed(lambda: ar.sample(1, 128, seed=0), 1)
+    fm = {"mar1": 2.5, "mar4": 1.6, "ar1": 23.0}
+    rows.append(["all-MAR, one roll", f"{t_mar1:.2f}", fm["mar1"], f"{fm['mar1'] / t_mar1:.1f}x"])
+    rows.append(["all-MAR, per roll in a batch of 4", f"{t_mar4:.2f}", fm["mar4"], f"{fm['mar4'] / t_mar4:.1f}x"])
+    rows.append(["all-AR, one roll", f"{t_ar1:.2f}", fm["ar1"], f"{fm['ar1'] / t_ar1:.1f}x"])
+    if args.sixteen:
+        t_mar16 = timed(lambda: mar.sample(16, 128, seed=0), 1)
+        rows.append(["all-MAR, 16 rolls at once (total)", f"{t_mar16:.2f}", "-", "-"])
+    table("Fractal sampling at FractalMIDI's small configuration (widths 256/256/128/64, depths 8/4/2/1), "
+          "one 128x128 roll (seconds; FractalMIDI measured on a 2-core CPU)",
+          ["case", "fractalmusic s", "FractalMIDI s", "faster by"], rows)
+    RESULTS["fractal_sampling"] = {"mar1": t_mar1, "mar4_per_roll": t_mar4, "ar1": t_ar1}
+
+    step = _child({"model": small, "width": 128, "batch": 4, "ckpt": False, "steps": args.fractal_steps})
+    table("Fractal training step at the small configuration, W=128, batch 4, all-MAR (seconds)",
+          ["fractalmusic s/step", "FractalMIDI s/step"], [[f"{step['step_s']:.2f}", "1.55"]])
+    RESULTS["fractal_train_step"] = step
+
+    rows, scale = [], {}
+    model = {"model_size": "tiny" if args.quick else "small", "max_crop_length": 1024}
+    for W in (128, 512, 1024):
+        r = _child({"model": model, "width": W, "batch": 2, "ckpt": False, "steps": 2})
+        rc = _child({"model": model, "width": W, "batch": 2, "ckpt": True, "steps": 2})
+        scale[W] = (r, rc)
+        rows.append([W, f"{r['step_s']:.2f}", f"{r['step_s'] / scale[128][0]['step_s'] * 128 / W:.2f}",
+                     f"{r['peak_mb']:.0f}", f"{rc['peak_mb']:.0f}", f"{rc['peak_mb'] / r['peak_mb']:.2f}",
+                     f"{rc['step_s']:.2f}"])
+    table(f"Training cost against crop length ({model['model_size']} preset, batch 2, all-MAR; peak RSS of a fresh "
+          f"process in MB)",
+          ["crop W", "s/step", "s/step per step-of-width vs W=128 (1.0 = linear)", "peak MB", "peak MB, grad ckpt",
+           "ckpt/plain", "s/step, grad ckpt"], rows)
+    RESULTS["fractal_scaling"] = {str(k): v for k, v in scale.items()}
+
+
+SECTIONS = {"prep": bench_prep, "sampling": bench_sampling, "training": bench_training, "fractal": bench_fractal}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma list of sections")
+    ap.add_argument("--json", help="write raw results here")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    ap.add_argument("--chorales", type=int, default=40, help="chorales converted to MIDI for the prep section")
+    ap.add_argument("--sample-tokens", type=int, default=400)
+    ap.add_argument("--train-steps", type=int, default=40)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--fractal-steps", type=int, default=3)
+    ap.add_argument("--sixteen", action="store_true", help="also time 16 MAR rolls at once")
+    ap.add_argument("--quick", action="store_true", help="tiny preset for the crop-length sweep")
+    args = ap.parse_args()
+    import torch
+
+    warnings.filterwarnings("ignore")  # music21's lyric-decoding chatter on the test MIDIs
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    for name in args.only.split(","):
+        name = name.strip()
+        if name not in SECTIONS:
+            ap.error(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
+        log(f"[bench] {name} ...")
+        SECTIONS[name](args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(RESULTS, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
