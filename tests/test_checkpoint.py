@@ -71,8 +71,23 @@ def test_load_rejects_what_is_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path)
     text = tmp_path / "text.pt"
     text.write_text("hello")
-    with pytest.raises(CheckpointError, match="not a readable fractalmusic checkpoint"):
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint file"):
         load_checkpoint(text)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="an empty file"):
+        load_checkpoint(empty)
+    truncated = tmp_path / "truncated.pt"
+    torch.save({"w": torch.zeros(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="not a readable fractalmusic checkpoint"):
+        load_checkpoint(truncated)
+    import datetime
+
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"when": datetime.datetime(2020, 1, 1)}, unsafe)  # a pickled object, refused by weights_only
+    with pytest.raises(CheckpointError, match="could run code"):
+        load_checkpoint(unsafe)
     other = tmp_path / "other.pt"
     torch.save({"state_dict": {}}, other)
     with pytest.raises(CheckpointError, match="not a fractalmusic checkpoint"):

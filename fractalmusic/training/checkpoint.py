@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import random
 import re
 import shutil
@@ -128,11 +129,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+        what = "an empty file" if not magic else "not a PyTorch checkpoint file"
+        raise CheckpointError(f"{path}: not a fractalmusic checkpoint ({what})")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle errors, zip errors, truncated files...
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path}: refused: it holds Python objects that could run code when loaded (weights_only=True); "
+            f"fractalmusic checkpoints hold only tensors and plain data"
+        ) from None
+    except Exception as exc:  # zip errors, truncated files...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable fractalmusic checkpoint ({reason[:200]})") from None
+        raise CheckpointError(f"{path}: not a readable fractalmusic checkpoint ({reason[:160]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fractalmusic checkpoint")
     if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
