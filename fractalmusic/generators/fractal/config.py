@@ -1,0 +1,169 @@
+"""Hyper-parameters of the fractal generators (`mar` and `ar`): one dataclass for both.
+
+Every field is a `fmusic train` option (`--model-size`, `--widths 256,256,128,64`, `--generator-types mar,ar,ar`).
+Per-level tuples have one entry per level of the hierarchy:
+
+* widths / depths / heads: 4 entries - levels 0, 1, 2 (the transformers over 16x16 patches, 4x4 patches and
+  cells) and level 3, the per-cell classifier. Empty or None takes the entry from the `model_size` preset.
+* generator_types / num_iter: 3 entries - levels 0, 1, 2 (the final classifier predicts one categorical, it has no
+  order and no iterations). For FractalMIDI's spellings (`mar,mar,mar,mar`, `8,4,2,1`) a 4th entry is accepted
+  and dropped: it named that final level.
+
+Defaults, and why:
+
+* mask_ratio_min 0.0: as in the fractal paper's code (a normal truncated to [0, 1] in ratio units). `nll` masks
+  down to one child in N and the last MAR sampling iterations predict with only ~pi/(2T) of the children still
+  masked, so training must visit low ratios too; they are rare with loc 1 / scale 0.5 (3% of draws below 0.1),
+  and every item still masks at least one child.
+* num_iter 8,4,4: FractalMIDI's 8 and 4 iterations at levels 0 and 1 (its 8,4,2,1), but 4 instead of 2 at
+  level 2, where cells predicted in the same iteration can break a note (onset and sustains disagree); about
+  0.5 s per 128x128 roll at the small size on two CPU cores (16,4,4: 0.75-1 s). The level-0 count is for the
+  whole window: raise it with the width (e.g. 32 for 512 steps) to keep 8 patches per iteration.
+* max_crop_length 1024: the widest crop FractalMIDI's guide lists; the level-0 position table costs
+  8 x 64 x width parameters (0.13M at small). Wider samples are made in overlapping windows.
+* skip_silent: most 16x16 and 4x4 patches of a piano roll are silent (in Bach chorales about 67% and 87%); a
+  flag predicted from the patch's conditions stops those at once, in training and sampling.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fractalmusic.errors import ConfigError
+
+NUM_LEVELS = 3  # generator levels: 16x16 patches, 4x4 patches, cells; then the cell classifier
+GENERATOR_TYPES = ("mar", "ar")
+DEFAULT_NUM_ITER = (8, 4, 4)
+SCAN_ORDERS = ("row_major", "column_major")
+
+# widths, depths, heads for levels 0, 1, 2 and the cell classifier (level 3)
+PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
+    # trains on a CPU in seconds: for tests and CI
+    "tiny": {"widths": (64, 32, 16, 16), "depths": (1, 1, 1, 1), "heads": (2, 2, 1, 1)},
+    # FractalMIDI's "small"
+    "small": {"widths": (256, 256, 128, 64), "depths": (8, 4, 2, 1), "heads": (4, 2, 1, 1)},
+    # FractalMIDI's default ("base")
+    "base": {"widths": (512, 256, 128, 64), "depths": (12, 3, 2, 1), "heads": (8, 4, 2, 2)},
+    "large": {"widths": (768, 384, 192, 96), "depths": (16, 4, 3, 1), "heads": (12, 6, 3, 2)},
+}
+
+
+@dataclass
+class FractalConfig:
+    """Hyper-parameters of the fractal MAR/AR generators over piano-roll grids."""
+
+    model_size: str = "small"  # preset for widths/depths/heads: tiny | small | base | large
+    widths: tuple[int, ...] | None = None  # transformer width per level (4: levels 0-2 + cell classifier)
+    depths: tuple[int, ...] | None = None  # transformer blocks per level (4)
+    heads: tuple[int, ...] | None = None  # attention heads per level (4)
+    generator_types: tuple[str, ...] | None = None  # mar|ar per level (3); empty: the generator's own kind
+    scan_order: str = "row_major"  # AR order on each level's 2-D patch grid: row_major | column_major
+    mask_ratio_loc: float = 1.0  # MAR training: mean of the normal the mask ratio is drawn from
+    mask_ratio_scale: float = 0.5  # MAR training: its standard deviation (ratio units)
+    mask_ratio_min: float = 0.0  # MAR training: the normal is truncated to [mask_ratio_min, 1]
+    dropout: float = 0.1  # attention and projection dropout
+    max_crop_length: int = 1024  # widest training crop / sampling window (sizes the level-0 position table)
+    num_iter: tuple[int, ...] = DEFAULT_NUM_ITER  # MAR sampling iterations per level (3); AR levels ignore theirs
+    skip_silent: bool = True  # predict a "silent patch" flag first and skip finer levels for silent patches
+
+    def __post_init__(self):
+        if self.model_size not in PRESETS:
+            raise ConfigError(f"--model-size must be one of {', '.join(PRESETS)}, not {self.model_size!r}")
+        preset = PRESETS[self.model_size]
+        for name in ("widths", "depths", "heads"):
+            value = getattr(self, name)
+            value = tuple(value) if value else None
+            if value is not None:
+                if len(value) != NUM_LEVELS + 1:
+                    raise ConfigError(
+                        f"--{name} takes {NUM_LEVELS + 1} comma-separated values (levels 0-2 and the cell "
+                        f"classifier), got {len(value)}: {','.join(map(str, value))}"
+                    )
+                for v in value:
+                    if isinstance(v, bool) or not isinstance(v, int):
+                        raise ConfigError(f"--{name} must be whole numbers, not {v!r}")
+            setattr(self, name, value)
+        widths, depths, heads = (getattr(self, n) or preset[n] for n in ("widths", "depths", "heads"))
+        for level, (w, d, h) in enumerate(zip(widths, depths, heads)):
+            if w < 1 or h < 1:
+                raise ConfigError(f"--widths and --heads must be >= 1 (level {level}: width {w}, heads {h})")
+            if d < (0 if level == NUM_LEVELS else 1):
+                raise ConfigError(f"--depths must be >= 1 (>= 0 for the cell classifier); level {level} has {d}")
+            if w % h:
+                raise ConfigError(f"level {level}: width {w} is not divisible by its {h} attention heads")
+        types = tuple(str(t).strip().lower() for t in self.generator_types) if self.generator_types else None
+        if types is not None:
+            if len(types) == NUM_LEVELS + 1:
+                types = types[:NUM_LEVELS]  # FractalMIDI spelling: the 4th named the final (order-less) level
+            if len(types) != NUM_LEVELS:
+                raise ConfigError(
+                    f"--generator-types takes {NUM_LEVELS} values (levels 0-2, e.g. mar,mar,ar), got {len(types)}"
+                )
+            for t in types:
+                if t not in GENERATOR_TYPES:
+                    raise ConfigError(f"--generator-types: {t!r} is not one of {', '.join(GENERATOR_TYPES)}")
+        self.generator_types = types
+        if self.scan_order not in SCAN_ORDERS:
+            raise ConfigError(f"--scan-order must be one of {', '.join(SCAN_ORDERS)}, not {self.scan_order!r}")
+        lo = float(self.mask_ratio_min)
+        if not (0.0 <= lo <= 1.0):
+            raise ConfigError(f"--mask-ratio-min must be in [0, 1], not {self.mask_ratio_min}")
+        if not float(self.mask_ratio_scale) >= 0.0:
+            raise ConfigError(f"--mask-ratio-scale must be >= 0, not {self.mask_ratio_scale}")
+        if not (-1e6 < float(self.mask_ratio_loc) < 1e6):
+            raise ConfigError(f"--mask-ratio-loc must be a finite number, not {self.mask_ratio_loc}")
+        if not (0.0 <= float(self.dropout) < 1.0):
+            raise ConfigError(f"--dropout must be in [0, 1), not {self.dropout}")
+        m = self.max_crop_length
+        if isinstance(m, bool) or not isinstance(m, int) or m < 16 or m % 16:
+            raise ConfigError(f"--max-crop-length must be a positive multiple of 16, not {m!r}")
+        self.num_iter = parse_num_iter(self.num_iter, default=DEFAULT_NUM_ITER, option="--num-iter")
+        self.skip_silent = bool(self.skip_silent)
+
+    # ------------------------------------------------------------- resolved values
+    def level_widths(self) -> tuple[int, ...]:
+        return self.widths or PRESETS[self.model_size]["widths"]
+
+    def level_depths(self) -> tuple[int, ...]:
+        return self.depths or PRESETS[self.model_size]["depths"]
+
+    def level_heads(self) -> tuple[int, ...]:
+        return self.heads or PRESETS[self.model_size]["heads"]
+
+    def level_types(self, default: str) -> tuple[str, ...]:
+        return self.generator_types or (default,) * NUM_LEVELS
+
+
+def parse_num_iter(value, default: tuple[int, ...] | None, option: str = "num_iter") -> tuple[int, ...]:
+    """MAR iterations per level from an int (top level only), a sequence (per level) or a '16,4,4' string.
+
+    Levels not given keep `default` (or must all be given when `default` is None).
+    """
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+    elif isinstance(value, (int,)) and not isinstance(value, bool):
+        parts = [value]
+    else:
+        try:
+            parts = list(value)
+        except TypeError:
+            raise ConfigError(f"{option} must be whole numbers >= 1, not {value!r}") from None
+    out = []
+    for p in parts:
+        try:
+            if isinstance(p, bool) or float(p) != int(float(p)):
+                raise ValueError
+            v = int(float(p))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{option} must be whole numbers >= 1, not {p!r}") from None
+        if v < 1:
+            raise ConfigError(f"{option} must be whole numbers >= 1, not {v}")
+        out.append(v)
+    if len(out) == NUM_LEVELS + 1:
+        out = out[:NUM_LEVELS]  # FractalMIDI's num_iter_list names the cell level too, which has no iterations
+    if not out or len(out) > NUM_LEVELS:
+        raise ConfigError(f"{option} takes 1 to {NUM_LEVELS} values (MAR iterations for levels 0-2)")
+    if len(out) < NUM_LEVELS:
+        if default is None:
+            raise ConfigError(f"{option} takes {NUM_LEVELS} values (MAR iterations for levels 0-2)")
+        out += list(default[len(out):])
+    return tuple(out)

@@ -1,0 +1,454 @@
+"""The fractal generators `mar` and `ar`: one hierarchy of levels over ``[128, W]`` piano-roll grids.
+
+After "Fractal Generative Models" (Li, Sun, Fan, He 2025). Level 0 is a transformer over the 8 x W/16 grid of
+16x16 patches, level 1 over the 4x4 grid of 4x4 patches inside one 16x16 patch, level 2 over the 4x4 cells of
+a 4x4 patch, and a final classifier predicts each cell's class from the conditions level 2 made for it. Each level
+is MAR or AR (`generator_types`); `mar` and `ar` differ only in the default (all MAR, all AR).
+
+Loss (nats per cell). Each level predicts only some of its children (MAR: the masked ones; AR: all real ones);
+their conditions go down, and the final classifier's cross-entropy is taken on the cells that were predicted at
+every level. With `skip_silent`, levels 1 and 2 first predict "this patch is silent" (binary cross-entropy) and
+silent patches stop there. The terms are weighted so that the sum estimates the negative log-likelihood of every
+real cell of the batch: a MAR level that predicts k of its n real children multiplies what comes from below by
+n / k (the any-order estimator). `loss` divides by the number of real cells; `loss_note_cells` /
+`loss_empty_cells` split the same sum between cells that are sounding (onset/sustain) and silent in the target
+(the silent-flag terms are shared out over a patch's cells). Padding (mask False) is never predicted nor counted.
+The silent flag makes the likelihood an upper bound (a non-silent branch could also produce silence), never an
+underestimate.
+
+Sampling. All n samples form one batch; at each level the children predicted in one iteration of all items are
+sent down together. Cells outside the generation mask are known: never changed, only conditioned on; children
+that are wholly known are skipped, silent flags are not drawn where a known cell already sounds. Wider than the
+level-0 window (the widest crop seen in training, else `max_crop_length`), the roll is made window by window,
+each overlapping the previous one by half a window, which is then a known primer. `temperature` (higher = more
+random) divides the final classifier's logits (with top-k / top-p / greedy there) and the silent-flag logits;
+the MAR visiting order is uniformly random and does not depend on it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fractalmusic import sampling
+from fractalmusic.errors import ConfigError
+from fractalmusic.generators.base import Generator
+from fractalmusic.generators.fractal.ar import ARLevel
+from fractalmusic.generators.fractal.config import NUM_LEVELS, FractalConfig, parse_num_iter
+from fractalmusic.generators.fractal.layout import (
+    child_grid,
+    padded_width,
+    patchify,
+    unpatchify,
+    window_starts,
+)
+from fractalmusic.generators.fractal.levels import CellHead
+from fractalmusic.generators.fractal.mar import MARLevel
+from fractalmusic.representations.base import RepresentationSpec
+
+
+@dataclass
+class _SampleContext:
+    generator: torch.Generator | None
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    greedy: bool
+    num_iter: tuple[int, ...]
+    use_cache: bool
+
+    def rand(self, shape, device) -> torch.Tensor:
+        if self.generator is None:
+            return torch.rand(shape, device=device)
+        return torch.rand(shape, generator=self.generator, device=self.generator.device).to(device)
+
+
+class _Totals:
+    """Running sums of a loss/nll pass (nats, weighted to estimate the NLL of all real cells)."""
+
+    def __init__(self, device):
+        self.total = torch.zeros((), device=device)
+        self.note = torch.zeros((), device=device)
+        self.empty = torch.zeros((), device=device)
+        self.covered = torch.zeros((), dtype=torch.long, device=device)
+
+    def add(self, weighted: torch.Tensor, note_fraction: torch.Tensor, covered: torch.Tensor) -> None:
+        self.total = self.total + weighted.sum()
+        w = weighted.detach()
+        self.note = self.note + (w * note_fraction).sum()
+        self.empty = self.empty + (w * (1 - note_fraction)).sum()
+        self.covered = self.covered + covered
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class FractalGenerator(Generator):
+    """Common code of `mar` and `ar` (see the module docstring)."""
+
+    accepts: ClassVar[tuple[str, ...]] = ("grid",)
+    Config: ClassVar[type] = FractalConfig
+    sample_options: ClassVar[tuple[str, ...]] = ("num_iter",)
+    nll_options: ClassVar[tuple[str, ...]] = ("nll_forward_number",)
+    default_type: ClassVar[str] = "mar"
+
+    def __init__(self, config: FractalConfig, spec: RepresentationSpec):
+        super().__init__(config, spec)
+        vocab, height = int(spec.vocab_size), int(spec.height)
+        if vocab < 2:
+            raise ConfigError(f"generator {self.name!r} needs at least 2 cell classes, the representation has {vocab}")
+        if height < 16 or height % 16:
+            raise ConfigError(f"generator {self.name!r} needs a grid height that is a multiple of 16, not {height}")
+        widths, depths, heads = config.level_widths(), config.level_depths(), config.level_heads()
+        self.types = config.level_types(self.default_type)
+        self.height, self.vocab = height, vocab
+        levels = []
+        for i in range(NUM_LEVELS):
+            rows, cols = (height // 16, config.max_crop_length // 16) if i == 0 else child_grid(0, 0, i)
+            n_conds = 1 if i == 0 else (MARLevel.n_next_conds if self.types[i - 1] == "mar" else 1)
+            args = (i, widths[i], depths[i], heads[i], config.dropout, vocab, rows, cols, n_conds,
+                    widths[i - 1] if i else widths[0], config.skip_silent and i > 0)
+            if self.types[i] == "mar":
+                mr = (config.mask_ratio_loc, config.mask_ratio_scale, config.mask_ratio_min)
+                levels.append(MARLevel(*args, mask_ratio=mr))
+            else:
+                levels.append(ARLevel(*args, scan_order=config.scan_order))
+        self.levels = nn.ModuleList(levels)
+        head_conds = MARLevel.n_next_conds if self.types[-1] == "mar" else 1
+        self.head = CellHead(widths[2], head_conds, widths[3], depths[3], heads[3], config.dropout, vocab)
+        # widest crop seen in training (padded to 16): the sampling window, saved with the weights
+        self.register_buffer("trained_width", torch.zeros((), dtype=torch.long))
+        self.kv_cache = True  # AR sampling with a key-value cache (False: recompute the prefix; for checks)
+        self.apply(_init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith(("start", "cond_pos", "child_pos", "mask_token", "head.pos")):
+                nn.init.normal_(p, std=0.02)
+
+    # ------------------------------------------------------------- plumbing
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        super().set_grad_checkpointing(enabled)
+        for lv in self.levels:
+            lv.set_grad_checkpointing(bool(enabled))
+        self.head.set_grad_checkpointing(bool(enabled))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """`loss(batch)`, so that wrappers such as DistributedDataParallel can call the module."""
+        return self.loss(batch)
+
+    def window_width(self) -> int:
+        """Width of the level-0 window used for sampling (multiple of 16)."""
+        width = self.config.max_crop_length
+        trained = int(self.trained_width)
+        return min(width, padded_width(trained)) if trained > 0 else width
+
+    def _prepare(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        grid = batch["grid"]
+        if grid.dim() != 3 or grid.shape[1] != self.height:
+            raise ConfigError(
+                f"generator {self.name!r} expects grids of shape [batch, {self.height}, width], got {tuple(grid.shape)}"
+            )
+        b, h, w = grid.shape
+        if w > self.config.max_crop_length:
+            raise ConfigError(
+                f"crop width {w} is wider than --max-crop-length {self.config.max_crop_length} (the size of the "
+                f"level-0 position table): use a shorter --crop-length or a larger --max-crop-length"
+            )
+        tmask = batch.get("mask")
+        if tmask is None:
+            tmask = torch.ones(b, w, dtype=torch.bool, device=grid.device)
+        tmask = tmask.to(device=grid.device, dtype=torch.bool)
+        if tmask.shape != (b, w):
+            raise ConfigError(f"batch mask must have shape {(b, w)}, got {tuple(tmask.shape)}")
+        if grid.numel() and (int(grid.min()) < 0 or int(grid.max()) >= self.vocab):
+            raise ConfigError(
+                f"cell classes must be in [0, {self.vocab}) for this model, found {int(grid.min())}..{int(grid.max())}"
+            )
+        wp = padded_width(w)
+        grid = grid.long()
+        if wp != w:
+            grid = F.pad(grid, (0, wp - w))
+            tmask = F.pad(tmask, (0, wp - w), value=False)
+        real = tmask.unsqueeze(1).expand(b, h, wp).contiguous()
+        grid = grid * real
+        if self.training:
+            self.trained_width.fill_(max(int(self.trained_width), wp))
+        return grid, real
+
+    # ------------------------------------------------------------- training
+    def _loss_level(self, li: int, cells, real, conds, scale, acc: _Totals, mode: str) -> None:
+        if li == NUM_LEVELS:  # the cell classifier
+            target = cells.reshape(-1)
+            ce = F.cross_entropy(self.head(conds), target, reduction="none")
+            acc.add(scale * ce, (target != 0).float(), target.new_tensor(target.numel()))
+            return
+        level = self.levels[li]
+        if level.silent_head is not None:
+            n_real = real.flatten(1).sum(1)
+            n_note = (cells != 0).flatten(1).sum(1)  # padding cells are 0
+            silent = n_note == 0
+            bce = F.binary_cross_entropy_with_logits(level.silent_logit(conds), silent.float(), reduction="none")
+            acc.add(scale * bce, n_note.float() / n_real.clamp(min=1).float(), n_real[silent].sum())
+            keep = (~silent).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                return
+            if keep.numel() < cells.shape[0]:
+                cells, real, conds, scale = cells[keep], real[keep], conds[keep], scale[keep]
+        p = level.p
+        rows, cols = cells.shape[1] // p, cells.shape[2] // p
+        child_cells = patchify(cells, p)
+        child_real_cells = patchify(real, p)
+        child_real = child_real_cells.flatten(2).any(2)
+        chosen, factor = level.select(child_real, mode)
+        out = level.child_conditions(child_cells, child_real, conds, cols, chosen if level.kind == "mar" else None)
+        b, j = chosen.nonzero(as_tuple=True)
+        next_conds = level.gather(out, b, j, child_real, cols)
+        self._loss_level(li + 1, child_cells[b, j], child_real_cells[b, j], next_conds, (scale * factor)[b], acc, mode)
+
+    def _run(self, grid, real, mode: str) -> _Totals:
+        acc = _Totals(grid.device)
+        scale = torch.ones(grid.shape[0], device=grid.device)
+        self._loss_level(0, grid, real, None, scale, acc, mode)
+        return acc
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        grid, real = self._prepare(batch)
+        acc = self._run(grid, real, "train")
+        n = int(real.sum())
+        n_note = int((grid != 0).sum())
+        n_empty = n - n_note
+        loss = acc.total / max(n, 1)
+        if self.training and torch.is_grad_enabled() and _distributed():
+            # every parameter takes part in every step (MAR masks and silent patches can leave some unused)
+            loss = loss + 0.0 * sum(p.reshape(-1)[:1].sum() for p in self.parameters() if p.requires_grad)
+        note = float(acc.note) / max(n_note, 1)
+        empty = float(acc.empty) / max(n_empty, 1)
+        return {
+            "loss": loss,
+            "n": n,
+            "bits_per_cell": float(loss.detach()) / float(np.log(2)),
+            "loss_note_cells": note,
+            "loss_empty_cells": empty,
+            "note_cell_fraction": n_note / max(n, 1),
+            "cells_predicted": int(acc.covered),
+        }
+
+    @torch.no_grad()
+    def nll(self, batch: dict[str, torch.Tensor], nll_forward_number: int = 1) -> dict[str, Any]:
+        """Summed nats over the batch's real cells, averaged over `nll_forward_number` random MAR masks.
+
+        MAR levels mask a uniformly drawn number of children (the any-order estimator); with only AR levels one
+        teacher-forced pass is exact and repeats are skipped.
+        """
+        if isinstance(nll_forward_number, bool) or int(nll_forward_number) != nll_forward_number or nll_forward_number < 1:
+            raise ConfigError(f"nll_forward_number must be a whole number >= 1, not {nll_forward_number!r}")
+        was_training = self.training
+        self.eval()
+        try:
+            grid, real = self._prepare(batch)
+            repeats = int(nll_forward_number) if "mar" in self.types else 1
+            total = note = empty = 0.0
+            for _ in range(repeats):
+                acc = self._run(grid, real, "nll")
+                total += float(acc.total)
+                note += float(acc.note)
+                empty += float(acc.empty)
+        finally:
+            self.train(was_training)
+        n = int(real.sum())
+        n_note = int((grid != 0).sum())
+        return {
+            "nll_sum": total / repeats,
+            "n": n,
+            "nll_note_sum": note / repeats,
+            "n_note": n_note,
+            "nll_empty_sum": empty / repeats,
+            "n_empty": n - n_note,
+        }
+
+    # ------------------------------------------------------------- sampling
+    def _fill(self, li: int, cells, known, real, conds, ctx: _SampleContext) -> torch.Tensor:
+        """Generate the unknown real cells of a batch of level-`li` items; returns the filled cells."""
+        if li == NUM_LEVELS:
+            logits = self.head(conds)
+            ids = sampling.draw(logits, ctx.temperature, ctx.top_k, ctx.top_p, ctx.greedy, ctx.generator)
+            flat = cells.reshape(-1)
+            return torch.where(known.reshape(-1), flat, ids.to(flat.dtype)).reshape(cells.shape)
+        level = self.levels[li]
+        active = None
+        if level.silent_head is not None:
+            sounding = ((cells != 0) & known).flatten(1).any(1)
+            logit = level.silent_logit(conds)
+            if ctx.greedy or ctx.temperature == 0:
+                silent = logit > 0
+            else:
+                silent = ctx.rand(logit.shape, logit.device) < torch.sigmoid(logit / ctx.temperature)
+            silent &= ~sounding
+            if bool(silent.any()):
+                cells = torch.where(silent[:, None, None] & ~known, torch.zeros_like(cells), cells)
+                active = (~silent).nonzero().squeeze(1)
+                if active.numel() == 0:
+                    return cells
+        sub_cells, sub_known, sub_real, sub_conds = cells, known, real, conds
+        if active is not None:
+            sub_cells, sub_known, sub_real = cells[active], known[active], real[active]
+            sub_conds = None if conds is None else conds[active]
+        p = level.p
+        rows, cols = sub_cells.shape[1] // p, sub_cells.shape[2] // p
+        child_cells = patchify(sub_cells, p).clone()
+        child_known = patchify(sub_known, p)
+        child_real_cells = patchify(sub_real, p)
+        child_real = child_real_cells.flatten(2).any(2)
+        child_unknown = (~child_known & child_real_cells).flatten(2).any(2)
+
+        def fill(b: torch.Tensor, j: torch.Tensor, next_conds: torch.Tensor) -> None:
+            child_cells[b, j] = self._fill(
+                li + 1, child_cells[b, j], child_known[b, j], child_real_cells[b, j], next_conds, ctx
+            )
+
+        level.sample(child_cells, child_unknown, child_real, sub_conds, cols, ctx.num_iter[li], fill, ctx)
+        filled = unpatchify(child_cells, rows, cols)
+        if active is None:
+            return filled
+        cells = cells.clone()
+        cells[active] = filled
+        return cells
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        length: int,
+        primer: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        seed: int | None = None,
+        **options: Any,
+    ) -> np.ndarray:
+        """`n` rolls ``[n, 128, length]`` (int64 numpy); `length` any multiple of 4.
+
+        primer: known cells, ``[128, W]`` or ``[n, 128, W]`` with W <= length, placed at time 0. mask: True where
+        cells are generated (``[128, W]``, ``[n, 128, W]`` or ``[W]`` for whole time steps, W <= length; beyond W
+        everything is generated); cells where it is False keep the primer's value (0 beyond the primer) and are
+        never changed. Without a mask, everything after the primer is generated (continuation).
+        temperature: divides the logits of the cell classes and of the silent-patch flags; higher is more random,
+        0 (or greedy) takes the likeliest. top_k / top_p filter the cell classes only. The MAR order is random
+        from `seed` whatever the temperature. num_iter: MAR iterations per level - an int (level 0) or up to 3
+        values (default: the config's `num_iter`).
+        """
+        self.check_sample_options(options)
+        sampling.check_options(temperature, top_k, top_p, greedy)
+        num_iter = self.config.num_iter
+        if options.get("num_iter") is not None:
+            num_iter = parse_num_iter(options["num_iter"], default=self.config.num_iter, option="num_iter")
+        if isinstance(n, bool) or int(n) != n or n < 1:
+            raise ConfigError(f"number of samples must be a whole number >= 1, not {n!r}")
+        if isinstance(length, bool) or int(length) != length or length < 4 or length % 4:
+            raise ConfigError(f"sample length must be a positive multiple of 4 time steps, not {length!r}")
+        n, length = int(n), int(length)
+        device = self.device
+        cells_np, known_np = self._primer_arrays(n, length, primer, mask)
+        wp = padded_width(length)
+        cells = torch.zeros(n, self.height, wp, dtype=torch.long, device=device)
+        known = torch.ones(n, self.height, wp, dtype=torch.bool, device=device)
+        cells[:, :, :length] = torch.from_numpy(cells_np).to(device)
+        known[:, :, :length] = torch.from_numpy(known_np).to(device)
+        cells = cells * known  # unknown cells start at 0 (never read before they are generated)
+        real = torch.zeros(n, self.height, wp, dtype=torch.bool, device=device)
+        real[:, :, :length] = True
+        ctx = _SampleContext(
+            generator=sampling.make_generator(seed, device),
+            temperature=float(temperature),
+            top_k=top_k,
+            top_p=top_p,
+            greedy=bool(greedy),
+            num_iter=num_iter,
+            use_cache=bool(self.kv_cache),
+        )
+        window = self.window_width()
+        overlap = max(16, (window // 2) // 16 * 16)
+        was_training = self.training
+        self.eval()
+        try:
+            for start in window_starts(wp, window, overlap):
+                end = min(start + window, wp)
+                k, r = known[:, :, start:end], real[:, :, start:end]
+                if not bool((~k & r).any()):
+                    continue
+                c = cells[:, :, start:end].contiguous()
+                cells[:, :, start:end] = self._fill(0, c, k.contiguous(), r.contiguous(), None, ctx)
+                known[:, :, start:end] = True
+        finally:
+            self.train(was_training)
+        return cells[:, :, :length].cpu().numpy().astype(np.int64)
+
+    def _primer_arrays(self, n: int, length: int, primer, mask) -> tuple[np.ndarray, np.ndarray]:
+        h = self.height
+        cells = np.zeros((n, h, length), dtype=np.int64)
+        known = np.zeros((n, h, length), dtype=bool)
+        width = 0
+        if primer is not None:
+            p = np.asarray(primer)
+            if p.ndim == 2:
+                p = p[None]
+            if p.ndim != 3 or p.shape[1] != h or p.shape[0] not in (1, n):
+                raise ConfigError(f"primer must have shape [{h}, W] or [{n}, {h}, W], got {tuple(np.shape(primer))}")
+            width = p.shape[2]
+            if width > length:
+                raise ConfigError(f"primer is {width} time steps wide, longer than the sample length {length}")
+            if p.size:
+                if not np.issubdtype(p.dtype, np.integer):
+                    if not np.all(np.isfinite(p)) or not np.all(p == np.round(p)):
+                        raise ConfigError("primer cells must be whole numbers (cell classes)")
+                lo, hi = int(p.min()), int(p.max())
+                if lo < 0 or hi >= self.vocab:
+                    raise ConfigError(f"primer cell classes must be in [0, {self.vocab}), found {lo}..{hi}")
+            cells[:, :, :width] = p.astype(np.int64)
+        if mask is not None:
+            m = np.asarray(mask).astype(bool)
+            if m.ndim == 1:
+                m = m[None, None, :]
+            elif m.ndim == 2:
+                m = m[None]
+            if m.ndim != 3 or m.shape[1] not in (1, h) or m.shape[2] > length or m.shape[0] not in (1, n):
+                raise ConfigError(
+                    f"mask must have shape [W], [{h}, W] or [{n}, {h}, W] with W <= {length}, "
+                    f"got {tuple(np.shape(mask))}"
+                )
+            known[:, :, : m.shape[2]] = ~m  # beyond the mask's width everything is generated
+        else:
+            known[:, :, :width] = True
+        return cells, known
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+class MARGenerator(FractalGenerator):
+    """Fractal generator, all levels masked-autoregressive unless `generator_types` says otherwise."""
+
+    name = "mar"
+    default_type = "mar"
+
+
+class ARGenerator(FractalGenerator):
+    """Fractal generator, all levels autoregressive (KV-cached sampling) unless `generator_types` says otherwise."""
+
+    name = "ar"
+    default_type = "ar"
