@@ -79,3 +79,18 @@ def test_metric_overlap_separates_sets_and_skips_nan():
     hist_gen = np.tile(np.eye(5)[0], (20, 1))  # every piece all in one class
     oa_hist, _, _ = overlap.metric_overlap(hist_ref, hist_gen)
     assert oa_hist < 0.3
+
+
+def test_sample_folders_count_each_piece_once(tmp_path):
+    """`fmusic sample` writes sample_000.abc + sample_000.mid + the book samples.abc: one piece, not three."""
+    from fractalmusic.metrics.report import load_set
+
+    tune = "X:{x}\nT:T\nM:2/4\nL:1/8\nK:G\n{body}|\n"
+    bodies = ["GABc dBAG", "dcBA GFED"]
+    for i, body in enumerate(bodies):
+        (tmp_path / f"sample_{i:03d}.abc").write_text(tune.format(x=1, body=body))
+        (tmp_path / f"sample_{i:03d}.mid").write_bytes(b"not even read")
+    (tmp_path / "samples.abc").write_text("\n".join(tune.format(x=i + 1, body=b) for i, b in enumerate(bodies)))
+    got = load_set(tmp_path, use_cache=False)
+    assert len(got.pieces) == 2
+    assert sorted(p.source.split("/")[-1].split("#")[0] for p in got.pieces) == ["sample_000.abc", "sample_001.abc"]

@@ -52,6 +52,42 @@ def resolve_set(spec: str | Path):
     return resolve_corpus(str(spec))
 
 
+_FORMAT_PRIORITY = {".abc": 0, ".mid": 1, ".midi": 1, ".musicxml": 2, ".xml": 2, ".mxl": 2, ".krn": 3}
+
+
+def one_format_per_stem(files: list[Path]) -> list[Path]:
+    """A folder of samples holds each piece in several formats (sample_000.abc, sample_000.mid): read one of them,
+    ABC first (it keeps the most), then MIDI, then MusicXML, then kern."""
+    best: dict[tuple[Path, str], Path] = {}
+    for f in files:
+        key = (f.parent, f.stem)
+        have = best.get(key)
+        if have is None or _FORMAT_PRIORITY.get(f.suffix.lower(), 9) < _FORMAT_PRIORITY.get(have.suffix.lower(), 9):
+            best[key] = f
+    keep = set(best.values())
+    return [f for f in files if f in keep]
+
+
+def _tune_body(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.strip().splitlines() if not line.startswith("X:"))
+
+
+def drop_rewritten_tunes(pieces: list[Piece]) -> list[Piece]:
+    """Drop an ABC tune whose text (apart from its X: number) already came from another file: the book
+    `samples.abc` that `fmusic sample` writes beside sample_000.abc ... holds the same tunes again."""
+    seen: dict[str, str] = {}
+    out = []
+    for p in pieces:
+        if p.abc:
+            body = _tune_body(p.abc)
+            origin = (p.source or "").split("#")[0]
+            if body in seen and seen[body] != origin:
+                continue
+            seen.setdefault(body, origin)
+        out.append(p)
+    return out
+
+
 def load_set(
     spec,
     max_pieces: int | None = None,
@@ -75,7 +111,9 @@ def load_set(
     from fractalmusic.data.prepare import read_corpus
 
     corpus = resolve_set(spec) if isinstance(spec, (str, Path)) else spec
-    files = list(corpus.files)
+    files = one_format_per_stem(list(corpus.files))
+    if len(files) != len(corpus.files):
+        corpus = dataclasses.replace(corpus, files=files)
     single = [f for f in files if f.suffix.lower() != ".abc"]
     unread = 0
     rng = np.random.default_rng(seed)
@@ -90,7 +128,7 @@ def load_set(
     else:
         cache = Cache(None)
     read = read_corpus(corpus, notes=False, cache=cache, workers=workers, log=log)
-    pieces = [ref.file.pieces(cache, False)[ref.index] for ref in read.refs]
+    pieces = drop_rewritten_tunes([ref.file.pieces(cache, False)[ref.index] for ref in read.refs])
     for entry in read.files:
         entry.release()
     skipped = [(str(a), str(b)) for a, b in read.skipped_files + read.skipped_pieces]
