@@ -41,7 +41,7 @@ SECOND = "X:1\nT:Second\nM:2/4\nL:1/16\nQ:1/4=90\nK:D\nf-g | a3-b g3-a | f4 e3-d
 
 @pytest.fixture
 def rep():
-    return ABCRepresentation().fit([Piece(abc=RAW), Piece(abc=SECOND)])
+    return ABCRepresentation(annotations="keep").fit([Piece(abc=RAW), Piece(abc=SECOND)])
 
 
 def test_registered_under_its_name():
@@ -78,7 +78,7 @@ def test_encode_decode_round_trip(rep):
 
 
 def test_unseen_and_rare_characters_become_unk():
-    rep = ABCRepresentation(min_char_freq=2).fit([Piece(abc=CLEAN), Piece(abc=SECOND)])
+    rep = ABCRepresentation(min_char_freq=2, annotations="keep").fit([Piece(abc=CLEAN), Piece(abc=SECOND)])
     corpus = CLEAN + SECOND
     assert "~" not in rep.chars and "^" not in rep.chars and "B" in rep.chars  # ~ and ^ appear once
     rare = {c for c in corpus if corpus.count(c) == 1}
@@ -112,7 +112,7 @@ def test_primer_text(rep):
 
 def test_transpose_moves_the_text_and_comes_back(rep):
     printable = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")  # '%' would start a comment
-    wide = ABCRepresentation().fit([Piece(abc=CLEAN + printable)])
+    wide = ABCRepresentation(annotations="keep").fit([Piece(abc=CLEAN + printable)])
     ids = wide.encode(Piece(abc=RAW))
     up = wide.transpose(ids, 2)
     assert up is not None and up[1] == 0
@@ -130,7 +130,7 @@ def test_state_dict_is_json_and_restores_the_same_encoding(rep):
     again = ABCRepresentation.from_state_dict(state)
     assert np.array_equal(again.encode(Piece(abc=RAW)), rep.encode(Piece(abc=RAW)))
     assert again.fingerprint() == rep.fingerprint()
-    other = ABCRepresentation(header_mode="all").fit([Piece(abc=RAW)])
+    other = ABCRepresentation(header_mode="all", annotations="keep").fit([Piece(abc=RAW)])
     assert other.fingerprint() != rep.fingerprint()
     with pytest.raises(CheckpointError):
         ABCRepresentation.from_state_dict({"config": {}, "chars": ["ab"]})
@@ -150,7 +150,7 @@ def test_bad_config_and_bad_input_are_user_errors():
 @settings(max_examples=60, deadline=None)
 @given(hnp.arrays(np.int64, st.integers(0, 40), elements=st.integers(-(2**62), 2**62)))
 def test_decode_never_raises_and_reports_repairs(arr):
-    rep = ABCRepresentation().fit([Piece(abc=SECOND)])
+    rep = ABCRepresentation(annotations="keep").fit([Piece(abc=SECOND)])
     piece = rep.decode(arr)
     assert piece.abc.startswith("X:") and "\nK:" in "\n" + piece.abc
     stop = np.flatnonzero(arr == 2)
@@ -162,8 +162,42 @@ def test_decode_never_raises_and_reports_repairs(arr):
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, 40), max_size=60))
 def test_decode_of_in_vocabulary_ids_never_raises(ids):
-    rep = ABCRepresentation().fit([Piece(abc=SECOND)])
+    rep = ABCRepresentation(annotations="keep").fit([Piece(abc=SECOND)])
     piece = rep.decode(np.asarray(ids, dtype=np.int64))
     assert isinstance(piece.meta["repairs"], dict)
     if 3 in ids[: ids.index(2) if 2 in ids else len(ids)]:
         assert piece.meta["repairs"]["unknown_tokens"] > 0
+
+
+def test_annotations_dropped_by_default_chord_symbols_kept():
+    from fractalmusic.representations.abc import ABCRepresentation
+    from fractalmusic.piece import Piece
+
+    tune = 'X:1\nT:t\nM:4/4\nL:1/8\nK:G\n"Am"uB2G (G2.A) "4"d2 | !trill!c2 ~G2 T[K:D]A "^Segno"F "D/F#"d4 |]\n'
+    rep = ABCRepresentation().fit([Piece(abc=tune)])
+    text = rep.array_to_text(rep.encode(Piece(abc=tune)))
+    body = text.splitlines()[-1]
+    assert body == '"Am"B2G (G2A) d2 | c2 G2 [K:D]A F "D/F#"d4 |]'
+    keep = ABCRepresentation(annotations="keep").fit([Piece(abc=tune)])
+    assert keep.array_to_text(keep.encode(Piece(abc=tune))).splitlines()[-1].startswith('"Am"uB2G (G2.A) "4"d2')
+
+
+def test_dropping_annotations_keeps_every_pitch_and_duration():
+    """music21 hears the same notes with and without the transcribers' marks (real corpus tunes)."""
+    from pathlib import Path
+
+    import music21
+
+    from fractalmusic.io.abc import split_abc_book
+    from fractalmusic.representations.abc_text import normalise_abc
+
+    book = Path(music21.corpus.__file__).parent / "ryansMammoth" / "MinstrelsFancyClog.abc"
+    tune = split_abc_book(book.read_text(encoding="latin-1"))[0]
+
+    def notes(text):  # pitches only: music21 misreads "F>.G" (a staccato after a broken rhythm) as plain F G
+        s = music21.converter.parse(text, format="abc").flatten().notes
+        return [tuple(p.midi for p in n.pitches) for n in s]
+
+    dropped = normalise_abc(tune, annotations="drop")
+    assert dropped != normalise_abc(tune, annotations="keep")
+    assert notes(dropped) == notes(normalise_abc(tune, annotations="keep"))

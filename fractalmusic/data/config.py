@@ -14,7 +14,8 @@ from pathlib import Path
 
 from fractalmusic.errors import ConfigError
 
-DEFAULT_CROP = 128  # steps for grids, predicted tokens for token sequences
+# steps for grids (8 bars of 4/4 in sixteenths); predicted tokens for token sequences (a whole median folk tune)
+DEFAULT_CROP = {"grid": 128, "tokens": 256}
 GRID_MULTIPLE = 4  # grid crops must be a multiple of this (patch geometry of the fractal generators)
 
 # alternative option spellings -> the canonical ones (FractalMIDI calls the training list --train_data)
@@ -31,7 +32,7 @@ class DataConfig:
     val_data: str | None = None  # held-out corpus (same forms); None: split `data` by piece
     val_fraction: float = 0.05  # share of pieces held out when val_data is not given
     split_seed: int = 0  # which pieces are held out
-    crop_length: int | None = None  # None: 128 (steps for grids, predicted tokens for token sequences)
+    crop_length: int | None = None  # None: 128 steps for grids, 256 predicted tokens for token sequences
     augment_factor: int = 1  # random crops per piece (grids) / per crop-length of tokens (tokens) per epoch
     pitch_shift_min: int = 0  # semitones; each item is shifted by a uniform draw in [min, max]
     pitch_shift_max: int = 0
@@ -70,7 +71,7 @@ class DataConfig:
     # ------------------------------------------------------------------ derived values
     def crop_for(self, kind: str) -> int:
         """The crop length for a representation kind; grid crops must be a multiple of 4."""
-        crop = DEFAULT_CROP if self.crop_length is None else int(self.crop_length)
+        crop = DEFAULT_CROP.get(kind, 128) if self.crop_length is None else int(self.crop_length)
         if kind == "grid" and crop % GRID_MULTIPLE:
             lower = max(GRID_MULTIPLE, crop - crop % GRID_MULTIPLE)
             raise ConfigError(

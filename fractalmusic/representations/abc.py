@@ -14,7 +14,7 @@ import numpy as np
 
 from fractalmusic.errors import CheckpointError, ConfigError, DataError, FractalMusicError
 from fractalmusic.piece import Piece
-from fractalmusic.representations.abc_text import HEADER_MODES, header_facts, line_fields, normalise_abc, transpose_abc
+from fractalmusic.representations.abc_text import ANNOTATION_MODES, HEADER_MODES, header_facts, line_fields, normalise_abc, transpose_abc
 from fractalmusic.representations.base import Representation
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -26,12 +26,17 @@ _TABLE_LIMIT = 0xFFFF  # code points above this are looked up in a dict instead 
 class ABCConfig:
     header_mode: str = "musical"  # "musical": only X T M L K Q R P V (+U m) fields; "all": every line
     min_char_freq: int = 1  # characters seen fewer times in the corpus become <unk>
+    # "drop": remove text annotations, fingerings, bowings and decorations from tune bodies (chord symbols stay),
+    # so a small model spends its capacity on notes and bars; "keep": every character of the body
+    annotations: str = "drop"
 
     def __post_init__(self):
         if self.header_mode not in HEADER_MODES:
             raise ConfigError(f"--header-mode must be one of {', '.join(HEADER_MODES)}, not {self.header_mode!r}")
         if int(self.min_char_freq) < 1:
             raise ConfigError(f"--min-char-freq must be at least 1, not {self.min_char_freq}")
+        if self.annotations not in ANNOTATION_MODES:
+            raise ConfigError(f"--annotations must be one of {', '.join(ANNOTATION_MODES)}, not {self.annotations!r}")
 
 
 def piece_from_abc_text(text: str, repairs: dict[str, int] | None = None, source: str | None = None) -> Piece:
@@ -139,7 +144,7 @@ class ABCRepresentation(Representation):
         return list(self._chars or ())
 
     def normalise(self, text: str) -> str:
-        return normalise_abc(text, self.config.header_mode)
+        return normalise_abc(text, self.config.header_mode, self.config.annotations)
 
     def fit(self, pieces: Iterable[Piece]) -> "ABCRepresentation":
         counts: Counter[str] = Counter()

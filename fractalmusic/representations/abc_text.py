@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 HEADER_MODES = ("musical", "all")
+ANNOTATION_MODES = ("keep", "drop")
 
 # Fields kept by header_mode="musical": X T M L K Q R P V as musicians expect, plus U: (user symbols) and
 # m: (macros), because they change what the body's symbols mean.
@@ -49,18 +50,57 @@ def line_fields(lines: Iterable[str]) -> list[str | None]:
 
 
 # --------------------------------------------------------------------------------------------- normalisation
-def normalise_abc(text: str, header_mode: str = "musical") -> str:
+# A quoted string that is a chord symbol ("Am7", "D/F#", "Bbmaj7", "G(add9)"); any other quoted string is an
+# annotation (fingering "4", "^Segno", "_mf", "tr"...).
+_CHORD_SYMBOL = re.compile(r'^[A-G][#b]?(?:m|min|maj|dim|aug|sus|\+|o|M)?[0-9]*(?:\([^)]*\))?(?:/[A-G][#b]?)?$')
+_QUOTED = re.compile(r'"([^"]*)"')
+_LONG_DECORATION = re.compile(r"![^!\n]*!|\+[^+\n]*\+")
+_INLINE_FIELD = re.compile(r"\[[A-Za-z]:[^\]]*\]")
+_SHORT_DECORATIONS = re.compile(r"[.~HLMOPSTuv]")
+
+
+def drop_annotations(line: str) -> str:
+    """A body line without text annotations, fingerings, bowings and decorations; chord symbols stay.
+
+    Drops quoted strings that are not chord symbols, !name! and +name+ decorations, and the one-character
+    decorations . ~ H L M O P S T u v (staccato, roll, fermata, accent, mordents, coda, segno, trill, bowings).
+    Inline fields such as [K:G] and chord symbols are kept untouched. music21 reads either form; a small model
+    learns the notes faster without the transcribers' marks.
+    """
+    kept: list[str] = []
+    pos = 0
+    # protect quoted chord symbols and inline fields, clean what lies between them
+    pieces = sorted(
+        [(m.start(), m.end(), m.group(0), True) for m in _INLINE_FIELD.finditer(line)]
+        + [(m.start(), m.end(), m.group(0), bool(_CHORD_SYMBOL.match(m.group(1).strip()))) for m in _QUOTED.finditer(line)]
+    )
+    for start, end, text, keep in pieces:
+        if start < pos:  # a quote inside an inline field, or the reverse: leave it to the outer one
+            continue
+        kept.append(_SHORT_DECORATIONS.sub("", _LONG_DECORATION.sub("", line[pos:start])))
+        if keep:
+            kept.append(text)
+        pos = end
+    kept.append(_SHORT_DECORATIONS.sub("", _LONG_DECORATION.sub("", line[pos:])))
+    return _SPACES.sub(" ", "".join(kept)).strip()
+
+
+def normalise_abc(text: str, header_mode: str = "musical", annotations: str = "keep") -> str:
     """One tune's text with whitespace normalised and, in "musical" mode, only musical fields kept.
 
     Lines are stripped, runs of spaces/tabs become one space, blank lines go (a blank line ends a tune in ABC),
-    and a field's value loses the spaces after its colon ("M: 6/8" -> "M:6/8"). In "musical" mode comment lines,
+    and a field's value loses the spaces after its colon ("M: 6/8" -> "M:6/8"). `annotations="drop"` also removes
+annotations and decorations from body lines (see `drop_annotations`). In "musical" mode comment lines,
     stylesheet directives (%%...), trailing % comments and non-musical fields (N: B: Z: S: O: H: D: F: G: A: C:
     W: w: I: ...) are dropped, in the header and in the body alike; "all" keeps every line. The result ends with
     one newline (or is empty).
     """
     if header_mode not in HEADER_MODES:
         raise ValueError(f"header_mode must be one of {HEADER_MODES}, not {header_mode!r}")
+    if annotations not in ANNOTATION_MODES:
+        raise ValueError(f"annotations must be one of {ANNOTATION_MODES}, not {annotations!r}")
     musical = header_mode == "musical"
+    drop = annotations == "drop"
     out: list[str] = []
     keep_continuation = True
     in_header = True
@@ -89,6 +129,10 @@ def normalise_abc(text: str, header_mode: str = "musical") -> str:
             if keep:
                 out.append(field + ":" + _SPACES.sub(" ", line[2:].strip()))
             continue
+        if drop and not in_header:
+            line = drop_annotations(line)
+            if not line:
+                continue
         out.append(_SPACES.sub(" ", line))
     return "\n".join(out) + "\n" if out else ""
 
