@@ -146,3 +146,15 @@ def test_pianoroll_mar_trains(capsys, tmp_path):
     ck = load_checkpoint(out / "checkpoints" / "last.pt")
     assert ck["generator"]["name"] == "mar" and ck["step"] == 2
     assert all(r["units"] > 0 for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()))
+
+
+def test_generator_training_defaults_apply_unless_given(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = fmusic(capsys, "train", *TINY_LSTM, "--max-steps", "1", "--output-dir", out)
+    assert code == 0, err
+    assert "generator lstm trains with --lr 0.003" in stdout
+    assert json.loads((out / "hparams.json").read_text())["train"]["lr"] == 0.003
+    code, stdout, err = fmusic(capsys, "train", *TINY_LSTM, "--max-steps", "1", "--lr", "0.02", "--output-dir", out)
+    assert code == 0, err
+    assert "trains with" not in stdout
+    assert json.loads((out / "hparams.json").read_text())["train"]["lr"] == 0.02

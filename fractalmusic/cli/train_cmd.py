@@ -290,7 +290,13 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
         _refuse_model_changes(gen_cls.Config, parsed["generator"], json.loads(ckpt["generator"]["config"]),
                               "generator")
     else:
-        train_cfg = config_from_dict(TrainConfig, parsed["train"], where="training options")
+        suggested = {k: v for k, v in getattr(gen_cls, "train_defaults", {}).items()
+                     if k in fields["train"] and k not in parsed["train"]}
+        if suggested:
+            click.echo(f"generator {gen_cls.name} trains with "
+                       + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in suggested.items())
+                       + " unless told otherwise")
+        train_cfg = config_from_dict(TrainConfig, {**suggested, **parsed["train"]}, where="training options")
         data_cfg = config_from_dict(fdata.DataConfig, parsed["data"], where="data options")
 
     # ---- processes, devices, the run folder: fail before any slow work

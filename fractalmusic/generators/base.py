@@ -41,6 +41,9 @@ class Generator(nn.Module):
     plugin_api_version: ClassVar[int] = 1
     # names of extra keyword options `sample` understands beyond the common ones (e.g. "num_iter")
     sample_options: ClassVar[tuple[str, ...]] = ()
+    # trainer options this generator trains best with (e.g. {"lr": 3e-3}); `fmusic train` uses them for a fresh
+    # run unless the user gives the option, and says so
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config, spec: RepresentationSpec):
         super().__init__()

@@ -33,9 +33,9 @@ class RecurrentConfig:
     """Hyper-parameters of the rnn, lstm and gru generators (each field is a `fmusic train` option)."""
 
     embedding_dim: int = 128  # token embedding width
-    hidden_size: int = 256  # recurrent state width per layer
-    num_layers: int = 2  # stacked recurrent layers
-    dropout: float = 0.1  # on embeddings, between layers and before the output head
+    hidden_size: int = 512  # recurrent state width per layer
+    num_layers: int = 1  # stacked recurrent layers
+    dropout: float = 0.25  # on embeddings, between layers and before the output head
     tie_weights: bool = False  # output head shares the embedding matrix (projection added if sizes differ)
     teacher_forcing_ratio: float = 1.0  # 1 = teacher forcing; < 1 = scheduled sampling during training
 
@@ -58,6 +58,8 @@ class RecurrentGenerator(Generator):
 
     accepts: ClassVar[tuple[str, ...]] = ("tokens",)
     Config: ClassVar[type] = RecurrentConfig
+    # measured on the folk corpus: Adam at 3e-3 reaches a lower held-out loss in a few CPU minutes than 1e-3
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-3}
     cell: ClassVar[str] = ""
 
     def __init__(self, config: RecurrentConfig, spec: RepresentationSpec):
