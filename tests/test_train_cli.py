@@ -75,7 +75,7 @@ def test_user_errors_before_any_work(capsys, tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
     code, _, err = fmusic(capsys, "train", *TINY_LSTM, "--resume-from-checkpoint", junk)
-    assert "not a readable fractalmusic checkpoint" in one_error_line(code, err)
+    assert "not a fractalmusic checkpoint (not a PyTorch checkpoint file)" in one_error_line(code, err)
     code, _, err = fmusic(capsys, "train", *TINY_LSTM, "--resume-from-checkpoint", "last")
     assert "needs --output-dir" in one_error_line(code, err)
     blocker = tmp_path / "a-file"

@@ -135,7 +135,7 @@ def test_resume_errors_are_one_line(tmp_path):
     out = tmp_path / "run"
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"definitely not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable fractalmusic checkpoint"):
+    with pytest.raises(CheckpointError, match="not a fractalmusic checkpoint"):
         make_trainer(out, max_steps=2, resume_from_checkpoint=str(junk)).fit()
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         make_trainer(out, max_steps=2, resume_from_checkpoint=str(tmp_path / "missing.pt")).fit()

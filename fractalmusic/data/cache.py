@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from fractalmusic.files import atomic_write
 
 from fractalmusic.piece import NOTE_DTYPE, Piece
 
@@ -52,18 +53,7 @@ def make_key(*parts: Any) -> str:
 
 
 def _atomic(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, write)  # not fsynced: the cache can always be rebuilt
 
 
 def _jsonable(value: Any) -> Any:

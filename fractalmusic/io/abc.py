@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fractalmusic.files import read_file_bytes
 from fractalmusic.errors import PieceReadError
 from fractalmusic.io.midi import key_signature, plain_key
 from fractalmusic.piece import DEFAULT_QPM, NOTE_DTYPE, Piece
@@ -36,14 +37,7 @@ _MODE_WORDS = {
 def read_text(path) -> str:
     """A text file as str: UTF-8, falling back to Latin-1 (old tune books). PieceReadError if unreadable."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise PieceReadError(path, "no such file") from None
-    except IsADirectoryError:
-        raise PieceReadError(path, "is a directory, not a file") from None
-    except OSError as exc:
-        raise PieceReadError(path, f"cannot read: {exc.strerror or exc}") from None
+    data = read_file_bytes(path, "file")
     if b"\x00" in data[:4096]:
         raise PieceReadError(path, "binary data, not ABC text")
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
+from fractalmusic.files import read_file_bytes
 from fractalmusic.errors import PieceReadError
 from fractalmusic.piece import DEFAULT_QPM, NOTE_DTYPE, Piece
 
@@ -104,14 +105,7 @@ def midi_key_name(name: str | None) -> str | None:
 def read_midi(path) -> Piece:
     """Read a Standard MIDI File (type 0, 1 or 2) into a Piece. Raises PieceReadError for anything unusable."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise PieceReadError(path, "no such file") from None
-    except IsADirectoryError:
-        raise PieceReadError(path, "is a directory, not a MIDI file") from None
-    except OSError as exc:
-        raise PieceReadError(path, f"cannot read: {exc.strerror or exc}") from None
+    data = read_file_bytes(path, "MIDI file")
     return midi_bytes_to_piece(data, source=str(path))
 
 

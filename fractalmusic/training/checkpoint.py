@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fractalmusic import files
 from fractalmusic.errors import CheckpointError
 
 FORMAT = "fractalmusic-checkpoint"
@@ -63,41 +64,14 @@ class _PausingWriter:
         return getattr(self._f, name)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call `write(fileobj)` on a temporary file beside `path`, fsync it, then rename it over `path`."""
+    """Write a checkpoint atomically and durably (fsync of data and folder); see fractalmusic.files.atomic_write."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; give the permissions open() would
-            if os.environ.get(PAUSE_ENV) == path.name:
-                write(_PausingWriter(f, path.with_name(path.name + ".writing")))
-            else:
-                write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    wrap = None
+    if os.environ.get(PAUSE_ENV) == path.name:
+        def wrap(f):
+            return _PausingWriter(f, path.with_name(path.name + ".writing"))
+    files.atomic_write(path, write, durable=True, wrap=wrap)
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
