@@ -143,6 +143,8 @@ def test_abc_sets_report_parse_bars_and_memorisation(cli, tmp_path):
                              "--json"))
     m = report["metrics"]
     assert m["parse_ok"]["generated"]["mean"] == 1.0
+    # the copy has 32 notes, the sloppy tune 12: both parse with at least 8 notes
+    assert m["playable"]["generated"]["mean"] == 1.0
     assert m["header_completeness"]["generated"]["mean"] == 1.0
     # the sloppy tune has 3 inner bars and 2 of them are wrong (4/8 and 8/8 in 3/4); the copy is all right
     assert m["bar_length_consistency"]["generated"]["mean"] == pytest.approx((1.0 + 1 / 3) / 2)

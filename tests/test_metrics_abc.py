@@ -139,3 +139,13 @@ GABc dedB|dedB dedB|c2ec B2dB|c2A2 A2BA|GABc dedB|dedB dedB|c2ec B2dB|A2F2 G4|]
     assert result["best_similarity"][2] < 0.3
     strict = abc.memorisation([near], training, threshold=0.99)
     assert strict["near_copy_rate"] == 0.0
+
+
+def test_playable_needs_a_parse_and_eight_notes():
+    from fractalmusic.metrics.report import piece_metrics
+    from fractalmusic.piece import Piece
+
+    short = piece_metrics(Piece(abc="X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF|\n"))
+    assert (short["parse_ok"], short["playable"]) == (1.0, 0.0)
+    tune = piece_metrics(Piece(abc="X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF GABc|\n"))
+    assert (tune["parse_ok"], tune["playable"]) == (1.0, 1.0)

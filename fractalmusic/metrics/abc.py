@@ -539,8 +539,11 @@ def abc_metrics(text: str, parsed: bool | None = None) -> dict[str, float]:
     }
 
 
+PLAYABLE_MIN_NOTES = 8
+
 ABC_METRIC_INFO = {
     "parse_ok": ("share", "music21 reads the tune and finds notes in it (parse rate)"),
+    "playable": ("share", f"the tune parses and has at least {PLAYABLE_MIN_NOTES} notes"),
     "header_completeness": ("share", "share of the header fields X, T, M, L, K present"),
     "bar_length_consistency": ("share", "share of inner bars whose length equals the meter M:"),
 }

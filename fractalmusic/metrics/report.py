@@ -173,6 +173,7 @@ def piece_metrics(piece: Piece) -> dict[str, Any]:
                 ok = False
             ok = ok and len(piece.notes) > 0
         out.update(abc_metrics_mod.abc_metrics(text, parsed=ok))
+        out["playable"] = float(ok and len(piece.notes) >= abc_metrics_mod.PLAYABLE_MIN_NOTES)
     out.update(note_metrics(piece))
     return out
 
