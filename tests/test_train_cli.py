@@ -133,18 +133,27 @@ def test_cli_resume_is_exact_with_the_real_data_layer(capsys, tmp_path):
     assert train_losses(a) == train_losses(b)
 
 
-@pytest.mark.slow
-def test_pianoroll_mar_trains(capsys, tmp_path):
-    out = tmp_path / "mar"
+@pytest.mark.parametrize("generator", [
+    ("--generator", "mar"),
+    ("--generator", "mar", "--generator-types", "mar,ar,ar"),
+    ("--generator", "ar", "--scan-order", "column_major"),
+], ids=["mar", "mar-ar-ar", "ar-column-major"])
+def test_pianoroll_fractal_generators_train(capsys, tmp_path, generator):
+    out = tmp_path / "fractal"
     code, stdout, err = fmusic(
-        capsys, "train", "--repr", "pianoroll", "--generator", "mar", "--model-size", "tiny", "--crop-length", "32",
-        "--max-pieces", "6", "--num-prep-workers", "0", "--batch-size", "2", "--max-steps", "2",
+        capsys, "train", "--repr", "pianoroll", *generator, "--model-size", "tiny", "--crop-length", "64",
+        "--max-pieces", "4", "--num-prep-workers", "0", "--batch-size", "2", "--max-steps", "3",
         "--no-progress", "--device", "cpu", "--output-dir", out, "--val-batches", "1",
     )
     assert code == 0, err
-    assert "cells/s" in stdout
+    assert "cell/s" in stdout
     ck = load_checkpoint(out / "checkpoints" / "last.pt")
-    assert ck["generator"]["name"] == "mar" and ck["step"] == 2
+    assert ck["generator"]["name"] == generator[1] and ck["step"] == 3
+    config = json.loads(ck["generator"]["config"])
+    if "--generator-types" in generator:
+        assert tuple(config["generator_types"]) == ("mar", "ar", "ar")
+    if "--scan-order" in generator:
+        assert config["scan_order"] == "column_major"
     assert all(r["units"] > 0 for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()))
 
 
