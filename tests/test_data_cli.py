@@ -35,3 +35,24 @@ def test_data_stats_errors_are_one_line_with_suggestions(cli):
     bad_corpus = cli("data", "stats", "--data", "flok", "--repr", "abc")
     assert bad_corpus.exit_code == 2 and "Traceback" not in bad_corpus.output
     assert len(bad_corpus.stderr.strip().splitlines()) == 1 and "did you mean 'folk'?" in bad_corpus.stderr
+
+
+def test_prepare_writes_the_split_as_list_files(cli, tmp_path, chorale_paths):
+    import shutil
+
+    folder = tmp_path / "six"
+    folder.mkdir()
+    for p in chorale_paths[:6]:
+        shutil.copy(p, folder / p.name)
+    out = cli("data", "prepare", "--data", folder, "--repr", "pianoroll", "--val-fraction", "0.34",
+              "--num-prep-workers", "0", "--write-split", tmp_path / "split")
+    assert out.exit_code == 0, out.output
+    train = (tmp_path / "split" / "train.txt").read_text().split()
+    valid = (tmp_path / "split" / "valid.txt").read_text().split()
+    assert train and valid and not set(train) & set(valid)
+    assert sorted(train + valid) == sorted(str((folder / p.name).resolve()) for p in chorale_paths[:6])
+    # the lists work as corpora: the held-out files alone
+    stats = cli("data", "stats", "--data", tmp_path / "split" / "valid.txt", "--repr", "pianoroll",
+                "--num-prep-workers", "0")
+    assert stats.exit_code == 0, stats.output
+    assert f"{len(valid)} pieces from {len(valid)} files read" in stats.stdout

@@ -91,8 +91,11 @@ def stats(ctx, repr_name: str, as_json: bool):
 
 @command.command("prepare", context_settings=_PASS_THROUGH, epilog=_DATA_HELP_TAIL)
 @click.option("--repr", "repr_name", default="abc", show_default=True, help="Representation to encode with.")
+@click.option("--write-split", "split_dir", metavar="DIR", default=None,
+              help="Also write DIR/train.txt and DIR/valid.txt listing the files of each split (usable as --data, "
+                   "--val-data, or --reference of fmusic evaluate).")
 @click.pass_context
-def prepare(ctx, repr_name: str):
+def prepare(ctx, repr_name: str, split_dir: str | None):
     """Read, fit and encode a corpus into the cache, so that training starts without parsing anything."""
     from fractalmusic.data.build import prepare_data
 
@@ -107,3 +110,7 @@ def prepare(ctx, repr_name: str):
         f"({report.train_units + report.val_units:,} {report.unit}, vocabulary {report.vocabulary}) "
         f"in {time.perf_counter() - started:.1f} s; cache: {report.cache_dir}"
     )
+    if split_dir is not None:
+        train, valid, unlisted = prepared.write_split(split_dir)
+        click.echo(f"split written to {train} and {valid}"
+                   + (f"; {unlisted} tune books split by tune are not listed" if unlisted else ""))

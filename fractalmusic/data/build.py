@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -141,6 +142,22 @@ class Prepared:
     val: PieceStore | None
     report: DataReport
     crop_length: int
+    train_refs: list = field(default_factory=list)  # the pieces of each split (PieceRef: file, index, source)
+    val_refs: list = field(default_factory=list)
+
+    def write_split(self, folder) -> tuple[Path, Path, int]:
+        """train.txt and valid.txt (FractalMIDI's list files) naming the files of each split; files holding several
+        pieces (tune books split by tune) cannot be listed and are counted instead. (train, valid, unlisted)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        multi = {r.file.path for r in self.train_refs + self.val_refs if r.file.n_pieces > 1}
+        out = []
+        for name, refs in (("train.txt", self.train_refs), ("valid.txt", self.val_refs)):
+            paths = sorted({str(r.file.path.resolve()) for r in refs if r.file.path not in multi})
+            target = folder / name
+            target.write_text("".join(p + "\n" for p in paths))
+            out.append(target)
+        return out[0], out[1], len(multi)
 
 
 def _storage_dtype(vocab_size: int) -> np.dtype:
@@ -402,7 +419,7 @@ def prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | No
     report.train_units = train_store.total
     report.val_units = val_store.total if val_store is not None else 0
     _finish(report, cache, start, reads)
-    return Prepared(train_store, val_store, report, crop)
+    return Prepared(train_store, val_store, report, crop, train_refs, val_refs)
 
 
 def _finish(report: DataReport, cache: Cache, start: float, reads: list[ReadCorpus]) -> None:
