@@ -8,6 +8,7 @@
 Sections:
   prep      MIDI files -> piano-roll grids: ours (mido reader + pianoroll) vs music21 parsing vs pretty_midi's
             get_piano_roll, same files, same run.
+  throughput  trainer tokens/s or cells/s of every built-in generator at its defaults on its default corpus.
   sampling  LSTM (MIT lab size: embedding 256, hidden 1024) tokens/s: 16 tunes at once with carried state, one at a
             time with carried state, and the naive loop that re-feeds the last 100 tokens for every new token.
   training  LSTM at the MIT lab configuration (embedding 256, hidden 1024, seq 100, batch 8) on the folk corpus:
@@ -316,7 +317,45 @@ def bench_fractal(args) -> None:
     RESULTS["fractal_scaling"] = {str(k): v for k, v in scale.items()}
 
 
-SECTIONS = {"prep": bench_prep, "sampling": bench_sampling, "training": bench_training, "fractal": bench_fractal}
+# ------------------------------------------------------------------------------------------------ throughput
+def bench_throughput(args) -> None:
+    """Trainer units/s of every built-in generator at its default configuration on its default corpus."""
+    import torch
+
+    from fractalmusic import plugins
+    from fractalmusic.data import DataConfig, build_datasets
+    from fractalmusic.training.config import TrainConfig
+    from fractalmusic.training.trainer import Trainer
+
+    rows, res = [], {}
+    cases = [("abc", "rnn", {}, 32), ("abc", "gru", {}, 32), ("abc", "lstm", {}, 32),
+             ("pianoroll", "mar", {"model_size": "small"}, 4), ("pianoroll", "ar", {"model_size": "small"}, 4)]
+    datasets = {}
+    for rep_name, gen_name, gen_cfg, batch in cases:
+        rep_cls = plugins.get_representation(rep_name)
+        if rep_name not in datasets:
+            rep = rep_cls()
+            datasets[rep_name] = (rep, build_datasets(DataConfig(num_prep_workers=2), rep, log=lambda *_: None)[0])
+        rep, train_ds = datasets[rep_name]
+        torch.manual_seed(0)
+        gen = plugins.get_generator(gen_name).build(gen_cfg, rep.spec())
+        with tempfile.TemporaryDirectory() as d:
+            cfg = TrainConfig(max_steps=args.throughput_steps, batch_size=batch, warmup_steps=0,
+                              log_every_n_steps=10**6, val_check_interval_steps=10**6,
+                              checkpoint_every_n_steps=10**6, save_top_k=0, output_dir=d, progress=False,
+                              tensorboard=False, device="cpu")
+            stats = Trainer(gen, rep, cfg, train_ds, None, echo=lambda *_: None).fit()
+        res[gen_name] = stats["units_per_s"]
+        unit = stats["unit"]
+        crop = train_ds.crop_length if hasattr(train_ds, "crop_length") else "-"
+        rows.append([gen_name, rep_name, f"{gen.num_parameters() / 1e6:.2f}M", batch, crop,
+                     f"{stats['units_per_s']:,.0f} {unit}/s", f"{stats['train_seconds'] / stats['steps_run']:.2f}"])
+    table(f"Training throughput of each generator at its defaults ({args.throughput_steps} steps, default corpus)",
+          ["generator", "repr", "parameters", "batch", "crop", "throughput", "s/step"], rows)
+    RESULTS["throughput"] = res
+
+
+SECTIONS = {"prep": bench_prep, "throughput": bench_throughput, "sampling": bench_sampling, "training": bench_training, "fractal": bench_fractal}
 
 
 def main() -> None:
@@ -327,6 +366,7 @@ def main() -> None:
     ap.add_argument("--chorales", type=int, default=40, help="chorales converted to MIDI for the prep section")
     ap.add_argument("--sample-tokens", type=int, default=400)
     ap.add_argument("--train-steps", type=int, default=40)
+    ap.add_argument("--throughput-steps", type=int, default=15)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fractal-steps", type=int, default=3)
     ap.add_argument("--sixteen", action="store_true", help="also time 16 MAR rolls at once")
