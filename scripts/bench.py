@@ -237,7 +237,10 @@ FRACTAL_CHILD = r"""
 import json, resource, sys, time, torch
 from fractalmusic.generators.fractal import MARGenerator
 from fractalmusic.representations.base import RepresentationSpec
+from fractalmusic.training.cpu_memory import keep_freed_memory
 cfg = json.loads(sys.argv[1])
+if cfg.get("keep_freed", True):
+    keep_freed_memory()  # what the Trainer does on CPU
 torch.manual_seed(0)
 spec = RepresentationSpec(kind="grid", vocab_size=3)
 gen = MARGenerator.build(cfg["model"], spec)
@@ -247,18 +250,23 @@ opt = torch.optim.AdamW(gen.parameters(), lr=1e-4)
 g = torch.Generator().manual_seed(0)
 grid = (torch.rand(B, 128, W, generator=g) < 0.04).long() * 2
 mask = torch.ones(B, W, dtype=torch.bool)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-times = []
-for i in range(cfg["steps"] + 1):
+times, cells, faults = [], [], []
+warmup = 2
+for i in range(cfg["steps"] + warmup):
+    torch.manual_seed(1000 + i)  # the same level-0 mask ratios at every width: the step cost follows them
+    r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t = time.perf_counter()
     out = gen.loss({"grid": grid, "mask": mask})
     opt.zero_grad(set_to_none=True)
     out["loss"].backward()
     opt.step()
-    if i:
+    if i >= warmup:
         times.append(time.perf_counter() - t)
+        cells.append(out["cells_predicted"])
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"step_s": sorted(times)[len(times) // 2], "peak_mb": peak / 1024, "base_mb": base / 1024}))
+print(json.dumps({"step_s": sum(times) / len(times), "times": times, "us_per_cell": 1e6 * sum(times) / sum(cells),
+                  "faults_per_step": sum(faults) / len(faults), "peak_mb": peak / 1024}))
 """
 
 
@@ -304,16 +312,23 @@ def bench_fractal(args) -> None:
     rows, scale = [], {}
     model = {"model_size": "tiny" if args.quick else "small", "max_crop_length": 1024}
     for W in (128, 512, 1024):
-        r = _child({"model": model, "width": W, "batch": 2, "ckpt": False, "steps": 2})
-        rc = _child({"model": model, "width": W, "batch": 2, "ckpt": True, "steps": 2})
-        scale[W] = (r, rc)
-        rows.append([W, f"{r['step_s']:.2f}", f"{r['step_s'] / scale[128][0]['step_s'] * 128 / W:.2f}",
-                     f"{r['peak_mb']:.0f}", f"{rc['peak_mb']:.0f}", f"{rc['peak_mb'] / r['peak_mb']:.2f}",
-                     f"{rc['step_s']:.2f}"])
-    table(f"Training cost against crop length ({model['model_size']} preset, batch 2, all-MAR; peak RSS of a fresh "
-          f"process in MB)",
-          ["crop W", "s/step", "s/step per step-of-width vs W=128 (1.0 = linear)", "peak MB", "peak MB, grad ckpt",
-           "ckpt/plain", "s/step, grad ckpt"], rows)
+        case = {"model": model, "width": W, "batch": 2, "steps": args.scale_steps}
+        r = _child({**case, "ckpt": False})
+        rc = _child({**case, "ckpt": True})
+        rg = _child({**case, "ckpt": False, "keep_freed": False})
+        scale[W] = {"plain": r, "grad_ckpt": rc, "glibc_default": rg}
+        base, base_g = scale[128]["plain"]["step_s"], scale[128]["glibc_default"]["step_s"]
+        rows.append([W, f"{r['step_s']:.2f}", f"{r['step_s'] / base * 128 / W:.2f}", f"{r['us_per_cell']:.0f}",
+                     f"{r['faults_per_step']:,.0f}", f"{rg['step_s']:.2f}", f"{rg['step_s'] / base_g * 128 / W:.2f}",
+                     f"{rg['faults_per_step']:,.0f}", f"{r['peak_mb']:.0f}", f"{rc['peak_mb']:.0f}",
+                     f"{rc['peak_mb'] / r['peak_mb']:.2f}", f"{rc['step_s']:.2f}"])
+    table(f"Training cost against crop length ({model['model_size']} preset, batch 2, all-MAR, mean of "
+          f"{args.scale_steps} steps with the same mask-ratio draws at every width; each case a fresh process, "
+          f"peak RSS in MB)",
+          ["crop W", "s/step", "per step of width vs W=128 (1.0 = linear)", "us per predicted cell",
+           "page faults/step", "s/step, glibc default", "per width vs 128, glibc default",
+           "page faults/step, glibc default", "peak MB", "peak MB, grad ckpt", "ckpt/plain", "s/step, grad ckpt"],
+          rows)
     RESULTS["fractal_scaling"] = {str(k): v for k, v in scale.items()}
 
 
@@ -369,6 +384,7 @@ def main() -> None:
     ap.add_argument("--throughput-steps", type=int, default=15)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fractal-steps", type=int, default=3)
+    ap.add_argument("--scale-steps", type=int, default=6, help="timed steps per crop length (after 2 warm-up)")
     ap.add_argument("--sixteen", action="store_true", help="also time 16 MAR rolls at once")
     ap.add_argument("--quick", action="store_true", help="tiny preset for the crop-length sweep")
     args = ap.parse_args()

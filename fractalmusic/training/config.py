@@ -31,6 +31,7 @@ class TrainConfig:
     accumulate_grad_batches: int = 1  # batches whose gradients add up to one optimizer step
     precision: str = "32"  # 32 | 16 (float16 autocast + grad scaler, CUDA only) | bf16 (bfloat16 autocast)
     grad_checkpoint: bool = False  # recompute activations in backward to save memory
+    keep_freed_memory: bool = True  # CPU, glibc: keep freed memory for reuse (no page faults on big tensors)
     seed: int = 0  # seeds model initialisation, data order, crops and dropout
     num_workers: int = 0  # DataLoader worker processes
     log_every_n_steps: int = 50  # train metrics to metrics.jsonl / TensorBoard / progress bar every N steps

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from fractalmusic.config import config_to_dict
 from fractalmusic.errors import CheckpointError, ConfigError, DataError, FractalMusicError
-from fractalmusic.training import distributed
+from fractalmusic.training import cpu_memory, distributed
 from fractalmusic.training.checkpoint import (
     CheckpointManager,
     capture_rng,
@@ -194,6 +194,8 @@ class Trainer:
         # precision
         dev_type = self.device.type
         check_precision(cfg.precision, self.device)
+        if dev_type == "cpu" and cfg.keep_freed_memory:
+            cpu_memory.keep_freed_memory()
         if dev_type == "cuda":
             try:
                 accepts_pin = "pin_memory" in inspect.signature(self.make_loader).parameters

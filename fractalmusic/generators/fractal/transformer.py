@@ -46,7 +46,7 @@ class Attention(nn.Module):
                 causal: bool = False) -> torch.Tensor:
         n, length, dim = x.shape
         qkv = self.qkv(x).reshape(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        q, k, v = qkv.unbind(0)  # (indexing would make backward zero-fill three full-size gradients)
         if cache is not None:
             k, v = cache.append(k, v)
         y = F.scaled_dot_product_attention(
