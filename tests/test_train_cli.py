@@ -143,7 +143,7 @@ def test_pianoroll_fractal_generators_train(capsys, tmp_path, generator):
     code, stdout, err = fmusic(
         capsys, "train", "--repr", "pianoroll", *generator, "--model-size", "tiny", "--crop-length", "64",
         "--max-pieces", "4", "--num-prep-workers", "0", "--batch-size", "2", "--max-steps", "3",
-        "--no-progress", "--device", "cpu", "--output-dir", out, "--val-batches", "1",
+        "--no-progress", "--device", "cpu", "--output-dir", out, "--val-batches", "1", "--val-fraction", "0.25",
     )
     assert code == 0, err
     assert "cell/s" in stdout
@@ -154,7 +154,11 @@ def test_pianoroll_fractal_generators_train(capsys, tmp_path, generator):
         assert tuple(config["generator_types"]) == ("mar", "ar", "ar")
     if "--scan-order" in generator:
         assert config["scan_order"] == "column_major"
-    assert all(r["units"] > 0 for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["units"] > 0 for r in rows)
+    # the loss split into note and empty cells is logged for validation too, not only for training
+    val = [r for r in rows if r["split"] == "val"]
+    assert val and all(r["loss_note_cells"] > 0 and r["loss_empty_cells"] > 0 for r in val)
 
 
 def test_generator_training_defaults_apply_unless_given(capsys, tmp_path):

@@ -122,6 +122,20 @@ def skip_batches(loader: Iterable, k: int) -> Iterable:
     return itertools.islice(loader, k, None)
 
 
+def _extras(out: dict[str, Any]):
+    """(key, value) of the numbers a generator's `loss` reports besides "loss" and "n" (averaged per batch)."""
+    for key, value in out.items():
+        if key in ("loss", "n"):
+            continue
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                continue
+            value = value.detach().float()
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        yield key, value
+
+
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     if device.type == "cpu":
         return batch
@@ -479,13 +493,7 @@ class Trainer:
             self._win_n = self._win_n + n
             self._ck_loss = self._ck_loss + weighted
             self._ck_n = self._ck_n + n
-            for key, value in out.items():
-                if key in ("loss", "n"):
-                    continue
-                if isinstance(value, torch.Tensor):
-                    value = value.detach().float()
-                elif not isinstance(value, (int, float)) or isinstance(value, bool):
-                    continue
+            for key, value in _extras(out):
                 self._win_extra[key] = self._win_extra.get(key, 0.0) + value
             self._win_batches += 1
         if self.config.grad_clip is not None:
@@ -603,6 +611,8 @@ class Trainer:
         model.eval()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         count: Any = 0
+        extra: dict[str, float] = {}
+        batches = 0
         with isolated_rng(cfg.seed + 7919):
             if hasattr(self.val_data, "set_epoch"):
                 self.val_data.set_epoch(0)
@@ -616,15 +626,22 @@ class Trainer:
                 n = out["n"]
                 loss_sum += out["loss"].detach().double() * n
                 count = count + n
+                for key, value in _extras(out):  # e.g. the fractal loss split into note and empty cells
+                    extra[key] = extra.get(key, 0.0) + float(value)
+                batches += 1
         if was_training:
             model.train()
-        total, n = distributed.all_reduce_sum(self.ctx, [float(loss_sum), float(count)])
+        keys = sorted(extra)
+        sums = distributed.all_reduce_sum(self.ctx, [float(loss_sum), float(count), float(batches)]
+                                          + [extra[k] for k in keys])
+        total, n, batches = sums[:3]
         if n <= 0:
             return None
         loss = total / n
         record: dict[str, Any] = {"step": self.step, "epoch": self.epoch if epoch is None else epoch, "split": "val"}
         record.update(loss_stats(loss))
         record["units"] = n
+        record.update({k: v / batches for k, v in zip(keys, sums[3:])})
         record["elapsed_s"] = self._prior_elapsed + (time.monotonic() - getattr(self, "_t0", time.monotonic()))
         if self.logger is not None:
             self.logger.log(record)
