@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from fractalmusic import sampling
 from fractalmusic.errors import ConfigError
@@ -212,7 +213,12 @@ class FractalGenerator(Generator):
         child_real_cells = patchify(real, p)
         child_real = child_real_cells.flatten(2).any(2)
         chosen, factor = level.select(child_real, mode)
-        out = level.child_conditions(child_cells, child_real, conds, cols, chosen if level.kind == "mar" else None)
+        masked = chosen if level.kind == "mar" else None
+        if getattr(self, "grad_checkpointing", False) and self.training and torch.is_grad_enabled():
+            # keep only the level's inputs; its embeddings, norms and block inputs are recomputed in backward
+            out = checkpoint(level.child_conditions, child_cells, child_real, conds, cols, masked, use_reentrant=False)
+        else:
+            out = level.child_conditions(child_cells, child_real, conds, cols, masked)
         b, j = chosen.nonzero(as_tuple=True)
         next_conds = level.gather(out, b, j, child_real, cols)
         self._loss_level(li + 1, child_cells[b, j], child_real_cells[b, j], next_conds, (scale * factor)[b], acc, mode)
