@@ -75,3 +75,27 @@ def chorale_path() -> Path:
 def chorale_paths() -> list[Path]:
     d = music21_corpus_dir() / "bach"
     return sorted(d.glob("bwv*.mxl"))[:6]
+
+
+def fmusic(capsys, *args):
+    """Run the real entry point in this process: (exit code, stdout, stderr)."""
+    from fractalmusic.cli import main
+
+    code = 0
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads and lose a lot to them on a shared, busy CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

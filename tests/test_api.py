@@ -55,13 +55,7 @@ def train_abc_checkpoint(path: Path, steps: int = 80) -> tuple[Path, list[Piece]
     return path, [tune]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny recurrent models step by step: extra intra-op threads only add contention on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

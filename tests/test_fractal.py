@@ -22,13 +22,7 @@ from fractalmusic.representations.base import RepresentationSpec
 SPEC = RepresentationSpec(kind="grid", vocab_size=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and lose a lot on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(cls=MARGenerator, **kw):

@@ -18,13 +18,7 @@ TINY = {"embedding_dim": 8, "hidden_size": 16, "num_layers": 2, "dropout": 0.0}
 CLASSES = [RNNGenerator, LSTMGenerator, GRUGenerator]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny recurrent models step by step: extra intra-op threads only add contention on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(cls=LSTMGenerator, spec=SPEC, seed=0, **overrides):

@@ -6,11 +6,11 @@ import re
 import pytest
 
 import fractalmusic
-from conftest import run_cli
+from conftest import fmusic, run_cli
 from fractalmusic import api
-from fractalmusic.cli import main
-from test_api import _one_thread, train_abc_checkpoint  # noqa: F401  (fixture used by every test here)
+from test_api import train_abc_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -19,16 +19,6 @@ def ckpt(tmp_path_factory):
     path, _ = train_abc_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
     return path
 
-
-def fmusic(capsys, *args):
-    """Run the real entry point in this process: (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def assert_one_error_line(code, err, *fragments):

@@ -7,23 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from fractalmusic.cli import main
+from conftest import fmusic
 from fractalmusic.training.checkpoint import load_checkpoint
 
 TINY_LSTM = ("--repr", "abc", "--generator", "lstm", "--hidden-size", "16", "--embedding-dim", "8", "--num-layers",
              "1", "--crop-length", "16", "--batch-size", "4", "--max-pieces", "30", "--num-prep-workers", "0",
              "--log-every-n-steps", "1", "--no-progress", "--device", "cpu")
 
-
-def fmusic(capsys, *args):
-    """The real entry point, in this process: (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def one_error_line(code, err) -> str:
