@@ -611,7 +611,7 @@ class Trainer:
         model.eval()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         count: Any = 0
-        extra: dict[str, float] = {}
+        extra: dict[str, Any] = {}
         batches = 0
         with isolated_rng(cfg.seed + 7919):
             if hasattr(self.val_data, "set_epoch"):
@@ -627,13 +627,13 @@ class Trainer:
                 loss_sum += out["loss"].detach().double() * n
                 count = count + n
                 for key, value in _extras(out):  # e.g. the fractal loss split into note and empty cells
-                    extra[key] = extra.get(key, 0.0) + float(value)
+                    extra[key] = extra.get(key, 0.0) + value  # summed on the device, read once at the end
                 batches += 1
         if was_training:
             model.train()
         keys = sorted(extra)
         sums = distributed.all_reduce_sum(self.ctx, [float(loss_sum), float(count), float(batches)]
-                                          + [extra[k] for k in keys])
+                                          + [float(extra[k]) for k in keys])
         total, n, batches = sums[:3]
         if n <= 0:
             return None

@@ -208,13 +208,13 @@ class FractalGenerator(Generator):
             if keep.numel() < cells.shape[0]:
                 cells, real, conds, scale = cells[keep], real[keep], conds[keep], scale[keep]
         p = level.p
-        rows, cols = cells.shape[1] // p, cells.shape[2] // p
+        cols = cells.shape[2] // p
         child_cells = patchify(cells, p)
         child_real_cells = patchify(real, p)
         child_real = child_real_cells.flatten(2).any(2)
         chosen, factor = level.select(child_real, mode)
         masked = chosen if level.kind == "mar" else None
-        if getattr(self, "grad_checkpointing", False) and self.training and torch.is_grad_enabled():
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
             # keep only the level's inputs; its embeddings, norms and block inputs are recomputed in backward
             out = checkpoint(level.child_conditions, child_cells, child_real, conds, cols, masked, use_reentrant=False)
         else:
