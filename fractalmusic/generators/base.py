@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fractalmusic import sampling
 from fractalmusic.config import config_from_dict, config_to_dict
 from fractalmusic.errors import ConfigError
 from fractalmusic.representations.base import RepresentationSpec
@@ -32,6 +33,16 @@ from fractalmusic.representations.base import RepresentationSpec
 @dataclass
 class _NoConfig:
     pass
+
+
+def _whole(value: Any) -> int | None:
+    """`value` as an int when it is a whole number (not a bool), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value) if int(value) == value else None
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 class Generator(nn.Module):
@@ -102,7 +113,59 @@ class Generator(nn.Module):
         seed: int | None = None,
         **options: Any,
     ) -> np.ndarray:
-        raise NotImplementedError
+        """`n` samples of up to `length` new time steps (tokens) as an int64 array (see the module docstring).
+
+        The common preamble lives here, so a generator implements only `draw_samples`: unknown `options` are
+        refused, temperature/top-k/top-p/greedy are checked (`fractalmusic.sampling.check_options`), `n` must be
+        a whole number >= 1 and `length` a whole number >= 0; `seed` becomes a private `torch.Generator` on the
+        model's device (None: the global RNG), so a seed gives the same samples without touching the global RNG.
+        The model runs in eval mode under no_grad, and its train/eval mode is restored afterwards, even on error.
+        """
+        self.check_sample_options(options)
+        sampling.check_options(temperature, top_k, top_p, greedy)
+        if _whole(n) is None or n < 1:
+            raise ConfigError(f"number of samples must be a whole number >= 1, not {n!r}")
+        if _whole(length) is None or length < 0:
+            raise ConfigError(f"sample length must be a whole number >= 0, not {length!r}")
+        generator = sampling.make_generator(seed, self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            return self.draw_samples(
+                int(n),
+                int(length),
+                primer=primer,
+                mask=mask,
+                temperature=float(temperature),
+                top_k=None if top_k is None else int(top_k),
+                top_p=None if top_p is None else float(top_p),
+                greedy=bool(greedy),
+                generator=generator,
+                **options,
+            )
+        finally:
+            self.train(was_training)
+
+    def draw_samples(
+        self,
+        n: int,
+        length: int,
+        *,
+        primer: np.ndarray | None,
+        mask: np.ndarray | None,
+        temperature: float,
+        top_k: int | None,
+        top_p: float | None,
+        greedy: bool,
+        generator: torch.Generator | None,
+        **options: Any,
+    ) -> np.ndarray:
+        """The drawing itself, called by `sample` with checked arguments, in eval mode and under no_grad.
+
+        Draw every random number from `generator` (pass it to `fractalmusic.sampling.draw`). `primer`, `mask` and
+        the generator's own `options` arrive as the caller gave them: check them here.
+        """
+        raise NotImplementedError(f"generator {self.name!r} implements neither sample nor draw_samples")
 
     def check_sample_options(self, options: dict[str, Any]) -> None:
         unknown = [k for k in options if k not in self.sample_options]

@@ -332,18 +332,18 @@ class FractalGenerator(Generator):
         cells[active] = filled
         return cells
 
-    @torch.no_grad()
-    def sample(
+    def draw_samples(
         self,
         n: int,
         length: int,
-        primer: np.ndarray | None = None,
-        mask: np.ndarray | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        greedy: bool = False,
-        seed: int | None = None,
+        *,
+        primer: np.ndarray | None,
+        mask: np.ndarray | None,
+        temperature: float,
+        top_k: int | None,
+        top_p: float | None,
+        greedy: bool,
+        generator: torch.Generator | None,
         **options: Any,
     ) -> np.ndarray:
         """`n` rolls ``[n, 128, length]`` (int64 numpy); `length` any multiple of 4.
@@ -357,16 +357,11 @@ class FractalGenerator(Generator):
         from `seed` whatever the temperature. num_iter: MAR iterations per level - an int (level 0) or up to 3
         values (default: the config's `num_iter`).
         """
-        self.check_sample_options(options)
-        sampling.check_options(temperature, top_k, top_p, greedy)
         num_iter = self.config.num_iter
         if options.get("num_iter") is not None:
             num_iter = parse_num_iter(options["num_iter"], default=self.config.num_iter, option="num_iter")
-        if isinstance(n, bool) or int(n) != n or n < 1:
-            raise ConfigError(f"number of samples must be a whole number >= 1, not {n!r}")
-        if isinstance(length, bool) or int(length) != length or length < 4 or length % 4:
+        if length < 4 or length % 4:
             raise ConfigError(f"sample length must be a positive multiple of 4 time steps, not {length!r}")
-        n, length = int(n), int(length)
         device = self.device
         cells_np, known_np = self._primer_arrays(n, length, primer, mask)
         wp = padded_width(length)
@@ -378,7 +373,7 @@ class FractalGenerator(Generator):
         real = torch.zeros(n, self.height, wp, dtype=torch.bool, device=device)
         real[:, :, :length] = True
         ctx = _SampleContext(
-            generator=sampling.make_generator(seed, device),
+            generator=generator,
             temperature=float(temperature),
             top_k=top_k,
             top_p=top_p,
@@ -388,19 +383,14 @@ class FractalGenerator(Generator):
         )
         window = self.window_width()
         overlap = max(16, (window // 2) // 16 * 16)
-        was_training = self.training
-        self.eval()
-        try:
-            for start in window_starts(wp, window, overlap):
-                end = min(start + window, wp)
-                k, r = known[:, :, start:end], real[:, :, start:end]
-                if not bool((~k & r).any()):
-                    continue
-                c = cells[:, :, start:end].contiguous()
-                cells[:, :, start:end] = self._fill(0, c, k.contiguous(), r.contiguous(), None, ctx)
-                known[:, :, start:end] = True
-        finally:
-            self.train(was_training)
+        for start in window_starts(wp, window, overlap):  # `sample` has put the model in eval mode
+            end = min(start + window, wp)
+            k, r = known[:, :, start:end], real[:, :, start:end]
+            if not bool((~k & r).any()):
+                continue
+            c = cells[:, :, start:end].contiguous()
+            cells[:, :, start:end] = self._fill(0, c, k.contiguous(), r.contiguous(), None, ctx)
+            known[:, :, start:end] = True
         return cells[:, :, :length].cpu().numpy().astype(np.int64)
 
     def _primer_arrays(self, n: int, length: int, primer, mask) -> tuple[np.ndarray, np.ndarray]:
