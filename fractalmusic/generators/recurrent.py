@@ -8,15 +8,15 @@ Training predicts ``tokens[:, 1:]`` from ``tokens[:, :-1]``. `teacher_forcing_ra
 sampling: during training each input position after the first is replaced, with probability 1 - ratio, by a token
 drawn from the model's own prediction for that position (a step-by-step loop, slower than the fused one).
 
-Sampling runs all n sequences as one batch and carries the recurrent state: a primer is run through once, then one
-time step per generated token; nothing is ever re-fed.
+Built on `TokenGenerator` (fractalmusic.generators.token): this module gives the network (`step`) and the training
+forward pass; loss, nll and sampling come from the base. Sampling runs all n sequences as one batch and carries the
+recurrent state: a primer is run through once, then one time step per generated token; nothing is ever re-fed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,7 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from fractalmusic import sampling
 from fractalmusic.errors import ConfigError
-from fractalmusic.generators.base import Generator
+from fractalmusic.generators.token import TokenGenerator
 from fractalmusic.representations.base import RepresentationSpec
 
 
@@ -53,10 +53,12 @@ class RecurrentConfig:
 _CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
-class RecurrentGenerator(Generator):
-    """Common code of the recurrent generators; subclasses only name their cell."""
+class RecurrentGenerator(TokenGenerator):
+    """Common code of the recurrent generators; subclasses only name their cell.
 
-    accepts: ClassVar[tuple[str, ...]] = ("tokens",)
+    A `TokenGenerator`: the state carried between `step` calls is the cell's hidden state (None at the start).
+    """
+
     Config: ClassVar[type] = RecurrentConfig
     # measured on the folk corpus: Adam at 3e-3 reaches a lower held-out loss in a few CPU minutes than 1e-3
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-3}
@@ -64,8 +66,6 @@ class RecurrentGenerator(Generator):
 
     def __init__(self, config: RecurrentConfig, spec: RepresentationSpec):
         super().__init__(config, spec)
-        if spec.vocab_size < 2:
-            raise ConfigError(f"generator {self.name!r} needs a vocabulary of at least 2 tokens")
         c = config
         V = int(spec.vocab_size)
         self.embedding = nn.Embedding(V, c.embedding_dim)
@@ -85,7 +85,6 @@ class RecurrentGenerator(Generator):
             self.proj = None
             self.out_bias = None
             self.head = nn.Linear(c.hidden_size, V)
-        self._fill_id = spec.pad_id if spec.pad_id is not None and 0 <= spec.pad_id < V else 0
 
     # ------------------------------------------------------------- pieces of the network
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -105,24 +104,12 @@ class RecurrentGenerator(Generator):
             return checkpoint(self.rnn, x, use_reentrant=False)
         return checkpoint(self.rnn, x, state, use_reentrant=False)
 
-    def forward(self, tokens: torch.Tensor, state=None):
-        """tokens [B, T] -> (logits [B, T, V], state). `state` carries over between calls."""
+    def step(self, tokens: torch.Tensor, state):
+        """tokens [B, T] -> (logits [B, T, V], state); `state` (None at the start) carries over between calls."""
         out, state = self._run_rnn(self.drop(self.embedding(tokens)), state)
         return self.logits(out), state
 
     # ------------------------------------------------------------- training
-    def _inputs_targets(self, batch: dict[str, torch.Tensor]):
-        tokens = batch["tokens"]
-        if tokens.dim() != 2:
-            raise ConfigError(f"generator {self.name!r} expects token batches [B, L], got shape {tuple(tokens.shape)}")
-        mask = batch.get("mask")
-        if mask is None:
-            mask = torch.ones_like(tokens, dtype=torch.bool)
-        mask = mask.to(torch.bool)
-        # positions outside the mask may hold anything: give the embedding a valid id there
-        inputs = torch.where(mask[:, :-1], tokens[:, :-1], torch.full_like(tokens[:, :-1], self._fill_id))
-        return inputs, tokens[:, 1:], mask[:, 1:]
-
     def _hidden_teacher_forced(self, inputs: torch.Tensor) -> torch.Tensor:
         out, _ = self._run_rnn(self.drop(self.embedding(inputs)))
         return out
@@ -144,130 +131,13 @@ class RecurrentGenerator(Generator):
             outs.append(out)
         return torch.cat(outs, dim=1)
 
-    def _scores(self, batch: dict[str, torch.Tensor], scheduled: bool):
-        inputs, targets, tmask = self._inputs_targets(batch)
-        if scheduled and self.training and self.config.teacher_forcing_ratio < 1.0:
+    def predicted_logits(self, inputs: torch.Tensor, keep: torch.Tensor, teacher_forced: bool) -> torch.Tensor:
+        """Scheduled sampling when training with `teacher_forcing_ratio` < 1; the output head only where kept."""
+        if not teacher_forced and self.training and self.config.teacher_forcing_ratio < 1.0:
             hidden = self._hidden_scheduled(inputs)
         else:
             hidden = self._hidden_teacher_forced(inputs)
-        # the output head only on positions that are predicted
-        logits = self.logits(hidden[tmask])
-        return logits, targets[tmask]
-
-    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        logits, targets = self._scores(batch, scheduled=True)
-        n = int(targets.numel())
-        if n == 0:
-            return {"loss": logits.sum() * 0.0, "n": 0, "accuracy": 0.0}
-        loss = F.cross_entropy(logits.float(), targets)
-        with torch.no_grad():
-            accuracy = (logits.argmax(dim=-1) == targets).float().mean()
-        return {"loss": loss, "n": n, "accuracy": accuracy}
-
-    @torch.no_grad()
-    def nll(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Summed nats over predicted tokens, always teacher forced (scheduled sampling is a training device)."""
-        logits, targets = self._scores(batch, scheduled=False)
-        n = int(targets.numel())
-        if n == 0:
-            return {"nll_sum": 0.0, "n": 0}
-        return {"nll_sum": float(F.cross_entropy(logits.float(), targets, reduction="sum")), "n": n}
-
-    # ------------------------------------------------------------- sampling
-    def _prepare_primer(self, primer, n: int) -> np.ndarray | None:
-        if primer is None:
-            return None
-        arr = np.asarray(primer)
-        if arr.size == 0:
-            return None
-        if arr.dtype.kind not in "iu":
-            raise ConfigError(f"primer must be an array of integer token ids, not {arr.dtype}")
-        if arr.ndim == 1:
-            arr = np.broadcast_to(arr, (n, arr.shape[0]))
-        elif arr.ndim == 2 and arr.shape[0] in (1, n):
-            arr = np.broadcast_to(arr, (n, arr.shape[1]))
-        else:
-            raise ConfigError(f"primer must have shape [P] or [{n}, P], not {list(arr.shape)}")
-        V = self.spec.vocab_size
-        if arr.min() < 0 or arr.max() >= V:
-            bad = int(arr[(arr < 0) | (arr >= V)][0])
-            raise ConfigError(f"primer holds token id {bad}, outside this model's vocabulary of {V}")
-        return np.array(arr, dtype=np.int64)  # a writable copy
-
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        length: int,
-        primer: np.ndarray | None = None,
-        mask: np.ndarray | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        greedy: bool = False,
-        seed: int | None = None,
-        **options: Any,
-    ) -> np.ndarray:
-        """Up to `length` new tokens for each of `n` sequences, as one batch.
-
-        Returns int64 ``[n, P + G]``: each row is its prefix (the primer, or the start token: bos, else a random
-        token) followed by its generated tokens. A row that draws eos stops there (eos included); shorter rows are
-        padded on the right with pad_id (else eos_id) and the array is trimmed to the longest row, so
-        G <= length. `sampling`-style options: temperature, top_k, top_p, greedy; `seed` makes it reproducible
-        without touching the global RNG.
-        """
-        if mask is not None:
-            raise ConfigError(f"generator {self.name!r} cannot infill (mask): recurrent generators only continue")
-        self.check_sample_options(options)
-        sampling.check_options(temperature, top_k, top_p, greedy)
-        if isinstance(n, bool) or int(n) != n or n < 1:
-            raise ConfigError(f"number of samples must be >= 1, not {n}")
-        if isinstance(length, bool) or int(length) != length or length < 0:
-            raise ConfigError(f"length must be a whole number >= 0, not {length}")
-        n, length = int(n), int(length)
-        device = self.device
-        gen = sampling.make_generator(seed, device)
-        spec = self.spec
-        eos = spec.eos_id
-        fill = spec.pad_id if spec.pad_id is not None else (eos if eos is not None else 0)
-
-        prefix = self._prepare_primer(primer, n)
-        if prefix is None:
-            if spec.bos_id is not None:
-                first = torch.full((n, 1), int(spec.bos_id), dtype=torch.long, device=device)
-            else:
-                first = torch.randint(spec.vocab_size, (n, 1), generator=gen, device=device)
-        else:
-            first = torch.from_numpy(prefix).to(device)
-        P = first.shape[1]
-
-        was_training = self.training
-        self.eval()
-        try:
-            out = torch.full((n, P + length), fill, dtype=torch.long, device=device)
-            out[:, :P] = first
-            finished = torch.zeros(n, dtype=torch.bool, device=device)
-            lengths = torch.full((n,), P, dtype=torch.long, device=device)
-            if length:
-                logits, state = self(first)  # the prefix, once
-                last = logits[:, -1]
-            for t in range(length):
-                tok = sampling.draw(last, temperature, top_k, top_p, greedy, gen)
-                if eos is not None:
-                    tok = torch.where(finished, torch.full_like(tok, fill), tok)
-                out[:, P + t] = tok
-                lengths = torch.where(finished, lengths, lengths + 1)
-                if eos is not None:
-                    finished |= tok == eos
-                    if (t % 8 == 7 or t == length - 1) and bool(finished.all()):
-                        break
-                if t + 1 < length:
-                    logits, state = self(tok.unsqueeze(1), state)
-                    last = logits[:, -1]
-        finally:
-            self.train(was_training)
-        end = int(lengths.max())
-        return out[:, :end].cpu().numpy()
+        return self.logits(hidden[keep])
 
 
 class RNNGenerator(RecurrentGenerator):
