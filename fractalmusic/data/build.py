@@ -354,7 +354,10 @@ def prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | No
     notes = not bool(getattr(representation, "uses_abc_text", False))
     workers = int(cfg.num_prep_workers)
 
-    corpus = resolve_corpus(cfg.data or default_corpus(representation))
+    # a representation that reads some file types itself (input_suffixes + read_file) is asked first
+    own = tuple(getattr(representation, "input_suffixes", ()) or ())
+    reader = representation if own else None
+    corpus = resolve_corpus(cfg.data or default_corpus(representation), own)
     report = DataReport(corpus=corpus.spec, representation=representation.name, kind=kind, crop_length=crop)
     report.notes_parsed = notes
     report.val_fraction = cfg.val_fraction
@@ -362,7 +365,7 @@ def prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | No
     for line in corpus.notes:
         log(line)
         report.notes.append(line)
-    reads: list[ReadCorpus] = [read_corpus(corpus, notes, cache, workers, cfg.max_pieces, log)]
+    reads: list[ReadCorpus] = [read_corpus(corpus, notes, cache, workers, cfg.max_pieces, log, reader)]
     train_read = reads[0]
     if not train_read.refs:
         raise DataError(
@@ -370,12 +373,12 @@ def prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | No
             + group_reasons(train_read.skipped_files + train_read.skipped_pieces)
         )
     if cfg.val_data:
-        val_corpus = resolve_corpus(cfg.val_data)
+        val_corpus = resolve_corpus(cfg.val_data, own)
         report.val_corpus = val_corpus.spec
         for line in val_corpus.notes:
             log(line)
             report.notes.append(line)
-        reads.append(read_corpus(val_corpus, notes, cache, workers, cfg.max_pieces, log))
+        reads.append(read_corpus(val_corpus, notes, cache, workers, cfg.max_pieces, log, reader))
         train_refs, val_refs = list(train_read.refs), list(reads[1].refs)
         shared = {r.key for r in train_refs} & {r.key for r in val_refs}
         if shared:

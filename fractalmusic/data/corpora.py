@@ -10,16 +10,22 @@ A corpus is one of
 * a single music file, including a multi-tune ABC book.
 
 Listed files that do not exist, or have a type no reader knows, are skipped and reported like unreadable files.
+
+`extra_suffixes` are the file types the chosen representation reads itself (`Representation.input_suffixes`, e.g.
+`.txt` for the text plugin): they count as corpus files in folders, lists and as a single file. A file with such a
+suffix that is also a list suffix (`.txt`) is a list file only when every entry names an existing file or folder.
 """
 from __future__ import annotations
 
 import difflib
 import importlib.util
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fractalmusic.errors import DataError
+from fractalmusic.limits import MAX_FILE_BYTES, file_problem, human_bytes
 
 LIST_SUFFIXES = (".txt", ".lst", ".list", ".files")
 
@@ -140,8 +146,11 @@ class Corpus:
     builtin: BuiltinCorpus | None = None
 
 
-def resolve_corpus(spec: str | os.PathLike) -> Corpus:
-    """Turn a --data value into a Corpus; DataError (with a suggestion) when it names nothing usable."""
+def resolve_corpus(spec: str | os.PathLike, extra_suffixes: tuple[str, ...] = ()) -> Corpus:
+    """Turn a --data value into a Corpus; DataError (with a suggestion) when it names nothing usable.
+
+    `extra_suffixes`: file types the representation reads itself (see the module docstring)."""
+    suffixes = supported_suffixes() + tuple(s.lower() for s in extra_suffixes if s.lower() not in supported_suffixes())
     text = str(spec).strip()
     if not text:
         raise DataError("empty corpus name")
@@ -155,15 +164,38 @@ def resolve_corpus(spec: str | os.PathLike) -> Corpus:
         return Corpus(text, b.name, "builtin", b.files(), notes=notes, builtin=b)
     path = Path(text).expanduser()
     if path.is_dir():
-        files = _scan_folder(path)
+        files, skipped = _scan_folder(path, suffixes)
         if not files:
-            raise DataError(f"folder {path} holds no music files ({' '.join(supported_suffixes())})")
-        return Corpus(text, path.name or str(path), "folder", files)
+            why = ""
+            if skipped:
+                from fractalmusic.data.prepare import group_reasons
+
+                why = f"; {group_reasons(skipped)}"
+            raise DataError(f"folder {path} holds no readable music files ({' '.join(suffixes)}){why}")
+        return Corpus(text, path.name or str(path), "folder", files, skipped=skipped)
+    problem = _special_file(path)
+    if problem:
+        raise DataError(f"{path}: {problem}")
     if path.is_file():
-        if path.suffix.lower() in supported_suffixes():
+        suffix = path.suffix.lower()
+        if suffix in suffixes and (suffix in supported_suffixes() or not _is_path_list(path)):
             return Corpus(text, path.name, "file", [path])
-        return _read_list(path, text)
+        return _read_list(path, text, suffixes)
     raise DataError(_not_found(text))
+
+
+def _special_file(path: Path) -> str | None:
+    """Why an existing path cannot be a corpus file or list (a FIFO, a device, too big, a symlink loop), else
+    None. Only stats the path: opening a FIFO would block until something writes to it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    return file_problem(st)
 
 
 def _not_found(text: str) -> str:
@@ -189,18 +221,95 @@ def _not_found(text: str) -> str:
     return f"no such file or folder: {text}{hint}"
 
 
-def _scan_folder(folder: Path) -> list[Path]:
-    suffixes = supported_suffixes()
+def _scan_folder(folder: Path, suffixes: tuple[str, ...] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """(music files under `folder`, sorted; what was left out, as (path, reason)).
+
+    Searches recursively, following symbolic links, but visits each real folder once (by device and inode): a
+    link back to a folder above it is reported once as a loop and not followed, a second link to a folder already
+    searched is not searched again. Only regular files within the size limit are kept: FIFOs, sockets, devices and
+    oversized files are reported, never opened (a FIFO would block the reader). Unreadable folders and links that
+    lead nowhere are reported too. Hidden files and folders (a leading dot) are skipped silently.
+    """
+    suffixes = suffixes or supported_suffixes()
     out: list[Path] = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            if not name.startswith(".") and Path(name).suffix.lower() in suffixes:
-                out.append(Path(root) / name)
-    return sorted(out)
+    skipped: list[tuple[str, str]] = []
+    try:
+        top = os.stat(folder)
+    except OSError as exc:
+        return [], [(str(folder), f"folder cannot be read ({exc.strerror or exc})")]
+    seen_dirs = {(top.st_dev, top.st_ino)}
+    seen_files: set[tuple[int, int]] = set()
+    stack: list[tuple[str, frozenset]] = [(str(folder), frozenset(seen_dirs))]
+    while stack:
+        here, ancestors = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                items = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append((here, f"folder cannot be read ({exc.strerror or exc})"))
+            continue
+        subdirs = []
+        for item in items:
+            if item.name.startswith("."):
+                continue
+            music = os.path.splitext(item.name)[1].lower() in suffixes
+            try:
+                st = os.stat(item.path)  # follows links
+            except FileNotFoundError:
+                if music and item.is_symlink():
+                    skipped.append((item.path, "symbolic link to nothing"))
+                continue
+            except OSError as exc:  # ELOOP (a link to itself), EACCES on the way ...
+                skipped.append((item.path, f"cannot be followed ({exc.strerror or exc})"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in ancestors:
+                    skipped.append((item.path, "symbolic link loop (links to a folder above it; not followed)"))
+                elif key not in seen_dirs:
+                    seen_dirs.add(key)
+                    subdirs.append((item.path, ancestors | {key}))
+                continue  # else: a folder already searched through another link
+            if not music:
+                continue
+            why = file_problem(st)
+            if why:
+                skipped.append((item.path, why))
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key not in seen_files:  # the same file reached through a second link is used once
+                seen_files.add(key)
+                out.append(Path(item.path))
+        stack.extend(reversed(subdirs))
+    return sorted(out), skipped
 
 
-def _read_list(path: Path, text: str) -> Corpus:
+def _is_path_list(path: Path) -> bool:
+    """Whether a text file reads as a list file: each of its (at most 10,000) entries names an existing path."""
+    if path.suffix.lower() not in LIST_SUFFIXES or path.stat().st_size > 4_000_000:
+        return False
+    try:
+        raw = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return False
+    base = path.resolve().parent
+    entries = [ln.strip() for ln in raw.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if not entries or len(entries) > 10_000:
+        return False
+    for entry in entries:
+        try:
+            p = Path(entry).expanduser()
+            if not (p if p.is_absolute() else base / p).exists():
+                return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+def _read_list(path: Path, text: str, suffixes: tuple[str, ...] | None = None) -> Corpus:
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{path}: {human_bytes(size)} is too big for a list file (limit {human_bytes(MAX_FILE_BYTES)})")
     try:
         raw = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -209,7 +318,7 @@ def _read_list(path: Path, text: str) -> Corpus:
         ) from None
     if "\x00" in raw:
         raise DataError(f"{path} is neither a music file ({' '.join(supported_suffixes())}) nor a list of paths")
-    suffixes = supported_suffixes()
+    suffixes = suffixes or supported_suffixes()
     base = path.resolve().parent
     files: list[Path] = []
     skipped: list[tuple[str, str]] = []
@@ -223,8 +332,13 @@ def _read_list(path: Path, text: str) -> Corpus:
         p = Path(entry).expanduser()
         if not p.is_absolute():
             p = base / p
+        problem = _special_file(p)
+        if problem:
+            skipped.append((entry, problem))
+            continue
         if p.is_dir():
-            found = _scan_folder(p)
+            found, left_out = _scan_folder(p, suffixes)
+            skipped.extend(left_out)
             if not found:
                 skipped.append((entry, "folder holds no music files"))
             new = [f for f in found if f.resolve() not in seen]

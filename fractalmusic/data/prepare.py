@@ -38,16 +38,25 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def read_file(path: str, notes: bool) -> tuple[list[Piece], list[tuple[str, str]], str | None]:
+def reads_itself(reader, path) -> bool:
+    """Whether `reader` (a representation with `input_suffixes`, or None) reads `path` instead of fractalmusic.io."""
+    return reader is not None and Path(path).suffix.lower() in {s.lower() for s in reader.input_suffixes}
+
+
+def read_file(path: str, notes: bool, reader=None) -> tuple[list[Piece], list[tuple[str, str]], str | None]:
     """Read one file: (pieces, failed tunes as (source, reason), reason the whole file failed or None).
 
+    `reader`: the representation, when it reads some file types itself (`input_suffixes`, `read_file(path)`).
     Never raises for a bad file: a corpus with bad files trains on the good ones.
     """
     from fractalmusic.io import read_pieces
 
     errors: list[tuple[str, str]] = []
     try:
-        pieces = read_pieces(path, notes=notes, errors=errors)
+        if reads_itself(reader, path):
+            pieces = reader.read_file(path)
+        else:
+            pieces = read_pieces(path, notes=notes, errors=errors)
     except PieceReadError as exc:
         return [], errors, exc.reason
     except (KeyboardInterrupt, SystemExit):
@@ -61,8 +70,8 @@ def read_file(path: str, notes: bool) -> tuple[list[Piece], list[tuple[str, str]
     return list(pieces), [(str(s), str(r)) for s, r in errors], None
 
 
-def _read_in_worker(path: str, notes: bool):
-    return read_file(path, notes)
+def _read_in_worker(path: str, notes: bool, reader=None):
+    return read_file(path, notes, reader) if reader is not None else read_file(path, notes)
 
 
 # ------------------------------------------------------------------------------------------- entries
@@ -73,6 +82,7 @@ class FileEntry:
     key: str  # cache key of this file's parsed pieces
     meta: dict[str, Any] | None = None  # {"error", "tune_errors", "pieces": [facts + summary]}
     loaded: list[Piece] | None = field(default=None, repr=False)  # in memory when read or loaded this run
+    reader: Any = field(default=None, repr=False)  # the representation, when it reads this file itself
 
     @property
     def error(self) -> str | None:
@@ -94,7 +104,8 @@ class FileEntry:
         rows = self.meta.get("pieces", [])
         arr = cache.load_notes(self.key)
         if self.meta.get("light") or arr is None or len(arr) != sum(int(r["n"]) for r in rows):
-            pieces, _, _ = read_file(str(self.path), notes)  # the entry is gone: read the file again
+            args = (self.reader,) if self.reader is not None else ()
+            pieces, _, _ = read_file(str(self.path), notes, *args)  # the entry is gone: read it again
             self.loaded = pieces
             return pieces
         out, start = [], 0
@@ -222,18 +233,20 @@ def read_corpus(
     workers: int = 0,
     max_pieces: int | None = None,
     log: Callable[[str], Any] | None = None,
+    reader=None,
 ) -> ReadCorpus:
     """Read (or find in the cache) every file of `corpus`, in order, until `max_pieces` pieces if given.
 
     `notes` False lets ABC readers keep only the text (for representations that read `piece.abc`). A whole
     corpus read before is found through one index entry (keyed by all its files' digests), so a warm run opens
-    one cache file instead of one per music file.
+    one cache file instead of one per music file. `reader`: the representation, when it reads some file types
+    itself (`input_suffixes`); those files are cached under its name and config.
     """
     version = reader_version()
     result = ReadCorpus(corpus, notes, [], [], list(corpus.skipped), [])
     paths = list(corpus.files)
     if max_pieces is None:
-        entries = _entries(paths, notes, version, result)
+        entries = _entries(paths, notes, version, result, reader)
         index_key = make_key("index", version, bool(notes), [e.key for e in entries])
         index = cache.load_json("index", index_key)
         if index is not None and len(index) == len(entries):
@@ -257,7 +270,7 @@ def read_corpus(
             chunk = max(workers, 1) if not result.files else math.ceil(wanted / max(per_file, 1e-9))
             batch = paths[pos : pos + max(chunk, workers, 1)]
             pos += len(batch)
-            entries = _entries(batch, notes, version, result)
+            entries = _entries(batch, notes, version, result, reader)
             for e in entries:
                 e.meta = cache.load_piece_meta(e.key)
             result.read_now += _read_missing([e for e in entries if e.meta is None], notes, cache, workers, corpus.name)
@@ -269,7 +282,7 @@ def read_corpus(
     return result
 
 
-def _entries(paths: list[Path], notes: bool, version: str, result: ReadCorpus) -> list[FileEntry]:
+def _entries(paths: list[Path], notes: bool, version: str, result: ReadCorpus, reader=None) -> list[FileEntry]:
     """Entries for `paths`, less unreadable files and byte-identical copies of files already seen."""
     out = []
     for p in paths:
@@ -282,6 +295,12 @@ def _entries(paths: list[Path], notes: bool, version: str, result: ReadCorpus) -
             result.duplicates.append((str(p), result.digests[digest]))
             continue
         result.digests[digest] = str(p)
+        if reads_itself(reader, p):
+            from fractalmusic.config import config_to_dict
+
+            key = make_key("pieces", version, digest, "read by", reader.name, config_to_dict(reader.config))
+            out.append(FileEntry(p, digest, key, reader=reader))
+            continue
         is_abc = p.suffix.lower() == ".abc"
         out.append(FileEntry(p, digest, make_key("pieces", version, digest, bool(notes) if is_abc else True)))
     return out
@@ -329,14 +348,18 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
         if workers > 1 and len(todo) > 1:
             try:
                 with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-                    futures = {pool.submit(_read_in_worker, str(e.path), notes): e for e in todo}
+                    futures = {
+                        pool.submit(_read_in_worker, str(e.path), notes, *((e.reader,) if e.reader else ())): e
+                        for e in todo
+                    }
                     for fut in as_completed(futures):
                         finish(futures[fut], fut.result())
                 todo = []
             except BrokenProcessPool:  # a worker died (a crash inside a parser, or memory): go on in-process
                 todo = [e for e in todo if e.meta is None]
         for e in todo:
-            finish(e, read_file(str(e.path), notes))
+            args = (e.reader,) if e.reader is not None else ()
+            finish(e, read_file(str(e.path), notes, *args))
     finally:
         bar.close()
     return len(entries)
