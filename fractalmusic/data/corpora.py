@@ -171,7 +171,7 @@ def resolve_corpus(spec: str | os.PathLike, extra_suffixes: tuple[str, ...] = ()
                 from fractalmusic.data.prepare import group_reasons
 
                 why = f"; {group_reasons(skipped)}"
-            raise DataError(f"folder {path} holds no readable music files ({' '.join(suffixes)}){why}")
+            raise DataError(f"folder {path} holds no music files ({' '.join(suffixes)}){why}")
         return Corpus(text, path.name or str(path), "folder", files, skipped=skipped)
     problem = _special_file(path)
     if problem:

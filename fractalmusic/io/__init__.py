@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from fractalmusic.errors import ConfigError, FractalMusicError, PieceReadError
+from fractalmusic.limits import check_music_file, piece_problem
 from fractalmusic.piece import Piece
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -29,34 +30,65 @@ _SUFFIX_FORMATS = {".mid": "mid", ".midi": "mid", ".abc": "abc", ".musicxml": "m
 
 def read_pieces(path, notes: bool = True, errors: list | None = None) -> list[Piece]:
     """Read one music file. ABC files give one Piece per tune (see `fractalmusic.io.abc.read_abc` for `notes` and
-    `errors`); MIDI, MusicXML and kern files give one Piece. A file that yields nothing raises PieceReadError."""
+    `errors`); MIDI, MusicXML and kern files give one Piece. A file that yields nothing raises PieceReadError.
+
+    Bounded: only a regular file within `limits.MAX_FILE_BYTES` is opened (a FIFO or a device never is), and a piece
+    longer than `limits.MAX_PIECE_BEATS` is refused (a tune of a book is left out and reported in `errors`)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix in SUPPORTED_SUFFIXES:
+        check_music_file(path)
     if suffix in ABC_SUFFIXES:
         from fractalmusic.io.abc import read_abc
 
-        return read_abc(path, notes=notes, errors=errors)
+        pieces = read_abc(path, notes=notes, errors=errors)
+        kept = []
+        for p in pieces:
+            why = piece_problem(p)
+            if why is None:
+                kept.append(p)
+            elif errors is not None:
+                errors.append((p.source, why))
+        if not kept:
+            raise PieceReadError(path, piece_problem(pieces[0]) if len(pieces) == 1 else
+                                 f"none of {len(pieces)} tunes is usable ({piece_problem(pieces[0])})")
+        return kept
     if suffix in MIDI_SUFFIXES:
         from fractalmusic.io.midi import read_midi
 
-        return [read_midi(path)]
+        return [_bounded(read_midi(path), path)]
     if suffix in MUSIC21_SUFFIXES:
         from fractalmusic.io.music21_io import read_music21
 
-        return [read_music21(path)]
+        return [_bounded(read_music21(path), path)]
     if not path.exists():
         raise PieceReadError(path, "no such file")
     wanted = " ".join(SUPPORTED_SUFFIXES)
     raise PieceReadError(path, f"unsupported file type {suffix or '(no suffix)'!r} (readable: {wanted})")
 
 
+def _bounded(piece: Piece, path) -> Piece:
+    why = piece_problem(piece)
+    if why:
+        raise PieceReadError(path, why)
+    return piece
+
+
 def ensure_notes(piece: Piece) -> Piece:
-    """The piece itself if it has notes or no ABC text; else a copy with its ABC parsed through music21."""
+    """The piece itself if it has notes or no ABC text; else a copy with its ABC parsed through music21.
+
+    PieceReadError when the tune is over the limits (`limits.MAX_ABC_TUNE_CHARS` before parsing: music21 slows
+    down quadratically; `limits.MAX_PIECE_BEATS` after)."""
     if piece.n_notes or not piece.abc:
         return piece
+    from fractalmusic.io.abc import tune_problem
     from fractalmusic.io.music21_io import add_abc_notes
 
-    return add_abc_notes(piece)
+    where = piece.source or piece.title or "ABC tune"
+    why = tune_problem(piece.abc)
+    if why:
+        raise PieceReadError(where, why)
+    return _bounded(add_abc_notes(piece), where)
 
 
 def parse_formats(spec: str | Iterable[str]) -> list[str]:
@@ -134,4 +166,4 @@ __all__ = [
 ]
 
 # Bumped whenever a reader's output changes, so cached parsed pieces are re-read (see fractalmusic.data.cache).
-READER_VERSION = 1
+READER_VERSION = 2  # 2: bounded readers (limits), summaries carry a content hash

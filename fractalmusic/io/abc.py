@@ -21,6 +21,7 @@ import numpy as np
 from fractalmusic.files import read_file_bytes
 from fractalmusic.errors import PieceReadError
 from fractalmusic.io.midi import key_signature, plain_key
+from fractalmusic.limits import MAX_ABC_LINE_CHARS, MAX_ABC_TUNE_CHARS, MAX_TITLE_CHARS, MAX_TUNES_PER_BOOK
 from fractalmusic.piece import DEFAULT_QPM, NOTE_DTYPE, Piece
 
 _X_LINE = re.compile(r"^X:")
@@ -195,22 +196,53 @@ def abc_parse_text(piece: Piece) -> str:
     return "\n".join(lines[:at] + extra + lines[at:])
 
 
+def tune_problem(tune_text: str) -> str | None:
+    """Why one tune's text is over the reading limits (a title, a line or the whole tune too long), else None.
+
+    Checked before any header regex or music21 sees the text: music21's ABC parser slows down quadratically
+    with the tune's length (see `fractalmusic.limits`)."""
+    if len(tune_text) <= MAX_TITLE_CHARS:
+        return None
+    for k, line in enumerate(tune_text.split("\n"), 1):
+        if len(line) > MAX_TITLE_CHARS and line.lstrip().startswith("T:"):
+            return f"title is {len(line):,} characters long (limit {MAX_TITLE_CHARS:,})"
+        if len(line) > MAX_ABC_LINE_CHARS:
+            return f"line {k} is {len(line):,} characters long (limit {MAX_ABC_LINE_CHARS:,})"
+    if len(tune_text) > MAX_ABC_TUNE_CHARS:
+        return f"tune is {len(tune_text):,} characters long (limit {MAX_ABC_TUNE_CHARS:,} for one tune)"
+    return None
+
+
 def read_abc(path, notes: bool = True, errors: list | None = None) -> list[Piece]:
     """Every tune of an ABC file (one tune or a whole book) as a Piece, source `"{path}#X{number}"`.
 
     notes=False keeps only text and header facts (fast). With notes=True each tune is parsed by music21; a tune
     that fails is left out and, if `errors` is a list, `(source, reason)` is appended to it. A file that yields no
-    tune raises PieceReadError.
+    tune raises PieceReadError. Bounded: tunes over the limits of `tune_problem` are left out the same way, and
+    only the first `limits.MAX_TUNES_PER_BOOK` tunes of a book are read (the rest count as one left-out entry).
     """
     path = Path(path)
     text = read_text(path)
     header_lines, tunes = _split(text)
     if not tunes:
         raise PieceReadError(path, "no ABC tunes found")
+    for k, line in enumerate(header_lines, 1):
+        if len(line) > MAX_ABC_LINE_CHARS:
+            raise PieceReadError(path, f"line {k} is {len(line):,} characters long (limit {MAX_ABC_LINE_CHARS:,})")
     file_fields = _file_fields(header_lines)
     pieces: list[Piece] = []
     failures: list[tuple[str, str]] = []
+    if len(tunes) > MAX_TUNES_PER_BOOK:
+        extra = len(tunes) - MAX_TUNES_PER_BOOK
+        failures.append((f"{path}#X...", f"{extra:,} tunes past the limit of {MAX_TUNES_PER_BOOK:,} per book not read"))
+        tunes = tunes[:MAX_TUNES_PER_BOOK]
     for i, tune in enumerate(tunes):
+        why = tune_problem(tune)
+        if why:
+            first = tune[:40].split("\n", 1)[0]
+            number = first[2:].strip() if _X_LINE.match(first) and first[2:].strip() else str(i + 1)
+            failures.append((f"{path}#X{number}", why))
+            continue
         number = parse_abc_header(tune).get("X") or str(i + 1)
         piece = tune_to_piece(tune, source=f"{path}#X{number}", file_fields=file_fields)
         if notes:

@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from fractalmusic.errors import ConfigError, FractalMusicError
+from fractalmusic.limits import check_wav_seconds
 from fractalmusic.piece import Piece
 
 RELEASE_SECONDS = 0.25  # every note fades out over this time after it ends; the file ends with this tail
 ATTACK_SECONDS = 0.004
 PEAK = 0.89  # about -1 dBFS
 MAX_PARTIALS = 10
+TONE_SECONDS = 60.0  # a held tone is synthesised this long at most: by then even the lowest string is silent
 
 
 # ---------------------------------------------------------------------------------------------------- FluidSynth
@@ -137,6 +139,7 @@ def synthesize(piece: Piece, sample_rate: int = 22050) -> np.ndarray:
     """Render with the built-in synthesiser: float64 samples, peak-normalised, length = ceil((piece seconds +
     RELEASE_SECONDS) * sample_rate)."""
     sr = int(sample_rate)
+    check_wav_seconds(float(piece.end_seconds) + RELEASE_SECONDS, _what(piece))
     total = int(np.ceil((piece.end_seconds + RELEASE_SECONDS) * sr))
     out = np.zeros(total, dtype=np.float64)
     notes = piece.notes
@@ -155,18 +158,20 @@ def synthesize(piece: Piece, sample_rate: int = 22050) -> np.ndarray:
     for pitch in np.unique(notes["pitch"][pitched]):
         idx = pitched[notes["pitch"][pitched] == pitch]
         rng = np.random.default_rng(int(pitch))
-        length = int(held[idx].max()) + release
+        longest = int(TONE_SECONDS * sr)
+        length = min(int(held[idx].max()) + release, longest)
         fund, upper = _tone_template(int(pitch), length, sr, rng)
         for i in idx:
             n_on = int(held[i])
-            n = n_on + release
+            n = min(n_on + release, length)  # past the template the tone has died away: nothing to add
             s = int(starts[i])
             stop = min(s + n, total)
             if stop <= s:
                 continue
             bright = 0.35 + 0.65 * vel[i]
             seg = fund[:n] + bright * upper[:n]
-            seg[n_on:] *= fade
+            if n_on < n:
+                seg[n_on:] *= fade[: n - n_on]
             out[s:stop] += gains[i] * seg[: stop - s]
 
     drums = np.flatnonzero(notes["is_drum"])
@@ -190,14 +195,18 @@ def synthesize(piece: Piece, sample_rate: int = 22050) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- files
 
 
+def _what(piece: Piece) -> str:
+    return str(piece.source or piece.title or "the piece")
+
+
 def write_wav(samples: np.ndarray, path, sample_rate: int) -> Path:
     """Peak-normalise float samples and write them as 16-bit PCM mono."""
     path = Path(path)
     x = np.asarray(samples, dtype=np.float64).ravel()
+    check_wav_seconds(len(x) / float(sample_rate), "the audio")
     peak = np.max(np.abs(x)) if len(x) else 0.0
-    if peak > 0:
-        x = x * (PEAK / peak)
-    pcm = np.clip(np.round(x * 32767), -32768, 32767).astype("<i2")
+    scale = 32767 * (PEAK / peak if peak > 0 else 1.0)
+    pcm = np.clip(np.round(x * scale), -32768, 32767).astype("<i2")
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -211,6 +220,7 @@ def render_wav(piece: Piece, path, soundfont=None, sample_rate: int = 22050) -> 
     if not isinstance(sample_rate, (int, np.integer)) or not 4000 <= int(sample_rate) <= 192000:
         raise ConfigError(f"sample rate must be an integer between 4000 and 192000, not {sample_rate!r}")
     sr = int(sample_rate)
+    check_wav_seconds(float(piece.end_seconds) + RELEASE_SECONDS, _what(piece))  # before FluidSynth allocates
     if soundfont is not None:
         sf = Path(soundfont).expanduser()
         if not sf.is_file():

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from fractalmusic.limits import MAX_PNG_STEPS, png_steps_per_beat
 from fractalmusic.piece import Piece
 
 NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
@@ -48,9 +49,11 @@ def _pitch_axis(ax, lo: int, hi: int) -> None:
     ax.set_ylabel("pitch")
 
 
-def roll_image(piece: Piece, steps_per_beat: int = 4) -> tuple[np.ndarray, int, int]:
+def roll_image(piece: Piece, steps_per_beat: float = 4) -> tuple[np.ndarray, int, int]:
     """(RGBA image [pitches, steps, 4], lowest pitch, highest pitch) of a piece on a 1/steps_per_beat grid;
-    silence is transparent so that guide lines behind the roll stay visible."""
+    silence is transparent so that guide lines behind the roll stay visible. `steps_per_beat` may be a fraction
+    (a long piece drawn coarser); the image is never wider than `limits.MAX_PNG_STEPS` columns."""
+    steps_per_beat = png_steps_per_beat(piece.end_beat, steps_per_beat)
     notes = piece.notes
     if len(notes):
         lo = max(int(notes["pitch"].min()) - 2, 0)
@@ -60,8 +63,8 @@ def roll_image(piece: Piece, steps_per_beat: int = 4) -> tuple[np.ndarray, int, 
     if hi - lo < 12:
         mid = (hi + lo) // 2
         lo, hi = max(mid - 6, 0), min(mid + 6, 127)
-    steps = max(int(np.ceil(piece.end_beat * steps_per_beat)), 1)
-    img = np.zeros((hi - lo + 1, steps, 4), dtype=np.float64)
+    steps = min(max(int(np.ceil(piece.end_beat * steps_per_beat)), 1), MAX_PNG_STEPS)
+    img = np.zeros((hi - lo + 1, steps, 4), dtype=np.float32)
     on = np.floor(notes["onset"] * steps_per_beat + 1e-9).astype(np.int64)
     off = np.maximum(np.ceil((notes["onset"] + notes["duration"]) * steps_per_beat - 1e-9).astype(np.int64), on + 1)
     order = np.argsort(notes["velocity"], kind="stable")  # louder notes drawn last
@@ -86,7 +89,7 @@ def render_png(piece: Piece, path, steps_per_beat: int = 4, title: str | None = 
     bar lines from the piece's time signatures, onsets darker than sustains, drums in orange."""
     path = Path(path)
     img, lo, hi = roll_image(piece, steps_per_beat)
-    beats = img.shape[1] / steps_per_beat
+    beats = img.shape[1] / png_steps_per_beat(piece.end_beat, steps_per_beat)
     width = float(np.clip(3.0 + beats * 0.12, 6.0, 40.0))
     height = float(np.clip(2.0 + (hi - lo) * 0.06, 3.0, 10.0))
     fig = _figure(width, height)
@@ -103,7 +106,7 @@ def render_png(piece: Piece, path, steps_per_beat: int = 4, title: str | None = 
     ax.set_ylim(lo - 0.5, hi + 0.5)
     _pitch_axis(ax, lo, hi)
     ax.set_xlabel("beats")
-    bars = piece.bar_lines(until_beat=beats)
+    bars = _bar_lines(piece, beats)
     if len(bars):
         ax.vlines(bars, lo - 0.5, hi + 0.5, colors="0.45", linewidth=0.6, zorder=3)
         top = ax.twiny()
@@ -120,6 +123,19 @@ def render_png(piece: Piece, path, steps_per_beat: int = 4, title: str | None = 
     fig.tight_layout()
     fig.savefig(str(path), format="png")
     return path
+
+
+MAX_BAR_LINES = 2000  # more would be a grey wash at 4,000 pixels: a long piece is drawn without bar lines
+
+
+def _bar_lines(piece: Piece, beats: float) -> np.ndarray:
+    """The piece's bar lines up to `beats`, or none if there would be more than MAX_BAR_LINES (computing them is
+    a Python loop per bar)."""
+    sigs = sorted(piece.time_signatures) or [(0.0, 4, 4)]
+    shortest = min((num * 4.0 / den for _, num, den in sigs if num > 0 and den > 0), default=4.0)
+    if beats / shortest > MAX_BAR_LINES:
+        return np.zeros(0)
+    return piece.bar_lines(until_beat=beats)
 
 
 def render_grids_png(
