@@ -61,3 +61,52 @@ def read_file_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
         raise PieceReadError(path, f"is a directory, not a {what}") from None
     except OSError as exc:
         raise PieceReadError(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Bytes an unprivileged writer may still use on the filesystem holding `path`; None where nobody can tell."""
+    try:
+        st = os.statvfs(path)
+    except (OSError, AttributeError):  # no statvfs (Windows) or the folder is gone
+        return None
+    if st.f_frsize <= 0 or st.f_blocks == 0:  # pseudo filesystems report zeros
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def errno_name(exc: BaseException) -> str:
+    """`ENOSPC`, `EIO`, ... for an OSError (EIO when it carries no errno)."""
+    import errno
+
+    code = getattr(exc, "errno", None)
+    return errno.errorcode.get(code, "EIO") if isinstance(code, int) else "EIO"
+
+
+def append_line(fd: int, line: str, path: str | os.PathLike = "") -> None:
+    """Append one whole line to the file open at `fd` (O_APPEND) with a single write.
+
+    If the disk takes only part of it, the part is cut off again and OSError(ENOSPC) is raised: the file never
+    ends in a torn line.
+    """
+    import errno
+
+    data = line.encode("utf-8")
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    before = os.fstat(fd).st_size
+    try:
+        written = os.write(fd, data)
+    except OSError:
+        _cut(fd, before)
+        raise
+    if written != len(data):
+        _cut(fd, before)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def _cut(fd: int, size: int) -> None:
+    try:
+        if os.fstat(fd).st_size > size:
+            os.ftruncate(fd, size)
+    except OSError:
+        pass

@@ -16,6 +16,7 @@ COMMANDS = {
     "data": "List corpora, show statistics, prepare caches.",
     "render": "Convert a music file to MIDI, WAV, PNG, ABC or MusicXML.",
     "plugins": "List installed representations and generators, and any that failed to load.",
+    "serve": "A local studio in the browser: sample, hear, see and reshape (needs the studio extra).",
 }
 
 
@@ -69,7 +70,11 @@ def main(argv=None) -> None:
         if debug:
             raise
         fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        message = getattr(exc, "message", None)  # fmusic train stopped by SIGINT/SIGTERM after a checkpoint
+        if message:
+            click.echo(message, err=True)
+            sys.exit(int(getattr(exc, "exit_code", 130)))
         fail("interrupted", 130)
     except OSError as exc:  # unwritable output folder, disk full, missing file passed through...
         if debug:

@@ -2,7 +2,8 @@
 
 metrics.jsonl has one JSON object per line, e.g.
   {"step": 500, "epoch": 3, "split": "val", "loss": 1.234, "bits_per_unit": 1.780, "perplexity": 3.43, ...}
-with the loss in nats per predicted unit (token or cell). Only rank 0 writes anything.
+with the loss in nats per predicted unit (token or cell). Only rank 0 writes anything. Each line goes to the file in
+one write of the whole line (O_APPEND), cut off again if the disk takes only part of it: never a torn line.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from fractalmusic import files
 from fractalmusic.training.checkpoint import atomic_write
 
 
@@ -48,7 +50,7 @@ class RunLogger:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         self._truncate_after(start_step)
-        self._file = open(self.metrics_path, "a", encoding="utf-8")
+        self._fd: int | None = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -99,8 +101,10 @@ class RunLogger:
         if not self.enabled:
             return
         record = {k: _finite(v) for k, v in record.items()}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            files.append_line(self._fd, json.dumps(record), self.metrics_path)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.metrics_path)) from None
         if self.writer is not None:
             step = int(record["step"])
             split = record.get("split", "train")
@@ -154,8 +158,12 @@ class RunLogger:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
-            self.writer = None
-        self._file.close()
+        try:
+            if self.writer is not None:
+                writer, self.writer = self.writer, None
+                writer.flush()
+                writer.close()
+        finally:
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)

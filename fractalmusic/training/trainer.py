@@ -17,8 +17,11 @@ import itertools
 import math
 import os
 import random
+import signal
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -28,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from fractalmusic import files
 from fractalmusic.config import config_to_dict
 from fractalmusic.errors import CheckpointError, ConfigError, DataError, FractalMusicError
 from fractalmusic.training import cpu_memory, distributed
@@ -44,12 +48,111 @@ from fractalmusic.training.checkpoint import (
     topk_name,
 )
 from fractalmusic.training.config import TrainConfig
+from fractalmusic.training.lock import RunLock
 from fractalmusic.training.logs import RunLogger, loss_stats
 from fractalmusic.training.schedule import WarmupCosine, make_optimizer, param_groups
 
 
 class TrainingError(FractalMusicError):
     """Training that cannot go on, such as a loss that became NaN."""
+
+
+SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+
+
+class StorageError(TrainingError):
+    """The run folder cannot take more writes (disk full, I/O error): one line with the last good checkpoint."""
+
+    exit_code = 1
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """`fit` stopped by SIGINT or SIGTERM: the step under way was finished and a checkpoint written after it.
+
+    `message` is the one line to show; `exit_code` is 128 + the signal number (130 for SIGINT, 143 for SIGTERM);
+    `checkpoint` is the file written (None when no step had finished since the run started).
+    """
+
+    def __init__(self, message: str, signum: int, step: int, checkpoint: str | None):
+        super().__init__(message)
+        self.message = message
+        self.signum = int(signum)
+        self.exit_code = 128 + int(signum)
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+# a training loss above EXPLODE_FACTOR x the run's first loss (and EXPLODE_MARGIN nats above it) has diverged
+EXPLODE_FACTOR = 100.0
+EXPLODE_MARGIN = 50.0
+
+# Tests only: seconds to sleep inside every optimizer step (after backward, before the update), so that a test can
+# deliver a signal while a step is under way.
+SLOW_STEP_ENV = "FRACTALMUSIC_TEST_SLOW_STEP"
+
+
+@dataclass
+class RunMeter:
+    """The running sums, windows and clocks of one `fit` call (a fresh one per call).
+
+    Sums stay on the device (tensors) until a line is logged, so the hot loop never waits for the device.
+    """
+
+    t0: float = field(default_factory=time.monotonic)  # start of the timed span
+    excluded: float = 0.0  # seconds spent validating and checkpointing inside the timed span
+    units_total: float = 0.0  # units (tokens / cells) predicted in logged windows
+    step_lr: float | None = None  # the learning rate the last step used
+    grad_norm: Any = None  # the last step's gradient norm before clipping (when clipping)
+    # the logging window: loss sum, units, extra metrics and batches since the last logged line
+    win_loss: Any = 0.0
+    win_n: Any = 0
+    win_extra: dict[str, Any] = field(default_factory=dict)
+    win_batches: int = 0
+    win_t: float = field(default_factory=time.monotonic)
+    win_excluded: float = 0.0
+    # since the last checkpoint: the loss sum and units (monitors the train loss when there is no validation set)
+    ck_loss: Any = 0.0
+    ck_n: Any = 0
+    # divergence watch: the first step whose loss was not finite (-1: none yet), the run's first loss (None: no
+    # step yet), both device tensors read only where the trainer synchronises anyway
+    first_bad_step: Any = None
+    first_bad_value: Any = None
+    first_loss: Any = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def add(self, loss: torch.Tensor, n: Any, extras) -> None:
+        """One micro-batch: `loss` is its mean loss per unit (detached), `n` its units."""
+        weighted = loss.float() * n
+        self.win_loss = self.win_loss + weighted
+        self.win_n = self.win_n + n
+        self.ck_loss = self.ck_loss + weighted
+        self.ck_n = self.ck_n + n
+        for key, value in extras:
+            self.win_extra[key] = self.win_extra.get(key, 0.0) + value
+        self.win_batches += 1
+
+    def watch(self, loss: torch.Tensor, step: int) -> None:
+        """Remember (on the device, without waiting for it) the first step whose loss is not finite."""
+        loss = loss.float()
+        if self.first_loss is None:
+            self.first_loss = loss.clone()
+            self.first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self.first_bad_value = torch.zeros((), dtype=torch.float32, device=loss.device)
+        bad = ~torch.isfinite(loss) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(bad, torch.full_like(self.first_bad_step, step), self.first_bad_step)
+        self.first_bad_value = torch.where(bad, loss, self.first_bad_value)
+
+    def reset_window(self) -> None:
+        self.win_loss, self.win_n, self.win_extra, self.win_batches = 0.0, 0, {}, 0
+        self.win_t = time.monotonic()
+        self.win_excluded = 0.0
+
+    def exclude(self, seconds: float) -> None:
+        """Take `seconds` of side work (validation, checkpoints) out of the throughput figures."""
+        self.excluded += seconds
+        self.win_excluded += seconds
 
 
 def default_output_dir(representation_name: str, generator_name: str, root: str = "runs") -> str:
@@ -153,6 +256,29 @@ class _LossForward(nn.Module):
         return self.generator.loss(batch)
 
 
+try:
+    _SLOW_STEP = float(os.environ.get(SLOW_STEP_ENV, "") or 0.0)
+except ValueError:
+    _SLOW_STEP = 0.0
+
+
+def payload_bytes(payload: Any) -> int:
+    """Bytes of the tensors in a checkpoint payload plus a margin for the rest (what a save needs on disk)."""
+    total = 0
+    stack = [payload]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, torch.Tensor):
+            total += x.numel() * x.element_size()
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+        elif isinstance(x, (str, bytes)):
+            total += len(x)
+    return total + (1 << 20)
+
+
 def _default_make_loader():
     from fractalmusic.data import make_loader
 
@@ -252,8 +378,15 @@ class Trainer:
         self.stop_reason: str | None = None
         self._pending_rng: dict[str, Any] | None = None
         self._prior_elapsed = 0.0
+        self._resumed_from: str | None = None
+        self.reference_loss: float | None = None  # the run's first training loss (divergence is judged against it)
+        self.last_saved: tuple[str, int] | None = None  # (path, step) of the last checkpoint known good
+        self.meter = RunMeter()
+        self._stop_signal: int | None = None  # set by the SIGINT/SIGTERM handler while fit runs
+        self._in_update = False  # between the optimizer update and the step count catching up with it
         self.checkpoints: CheckpointManager | None = None
         self.logger: RunLogger | None = None
+        self.run_lock: RunLock | None = None
 
     # ------------------------------------------------------------------------------------------ helpers
     @property
@@ -325,6 +458,8 @@ class Trainer:
         self.best_value = state.get("best_value")
         self.bad_checks = int(state.get("bad_checks", 0))
         self._prior_elapsed = float(state.get("elapsed_s", 0.0))
+        ref = state.get("reference_loss")
+        self.reference_loss = float(ref) if isinstance(ref, (int, float)) else None
         self.last_metrics = from_json(ckpt.get("metrics"), {}) or {}
         old = from_json(ckpt.get("train_config"), {}) or {}
         same_world = int(ckpt.get("world_size", 1)) == self.ctx.world_size
@@ -341,6 +476,7 @@ class Trainer:
             self.epoch += 1
             self.batch_in_epoch = 0
         self._resumed_from = str(path)
+        self.last_saved = (str(path), self.step)
 
     # ------------------------------------------------------------------------------------------ fit
     def fit(self, resume: dict[str, Any] | str | os.PathLike | None = None,
@@ -350,6 +486,45 @@ class Trainer:
         `resume`: a loaded checkpoint (with `resume_source` naming it in messages) or a path or "last";
         default: `config.resume_from_checkpoint`.
         """
+        lock = None
+        if self.ctx.is_main:
+            # one writer per run folder, from before the resume state is read until the last file is written
+            lock = RunLock(self.output_dir, echo=self.echo).acquire()
+        self.run_lock = lock
+        try:
+            with self._stop_signals():
+                return self._fit(resume, resume_source)
+        finally:
+            self.run_lock = None
+            if lock is not None:
+                lock.release()
+
+    @contextlib.contextmanager
+    def _stop_signals(self):
+        """While fit runs, SIGINT and SIGTERM ask the loop to stop after the step under way (a second one: now)."""
+        self._stop_signal = None
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous: dict[int, Any] = {}
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # asked twice: stop at once, as before
+                for s, h in previous.items():
+                    signal.signal(s, h)
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        for s in SIGNAL_NAMES:
+            previous[s] = signal.getsignal(s)
+            signal.signal(s, handler)
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _fit(self, resume, resume_source) -> dict[str, Any]:
         cfg = self.config
         self._resumed_from = None
         if resume is None and cfg.resume_from_checkpoint:
@@ -384,10 +559,7 @@ class Trainer:
             self.logger.close()
             return self._stats(0, 0.0, 0.0)
 
-        self._reset_windows()
-        self._units_total = 0.0
-        self._excluded = 0.0  # seconds spent validating and checkpointing inside the timed span
-        self._t0 = time.monotonic()
+        self.meter = meter = RunMeter()
         self.stop_reason = None
         interrupted = False
         try:
@@ -395,20 +567,42 @@ class Trainer:
         except KeyboardInterrupt:
             interrupted = True
             self.stop_reason = "interrupted"
+        except OSError as exc:  # metrics.jsonl, TensorBoard or hparams: the disk is full or failing
+            self._close_logger_quietly()
+            folder = Path(exc.filename).parent if getattr(exc, "filename", None) else self.output_dir
+            raise self._storage_error(folder, files.errno_name(exc), exc.strerror or str(exc)) from None
+        except BaseException:
+            self._close_logger_quietly()
+            raise
         finally:
-            wall = time.monotonic() - self._t0
-            train_s = max(1e-9, wall - self._excluded)
-        if interrupted and main and self.step > start_step and self.checkpoints is not None:
-            # weights and optimizer are those of the last finished step; safe to continue from
+            wall = meter.elapsed()
+            train_s = max(1e-9, wall - meter.excluded)
+        if (interrupted and main and self.step > start_step and self.checkpoints is not None
+                and not self._in_update):
+            # an interrupt from elsewhere (not our signal handler): weights and optimizer are those of the last
+            # finished step, but the RNG may be part-way into the next one (close to, not exactly, a resume point)
             self._checkpoint(None, False, collective=False)
             self.logger.message(f"interrupted: checkpoint of step {self.step} saved to {self.checkpoints.last}")
         self.logger.close()
         if interrupted:
             raise KeyboardInterrupt
+        if self.stop_reason in ("sigint", "sigterm"):
+            signum = signal.SIGINT if self.stop_reason == "sigint" else signal.SIGTERM
+            where = self.last_saved[0] if self.last_saved is not None and self.last_saved[1] == self.step else None
+            said = (f"checkpoint of step {self.step} saved to {where} (an exact resume point)" if where
+                    else "no step had finished, so no checkpoint was written")
+            raise TrainingInterrupted(f"stopped by {SIGNAL_NAMES[signum]} after step {self.step}: {said}",
+                                      signum, self.step, where)
         return self._stats(self.step - start_step, train_s, wall)
 
+    def _close_logger_quietly(self) -> None:
+        try:
+            self.logger.close()
+        except Exception:  # already failing (e.g. a full disk): the first error is the one to report
+            pass
+
     def _stats(self, steps: int, train_s: float, wall: float) -> dict[str, Any]:
-        units = getattr(self, "_units_total", 0.0)
+        units = self.meter.units_total
         ck = self.output_dir / "checkpoints"
         return {
             "step": self.step,
@@ -453,7 +647,7 @@ class Trainer:
                 self._pending_rng = None
             while True:
                 group = min(accum, n_batches - self.batch_in_epoch)
-                self._train_step(batches, group)
+                self._train_step(batches, group)  # sets _in_update once the optimizer has updated the weights
                 self.step += 1
                 self.scheduler.step()
                 self.batch_in_epoch += group
@@ -462,6 +656,7 @@ class Trainer:
                 if end_of_epoch:
                     self.epoch += 1
                     self.batch_in_epoch = 0
+                self._in_update = False
                 self.logger.advance()
                 if self._after_step(step_epoch):
                     return
@@ -471,7 +666,9 @@ class Trainer:
     def _train_step(self, batches, group: int) -> None:
         module = self.loss_module
         ddp = self._ddp
-        self._step_lr = self.optimizer.param_groups[0]["lr"]
+        meter = self.meter
+        meter.step_lr = self.optimizer.param_groups[0]["lr"]
+        watch = self.config.precision != "16"  # float16's grad scaler skips non-finite steps itself
         for i in range(group):
             try:
                 batch = next(batches)
@@ -488,31 +685,18 @@ class Trainer:
                 self.scaler.scale(scaled).backward()
             n = out["n"]
             n = n.detach() if isinstance(n, torch.Tensor) else n
-            weighted = loss.detach().float() * n
-            self._win_loss = self._win_loss + weighted
-            self._win_n = self._win_n + n
-            self._ck_loss = self._ck_loss + weighted
-            self._ck_n = self._ck_n + n
-            for key, value in _extras(out):
-                self._win_extra[key] = self._win_extra.get(key, 0.0) + value
-            self._win_batches += 1
+            meter.add(loss.detach(), n, _extras(out))
+            if watch:
+                meter.watch(loss.detach(), self.step + 1)
+        if _SLOW_STEP:
+            time.sleep(_SLOW_STEP)
         if self.config.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            self._grad_norm = torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.grad_clip)
+            meter.grad_norm = torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.grad_clip)
+        self._in_update = True  # from here until the loop counts the step, weights are ahead of self.step
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-
-    def _reset_windows(self) -> None:
-        self._win_loss: Any = 0.0
-        self._win_n: Any = 0
-        self._win_extra: dict[str, Any] = {}
-        self._win_batches = 0
-        self._win_t = time.monotonic()
-        self._win_excluded = 0.0
-        self._ck_loss: Any = 0.0
-        self._ck_n: Any = 0
-        self._grad_norm = None
 
     # ------------------------------------------------------------------------------------------ periodic work
     def _after_step(self, step_epoch: int) -> bool:
@@ -520,9 +704,10 @@ class Trainer:
         cfg = self.config
         s = self.step
         finished = self._finished()
-        stop = None
-        if cfg.max_minutes is not None and (not self.ctx.distributed or s % 10 == 0 or finished):
-            over = time.monotonic() - self._t0 > cfg.max_minutes * 60.0
+        stop = None if finished else self._signal_stop()  # a signal during the last step changes nothing
+        signalled = stop is not None
+        if stop is None and cfg.max_minutes is not None and (not self.ctx.distributed or s % 10 == 0 or finished):
+            over = self.meter.elapsed() > cfg.max_minutes * 60.0
             if distributed.any_rank(self.ctx, over):
                 stop = "max_minutes"
         end = finished or stop is not None
@@ -531,7 +716,9 @@ class Trainer:
         t_side = time.monotonic()
         metric = None
         do_ckpt = s % cfg.checkpoint_every_n_steps == 0 or end
-        if self.val_data is not None and (s % cfg.val_check_interval_steps == 0 or end or do_ckpt):
+        if signalled:
+            pass  # stop quickly: the checkpoint below is written without validating first
+        elif self.val_data is not None and (s % cfg.val_check_interval_steps == 0 or end or do_ckpt):
             # checkpoint steps validate too: top-k files are named and ranked by this step's own val loss
             metric = self.validate(step_epoch)
         elif self.val_data is None and do_ckpt:
@@ -556,49 +743,104 @@ class Trainer:
             self._checkpoint(metric, new_best)
         elif new_best:
             self._save_best()
-        spent = time.monotonic() - t_side
-        self._excluded += spent
-        self._win_excluded += spent
+        if stop is None and not finished:
+            late = self._signal_stop()  # arrived while validating or writing: stop before the next step
+            if late is not None:
+                stop = late
+                if not do_ckpt:
+                    self._checkpoint(None, False)
+        self.meter.exclude(time.monotonic() - t_side)
         self.stop_reason = stop
         return stop is not None
 
+    def _signal_stop(self) -> str | None:
+        """"sigint" / "sigterm" when a stop signal has arrived (on any process: all stop after the same step)."""
+        sig = self._stop_signal
+        if self.ctx.distributed:
+            if not distributed.any_rank(self.ctx, sig is not None):
+                return None
+            if sig is None:  # another process got it: stop alike
+                self._stop_signal = sig = signal.SIGTERM
+        elif sig is None:
+            return None
+        return "sigint" if sig == signal.SIGINT else "sigterm"
+
+    # ------------------------------------------------------------------------------------------ divergence
+    def _diverged(self, what: str) -> TrainingError:
+        if self.last_saved is not None:
+            kept = f"the last good checkpoint, {self.last_saved[0]} (step {self.last_saved[1]}), is kept"
+        else:
+            kept = "no checkpoint had been written yet"
+        return TrainingError(f"{what}: stopped; {kept}; try a lower --lr (now {self.config.lr:g}), --grad-clip, "
+                             f"or --precision 32")
+
+    def _check_divergence(self, loss: float | None = None) -> None:
+        """TrainingError when a training loss since the run began was not finite, or `loss` (a window's mean
+        training loss) has exploded far above the run's first loss. Called before anything is saved."""
+        m = self.meter
+        if m.first_loss is not None:
+            if self.reference_loss is None:
+                first = float(m.first_loss)
+                self.reference_loss = first if math.isfinite(first) else None
+            if not self.ctx.distributed:  # in DDP a bad loss shows in the all-reduced sums and the weights
+                bad = int(m.first_bad_step)
+                if bad >= 0:
+                    raise self._diverged(f"the training loss became {float(m.first_bad_value)} at step {bad}")
+        if loss is None or self.config.precision == "16":
+            return
+        if not math.isfinite(loss):
+            raise self._diverged(f"the training loss became {loss} at step {self.step}")
+        ref = self.reference_loss
+        if ref is not None and loss > ref + max(EXPLODE_MARGIN, (EXPLODE_FACTOR - 1.0) * abs(ref)):
+            raise self._diverged(f"the training loss exploded to {loss:.4g} by step {self.step} (the run began at "
+                                 f"{ref:.4g})")
+
+    def _check_weights(self) -> None:
+        """TrainingError naming the first parameter holding NaN or inf (then nothing is saved)."""
+        params = [(name, p) for name, p in self.generator.named_parameters()]
+        if not params:
+            return
+        ok = torch.stack([torch.isfinite(p.detach()).all() for _, p in params])
+        if bool(ok.all()):
+            return
+        name = next(n for (n, _), good in zip(params, ok.tolist()) if not good)
+        raise self._diverged(f"the weights hold NaN or inf after step {self.step} (first: {name})")
+
     def _train_loss_since_checkpoint(self) -> float | None:
-        loss_sum, n = distributed.all_reduce_sum(self.ctx, [float(self._ck_loss), float(self._ck_n)])
-        self._ck_loss, self._ck_n = 0.0, 0
+        m = self.meter
+        loss_sum, n = distributed.all_reduce_sum(self.ctx, [float(m.ck_loss), float(m.ck_n)])
+        m.ck_loss, m.ck_n = 0.0, 0
         return loss_sum / n if n > 0 else None
 
     def _log_train(self, epoch: int) -> None:
-        keys = sorted(self._win_extra)
-        values = [float(self._win_loss), float(self._win_n), float(self._win_batches)]
-        values += [float(self._win_extra[k]) for k in keys]
+        m = self.meter
+        keys = sorted(m.win_extra)
+        values = [float(m.win_loss), float(m.win_n), float(m.win_batches)]
+        values += [float(m.win_extra[k]) for k in keys]
         values = distributed.all_reduce_sum(self.ctx, values)
         loss_sum, n, batches = values[:3]
         if n <= 0:
             return
         loss = loss_sum / n
-        if not math.isfinite(loss) and self.config.precision != "16":
-            raise TrainingError(f"the training loss became {loss} at step {self.step}; try a lower --lr "
-                                f"(now {self.config.lr:g}), --grad-clip, or --precision 32")
+        self._check_divergence(loss)
         now = time.monotonic()
-        seconds = max(1e-9, now - self._win_t - self._win_excluded)
-        self._units_total += n
+        seconds = max(1e-9, now - m.win_t - m.win_excluded)
+        m.units_total += n
         record: dict[str, Any] = {"step": self.step, "epoch": epoch, "split": "train"}
         record.update(loss_stats(loss))
-        record["lr"] = self._step_lr  # the lr this step used
+        record["lr"] = m.step_lr  # the lr this step used
         record["units_per_s"] = n / seconds
         record["units"] = n
         for k, v in zip(keys, values[3:]):
             record[k] = v / batches
-        if self._grad_norm is not None:
-            record["grad_norm"] = float(self._grad_norm)
+        if m.grad_norm is not None:
+            record["grad_norm"] = float(m.grad_norm)
         if self.config.precision == "16":
             record["loss_scale"] = float(self.scaler.get_scale())
-        record["elapsed_s"] = self._prior_elapsed + (now - self._t0)
+        record["elapsed_s"] = self._prior_elapsed + (now - m.t0)
         self.logger.log(record)
         self.last_metrics["train"] = record
-        self._win_loss, self._win_n, self._win_extra, self._win_batches = 0.0, 0, {}, 0
-        self._win_t = time.monotonic()
-        self._win_excluded = 0.0
+        m.reset_window()
 
     @torch.no_grad()
     def validate(self, epoch: int | None = None) -> float | None:
@@ -642,7 +884,7 @@ class Trainer:
         record.update(loss_stats(loss))
         record["units"] = n
         record.update({k: v / batches for k, v in zip(keys, sums[3:])})
-        record["elapsed_s"] = self._prior_elapsed + (time.monotonic() - getattr(self, "_t0", time.monotonic()))
+        record["elapsed_s"] = self._prior_elapsed + self.meter.elapsed()
         if self.logger is not None:
             self.logger.log(record)
         self.last_metrics["val"] = record
@@ -668,7 +910,8 @@ class Trainer:
                 "best_value": self.best_value,
                 "bad_checks": self.bad_checks,
                 "monitor": self.monitor,
-                "elapsed_s": self._prior_elapsed + (time.monotonic() - self._t0),
+                "elapsed_s": self._prior_elapsed + self.meter.elapsed(),
+                "reference_loss": self.reference_loss,
             }),
         )
 
@@ -678,6 +921,7 @@ class Trainer:
         return [capture_rng()]
 
     def _checkpoint(self, metric: float | None, new_best: bool, collective: bool = True) -> None:
+        self._check_before_save()
         rng = self._rng_states(collective)
         if not self.ctx.is_main or self.checkpoints is None:
             return
@@ -686,13 +930,56 @@ class Trainer:
             names.append(topk_name(self.step, self.monitor, metric))
         if new_best:
             names.append("best.pt")
-        self.checkpoints.write(self._payload(rng), names)
+        self._write(self._payload(rng), names)
         self.checkpoints.prune_topk()
 
     def _save_best(self) -> None:
+        self._check_before_save()
         rng = self._rng_states()
         if self.ctx.is_main and self.checkpoints is not None:
-            self.checkpoints.write(self._payload(rng), ["best.pt"])
+            self._write(self._payload(rng), ["best.pt"])
+
+    def _check_before_save(self) -> None:
+        """Nothing diverged since the last check: a checkpoint never holds the weights of a NaN loss."""
+        m = self.meter
+        loss = None
+        if not self.ctx.distributed:  # (in DDP the window is summed over processes only when a line is logged)
+            n = float(m.win_n)
+            loss = float(m.win_loss) / n if n > 0 else None
+        self._check_divergence(loss)
+        self._check_weights()
+
+    def _write(self, payload: dict[str, Any], names: list[str]) -> None:
+        """Write a checkpoint; disk full or another I/O error ends the run with one line (StorageError)."""
+        folder = self.checkpoints.dir
+        need = payload_bytes(payload)
+        free = files.free_bytes(folder)
+        if free is not None and free < need:
+            raise self._storage_error(folder, "ENOSPC", f"{free / 2**20:.1f} MiB free, a checkpoint needs about "
+                                                        f"{need / 2**20:.1f} MiB", saving=True)
+        try:
+            paths = self.checkpoints.write(payload, names)
+        except OSError as exc:
+            raise self._storage_error(folder, files.errno_name(exc), exc.strerror or str(exc), saving=True) from None
+        except RuntimeError as exc:  # torch.save reports a failed write as a RuntimeError ("unexpected pos")
+            free = files.free_bytes(folder)
+            if free is not None and free < need:
+                raise self._storage_error(folder, "ENOSPC", "the disk filled up while writing", saving=True) from None
+            if "unexpected pos" not in str(exc) and "write" not in str(exc).lower():
+                raise
+            first = str(exc).strip().splitlines()[0][:120]
+            raise self._storage_error(folder, "EIO", f"the write failed: {first}", saving=True) from None
+        self.last_saved = (str(paths[0]), self.step)
+
+    def _storage_error(self, folder, condition: str, detail: str, saving: bool = False) -> "StorageError":
+        what = f"cannot save the checkpoint of step {self.step}" if saving else "cannot write the run's files"
+        if self.last_saved is not None:
+            kept = f"the last good checkpoint is {self.last_saved[0]} (step {self.last_saved[1]})"
+        else:
+            kept = "no checkpoint had been written yet"
+        hint = "; free some space or train into another --output-dir" if condition == "ENOSPC" else ""
+        label = "disk full" if condition == "ENOSPC" else "I/O error"
+        return StorageError(f"{folder}: {label} ({condition}: {detail}): {what}; {kept}{hint}")
 
     def hparams(self) -> dict[str, Any]:
         from fractalmusic import __version__
@@ -712,3 +999,22 @@ class Trainer:
             "torch_version": torch.__version__,
             **self.extra_hparams,
         }
+
+
+def sigterm_as_interrupt() -> Callable[[], None]:
+    """Until the returned function is called, SIGTERM raises TrainingInterrupted (exit 143, one line) instead of
+    killing the process, so a scheduler's stop before training begins is reported like Ctrl-C. `fit` installs
+    its own handlers (finish the step, checkpoint) while it runs. Main thread only; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise TrainingInterrupted("stopped by SIGTERM before training began: nothing was trained",
+                                  signum, 0, None)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
