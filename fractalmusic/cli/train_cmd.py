@@ -235,12 +235,15 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
     from fractalmusic.training import distributed
     from fractalmusic.training.checkpoint import check_resumable, from_json, load_checkpoint, resolve_resume_path
     from fractalmusic.training.config import TrainConfig
+    from fractalmusic.training.budget import check_training_memory
+    from fractalmusic.training.lock import RunLock
     from fractalmusic.training.trainer import (
         Trainer,
         check_precision,
         default_output_dir,
         prepare_output_dir,
         seed_everything,
+        sigterm_as_interrupt,
     )
 
     # ---- a resumed run takes its plugins and model from the checkpoint
@@ -302,6 +305,8 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
     # ---- processes, devices, the run folder: fail before any slow work
     ctx = distributed.setup(train_cfg.device)
     echo = click.echo if ctx.is_main else (lambda *a, **k: None)
+    run_lock = None
+    restore_sigterm = sigterm_as_interrupt()
     try:
         check_precision(train_cfg.precision, ctx.device)
         output_dir = train_cfg.output_dir
@@ -311,6 +316,7 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
         train_cfg = dataclasses.replace(train_cfg, output_dir=str(output_dir))
         if ctx.is_main:
             prepare_output_dir(output_dir)
+            run_lock = RunLock(output_dir, echo=echo).acquire()  # one writer per run folder (refused: one line)
 
         # ---- representation and data (rank 0 first: it fills the cache the others then read)
         if ckpt is not None:
@@ -321,6 +327,12 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
         if data_cfg.data is None:
             data_cfg = dataclasses.replace(data_cfg, data=fdata.default_corpus(representation))
             echo(f"data: {data_cfg.data} (the built-in default for {rep_cls.name}; choose another with --data)")
+        # ---- will it fit? (model size, crop x batch against the device's memory) before anything large exists
+        check_training_memory(gen_cls, json.loads(ckpt["generator"]["config"]) if ckpt is not None
+                              else parsed["generator"], representation.spec(), batch_size=train_cfg.batch_size,
+                              crop_length=data_cfg.crop_for(representation.spec().kind), device=ctx.device,
+                              precision=train_cfg.precision, grad_checkpoint=train_cfg.grad_checkpoint,
+                              options=parsed["generator"])
         datasets = None
         if ctx.is_main:
             datasets = fdata.build_datasets(data_cfg, representation, log=echo)
@@ -351,14 +363,21 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
         )
         try:
             stats = trainer.fit(resume=ckpt, resume_source=str(path) if ckpt is not None else None)
-        except KeyboardInterrupt:
-            echo(f"interrupted; continue with: fmusic train --resume-from-checkpoint last --output-dir {output_dir}",
-                 err=True)
+        except KeyboardInterrupt as exc:
+            hint = f"continue with: fmusic train --resume-from-checkpoint last --output-dir {output_dir}"
+            if getattr(exc, "message", None):  # SIGINT/SIGTERM: the step was finished and checkpointed
+                if getattr(exc, "checkpoint", None):
+                    exc.message = f"{exc.message}; {hint}"
+                raise
+            echo(f"interrupted; {hint}", err=True)
             raise
         if ctx.is_main:
             _summary(stats, train_cfg, output_dir, unit)
         return stats
     finally:
+        restore_sigterm()
+        if run_lock is not None:
+            run_lock.release()
         distributed.teardown(ctx)
 
 
@@ -371,8 +390,12 @@ def _summary(stats: dict[str, Any], cfg, output_dir, unit: str) -> None:
         parts.append(f"train loss {m['train']['loss']:.4f}")
     if m.get("val", {}).get("loss") is not None:
         v = m["val"]
-        parts.append(f"val loss {v['loss']:.4f} nats = {v['bits_per_unit']:.3f} bits per {unit[:-1]}, "
-                     f"perplexity {v['perplexity']:.2f}")
+        text = f"val loss {v['loss']:.4f} nats"
+        if v.get("bits_per_unit") is not None:
+            text += f" = {v['bits_per_unit']:.3f} bits per {unit[:-1]}"
+        if v.get("perplexity") is not None:  # None where exp(loss) overflows (a diverged run)
+            text += f", perplexity {v['perplexity']:.2f}"
+        parts.append(text)
     if stats.get("steps_run"):
         parts.append(f"{stats['units_per_s']:,.0f} {unit}/s")
     click.echo("; ".join(parts))
