@@ -51,8 +51,8 @@ def test_help_shows_the_selected_plugins_options(capsys):
 
 
 def test_options_answered_elsewhere(capsys):
-    code, _, err = fmusic(capsys, "train", "--devices", "0,1")
-    assert "torchrun --nproc_per_node" in one_error_line(code, err)
+    code, _, err = fmusic(capsys, "train", "--devices", "0,1", "--device", "cpu")
+    assert "names GPUs, but --device cpu was given" in one_error_line(code, err)
     code, _, err = fmusic(capsys, "train", "--vocab_type", "syllable")
     assert "--vocab_type must be char or word" in one_error_line(code, err)
     code, _, err = fmusic(capsys, "train", "--repr", "pianoroll", "--generator", "lstm")

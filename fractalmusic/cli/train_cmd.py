@@ -40,10 +40,6 @@ ALIASES = {
 
 # options people bring from elsewhere that this command answers differently
 ANSWERS = {
-    "--devices": "several GPUs train through torchrun: `torchrun --nproc_per_node N -m fractalmusic train ...`; "
-                 "one device: --device cpu|cuda|cuda:N",
-    "--gpus": "several GPUs train through torchrun: `torchrun --nproc_per_node N -m fractalmusic train ...`; "
-              "one device: --device cpu|cuda|cuda:N",
     "--log-images-every-n-steps": "fmusic train does not render samples while training; run "
                                   "`fmusic sample OUTPUT/checkpoints/last.pt --to png` on any checkpoint",
 }
@@ -58,6 +54,8 @@ Examples:
   fmusic train --repr words --generator gru --epochs 20        # musical words
   fmusic train --repr pianoroll --generator mar --crop-length 128 --model-size small
   fmusic train --resume-from-checkpoint last --output-dir runs/folk --max-steps 20000
+  fmusic train --repr pianoroll --generator mar --devices 0,1 --precision bf16   # one process per GPU
+  fmusic train --devices 8 --num-nodes 2 --node-rank 0 --master-addr HOST ...   # two machines (rank 1 on the other)
   torchrun --nproc_per_node 4 -m fractalmusic train --repr pianoroll --generator mar --precision bf16
 """
 
@@ -140,6 +138,14 @@ def _help_text(repr_name: str | None, gen_name: str | None) -> str:
         ])
     with f.section("Training options"):
         f.write_dl(_option_rows(TrainConfig))
+    with f.section("Processes (several devices or machines; torch's elastic launcher, as torchrun)"):
+        f.write_dl([
+            ("--devices N | I,J,...", "one process per device: a count (2) or CUDA indices (0,1; 3, is GPU 3 alone); "
+                                     "with --device cpu, N CPU processes (gloo) [default: 1]"),
+            ("--num-nodes N", "machines taking part, each running the same command [default: 1]"),
+            ("--node-rank R", "this machine's number, 0..N-1 (0 on the --master-addr machine)"),
+            ("--master-addr HOST / --master-port P", "where the machines meet [default port: 29500]"),
+        ])
     with f.section("Data options"):
         train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
         f.write_dl(_option_rows(DataConfig, skip=train_fields))  # --seed: one option sets both
@@ -224,10 +230,62 @@ def command(repr_name, gen_name, vocab_type, show_help, args):
     for tok in args:
         if tok.startswith("--") and _canonical(tok) in ANSWERS:
             raise ConfigError(f"{tok.split('=')[0]}: {ANSWERS[_canonical(tok)]}")
+    if _launch_processes(repr_name, gen_name, args):
+        return
+    run_training(repr_name, gen_name, args)
+
+
+def _launch_processes(repr_name: str | None, gen_name: str | None, args: list[str]) -> bool:
+    """--devices N / --devices 0,1 (and --num-nodes ...): run the training in one process per device through
+    torch's elastic launcher (fractalmusic.training.distributed.launch). False when one process will do, with the
+    launch options taken out of `args` (so --devices 1 trains here, in this process)."""
+    from fractalmusic.errors import FractalMusicError
+    from fractalmusic.training import distributed
+
+    options, rest = distributed.split_launch_args(args)
+    if not options:
+        return False
+    plan = distributed.plan_launch(options, _peek(rest, "--device"))
+    args[:] = rest
+    if not plan.needs_launch:
+        if plan.gpu_ids is not None:  # --devices 3, : this one GPU
+            args += ["--device", f"cuda:{plan.gpu_ids[0]}"]
+        return False
+    try:
+        distributed.launch(plan, _launched_worker, (repr_name, gen_name, list(rest)), log=click.echo)
+    except distributed.LaunchError as exc:
+        user = exc.message.split(":", 1)[0] in _user_error_names()
+        err = FractalMusicError(f"process {exc.rank} of {plan.world_size} failed: {exc.message}"
+                                + ("" if user else " (the others were stopped; FRACTALMUSIC_DEBUG=1 shows tracebacks)"))
+        err.exit_code = 2 if user else 1
+        raise err from None
+    return True
+
+
+def _user_error_names() -> set[str]:
+    from fractalmusic.errors import FractalMusicError
+
+    names, todo = set(), [FractalMusicError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+def _launched_worker(repr_name: str | None, gen_name: str | None, args: list[str]) -> None:
+    """One process started by --devices (module level: the launcher imports it in each new process)."""
+    import os
+
+    if os.environ.get("FRACTALMUSIC_DEBUG", "") in ("", "0"):
+        import warnings
+
+        warnings.filterwarnings("ignore", module="torch.distributed")
     run_training(repr_name, gen_name, args)
 
 
 def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -> dict[str, Any]:
+    import os
     from pathlib import Path
 
     from fractalmusic import data as fdata
@@ -262,6 +320,8 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
             if given is not None and given != stored:
                 raise CheckpointError(f"{path} was trained with {what} {stored}, not {given}")
         repr_name, gen_name = stored_rep, stored_gen
+    if ckpt is None and _peek(args, "--dataset"):
+        repr_name, args = _dataset_defaults(_peek(args, "--dataset"), repr_name, args)
     rep_cls, gen_cls = _select_plugins(repr_name, gen_name)
 
     targets = {"train": TrainConfig, "data": fdata.DataConfig, "representation": rep_cls.Config,
@@ -295,7 +355,7 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
     else:
         suggested = {k: v for k, v in getattr(gen_cls, "train_defaults", {}).items()
                      if k in fields["train"] and k not in parsed["train"]}
-        if suggested:
+        if suggested and os.environ.get("RANK", "0") == "0":  # a launched process: rank 0 says it
             click.echo(f"generator {gen_cls.name} trains with "
                        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in suggested.items())
                        + " unless told otherwise")
@@ -317,6 +377,12 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
         if ctx.is_main:
             prepare_output_dir(output_dir)
             run_lock = RunLock(output_dir, echo=echo).acquire()  # one writer per run folder (refused: one line)
+
+        # ---- a dataset recipe (--dataset NAME --root DIR): its train and valid lists become --data/--val-data
+        if data_cfg.dataset or data_cfg.root:
+            from fractalmusic.data.recipes import resolve_data_config
+
+            data_cfg = resolve_data_config(data_cfg, log=echo)
 
         # ---- representation and data (rank 0 first: it fills the cache the others then read)
         if ckpt is not None:
@@ -379,6 +445,34 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
         if run_lock is not None:
             run_lock.release()
         distributed.teardown(ctx)
+
+
+def _dataset_defaults(dataset: str, repr_name: str | None, args: list[str]) -> tuple[str | None, list[str]]:
+    """A recipe's representation and options, for those the command line leaves out (and says which)."""
+    import os
+
+    from fractalmusic.data.recipes import load_recipe
+
+    recipe = load_recipe(dataset)
+    added: list[str] = []
+    if repr_name is None:
+        repr_name = recipe.representation
+        added += ["--repr", recipe.representation]
+    tables = [recipe.train_options] + ([recipe.options] if repr_name == recipe.representation else [])
+    given = {_canonical(tok) for tok in args if tok.startswith("--")}
+    extra: list[str] = []
+    for table in tables:
+        for key, value in table.items():
+            flag = "--" + key.replace("_", "-")
+            if flag in given or f"--no-{key.replace('_', '-')}" in given:
+                continue
+            if isinstance(value, bool):
+                extra.append(flag if value else f"--no-{key.replace('_', '-')}")
+            else:
+                extra += [flag, str(value)]
+    if (added or extra) and os.environ.get("RANK", "0") == "0":
+        click.echo(f"dataset {recipe.full_name}: {' '.join(added + extra)} (from its recipe, unless given)")
+    return repr_name, list(args) + extra
 
 
 def _summary(stats: dict[str, Any], cfg, output_dir, unit: str) -> None:

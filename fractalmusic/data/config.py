@@ -30,6 +30,8 @@ def _default_workers() -> int:
 class DataConfig:
     data: str | None = None  # corpus: built-in name, folder, list file, ABC book or music file; None: the default
     val_data: str | None = None  # held-out corpus (same forms); None: split `data` by piece
+    dataset: str | None = None  # a recipe of datasets/ (maestro, lakh, pop909, ...): train and validate on its split
+    root: str | None = None  # the folder that dataset was unpacked into (--dataset NAME --root DIR)
     val_fraction: float = 0.05  # share of pieces held out when val_data is not given
     split_seed: int = 0  # which pieces are held out
     crop_length: int | None = None  # None: 128 steps for grids, 256 predicted tokens for token sequences
@@ -63,7 +65,7 @@ class DataConfig:
             raise ConfigError(f"--max-pieces must be at least 1, not {self.max_pieces}")
         if self.num_prep_workers < 0:
             raise ConfigError(f"--num-prep-workers must be 0 or more, not {self.num_prep_workers}")
-        for name in ("data", "val_data", "cache_dir"):
+        for name in ("data", "val_data", "cache_dir", "dataset", "root"):
             value = getattr(self, name)
             if value is not None and not str(value).strip():
                 raise ConfigError(f"--{name.replace('_', '-')} is empty")
