@@ -20,7 +20,6 @@ asks for a continuation (every step after the primer's length is generated); `ma
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -62,19 +61,32 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
-def parse_formats(formats: str | Sequence[str]) -> list[str]:
-    """'abc,mid' or ['abc', 'mid'] -> checked, de-duplicated list (aliases: midi, xml, mxl); ConfigError if unknown."""
+def parse_formats(formats: str | Sequence[str], representation=None) -> list[str]:
+    """'abc,mid' or ['abc', 'mid'] -> checked, de-duplicated list (aliases: midi, xml, mxl); ConfigError if unknown.
+
+    With a representation, the formats it writes itself (its `output_formats`, e.g. "txt") are allowed too."""
+    own = tuple(getattr(representation, "output_formats", ()) or ())
+    names = [f.strip().lower() for f in formats.split(",")] if isinstance(formats, str) else list(formats)
+    mine = [f for f in names if f in own]
+    rest = [f for f in names if f and f not in own]
     from fractalmusic.io import parse_formats as io_parse_formats
 
-    out = io_parse_formats(formats)
+    out = io_parse_formats(rest) if rest else []
+    allowed = ALLOWED_FORMATS + own
     unknown = [f for f in out if f not in ALLOWED_FORMATS]
     if unknown:
-        raise ConfigError(f"unknown output format {unknown[0]!r}; choose from {','.join(ALLOWED_FORMATS)}")
-    return out
+        raise ConfigError(f"unknown output format {unknown[0]!r}; choose from {','.join(allowed)}")
+    if not out and not mine:
+        raise ConfigError(f"no output format given; choose from {','.join(allowed)}")
+    return list(dict.fromkeys(mine + out))
 
 
 def default_formats(representation) -> list[str]:
-    """ABC-text representations: abc + mid; grids: mid + png; other token representations: mid."""
+    """The representation's `default_output_formats` if it sets them; else ABC-text representations: abc + mid;
+    grids: mid + png; other token representations: mid."""
+    declared = getattr(representation, "default_output_formats", None)
+    if declared:
+        return list(declared)
     if representation.kind == "grid":
         return ["mid", "png"]
     if getattr(representation, "uses_abc_text", False):
@@ -93,16 +105,6 @@ def prepare_output_dir(path: str | os.PathLike) -> Path:
         reason = exc.strerror or type(exc).__name__
         raise FractalMusicError(f"cannot write to output directory {out}: {reason}") from None
     return out
-
-
-def _json_field(ckpt: dict[str, Any], key: str) -> Any:
-    value = ckpt.get(key)
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _looks_like_path(text: str) -> bool:
@@ -216,19 +218,31 @@ def write_samples(
     formats: Sequence[str],
     soundfont: str | None = None,
     stem: str = "sample",
+    representation=None,
 ) -> SampleReport:
     """Write `<stem>_000.<ext>`... for every piece and format, plus `samples.abc` (all tunes) for ABC pieces.
 
     A tune whose ABC does not parse still gets its .abc file; its note-based formats are skipped and reported.
+    Formats in the representation's `output_formats` are written by its `write_output`.
     """
     from fractalmusic.io import write_outputs
 
-    formats = parse_formats(formats)
+    formats = parse_formats(formats, representation)
+    own = [f for f in formats if f in tuple(getattr(representation, "output_formats", ()) or ())]
+    formats = [f for f in formats if f not in own]
     out = prepare_output_dir(out_dir)
     report = SampleReport(out_dir=out, n=len(pieces))
     note_formats = [f for f in formats if f != "abc"]
     for i, piece in enumerate(pieces):
         name = f"{stem}_{i:03d}"
+        for fmt in own:
+            target = out / f"{name}.{fmt}"
+            try:
+                representation.write_output(piece, target, fmt)
+            except FractalMusicError as exc:
+                report.problems.append(f"{name}: {exc}")
+                continue
+            report.files.append(target)
         todo = list(formats)
         if piece.abc:
             report.abc_total += 1
@@ -278,27 +292,27 @@ class Model:
         self.checkpoint: dict[str, Any] = dict(checkpoint or {})
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Model":
-        from fractalmusic.training.checkpoint import build_from_checkpoint, load_checkpoint
+    def load(cls, path, device: str | torch.device = "cpu") -> "Model":
+        """A checkpoint file (or an already loaded `Checkpoint`) rebuilt on `device`, ready to sample."""
+        from fractalmusic.training.checkpoint import Checkpoint
 
         dev = resolve_device(device)
-        ckpt = load_checkpoint(path, map_location="cpu")
-        try:
-            representation, generator = build_from_checkpoint(ckpt, device=dev)
-        except (KeyError, TypeError, ValueError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            raise FractalMusicError(f"{path}: checkpoint is incomplete or damaged ({reason})") from None
+        ckpt = path if isinstance(path, Checkpoint) else Checkpoint.load(path, map_location="cpu")
+        representation, generator = ckpt.build(device=dev)
+        rep_ref, gen_ref = ckpt.representation_ref, ckpt.generator_ref
         meta = {
-            "path": str(path),
-            "step": ckpt.get("step"),
+            "path": ckpt.path,
+            "step": ckpt.step,
             "epoch": ckpt.get("epoch"),
-            "metrics": _json_field(ckpt, "metrics") or {},
-            "representation": ckpt["representation"]["name"],
-            "generator": ckpt["generator"]["name"],
+            "metrics": ckpt.metrics,
+            "representation": rep_ref.name,
+            "generator": gen_ref.name,
+            "representation_plugin": {"name": rep_ref.name, "dist": rep_ref.dist, "version": rep_ref.dist_version},
+            "generator_plugin": {"name": gen_ref.name, "dist": gen_ref.dist, "version": gen_ref.dist_version},
             "generator_config": generator.config_dict(),
-            "package_version": ckpt.get("package_version"),
-            "train_config": _json_field(ckpt, "train_config") or {},
-            "data_config": _json_field(ckpt, "data_config") or {},
+            "package_version": ckpt.package_version,
+            "train_config": ckpt.train_config,
+            "data_config": ckpt.data_config,
         }
         return cls(representation, generator, meta)
 
@@ -331,6 +345,11 @@ class Model:
     def default_formats(self) -> list[str]:
         return default_formats(self.representation)
 
+    def sample_option_specs(self) -> list:
+        """The model's own sampling options (`fractalmusic.config.OptionSpec`): for grids the region to
+        regenerate (`GridRegion`), then the generator's `SampleOptions` (or its API 1 `sample_options` names)."""
+        return sample_option_specs(type(self.generator), self.kind)
+
     # ------------------------------------------------------------- primers
     def encode_primer(self, primer: Any) -> np.ndarray | None:
         """Ids (tokens, without a trailing eos, starting with bos when the representation has one) or a grid."""
@@ -357,7 +376,11 @@ class Model:
     def _encode_file(self, path: str) -> np.ndarray:
         from fractalmusic.io import read_pieces
 
-        pieces = read_pieces(path, notes=not getattr(self.representation, "uses_abc_text", False))
+        rep = self.representation
+        if Path(path).suffix.lower() in {s.lower() for s in getattr(rep, "input_suffixes", ()) or ()}:
+            pieces = rep.read_file(path)  # a file type the representation reads itself (text: .txt)
+        else:
+            pieces = read_pieces(path, notes=not getattr(rep, "uses_abc_text", False))
         if not pieces:
             raise FractalMusicError(f"{path}: no piece to use as a primer")
         return np.asarray(self.representation.encode(pieces[0]), dtype=np.int64)
@@ -405,6 +428,15 @@ class Model:
         """Check every option and build the generator's inputs, without sampling (so errors come first)."""
         gen = self.generator
         gen.check_sample_options(options)
+        declared = getattr(type(gen), "SampleOptions", None)
+        if declared is not None and options:
+            from dataclasses import fields as dc_fields
+
+            from fractalmusic.config import check_declared
+
+            names = {f.name for f in dc_fields(declared)}
+            check_declared(declared, {k: v for k, v in options.items() if k in names},
+                           where=f"{gen.name} sampling options")
         sampling.check_options(temperature, top_k, top_p, greedy)
         if isinstance(n, bool) or int(n) != n or n < 1:
             raise ConfigError(f"number of samples must be >= 1, not {n}")
@@ -412,6 +444,11 @@ class Model:
         if isinstance(length, bool) or int(length) != length or length < 0:
             raise ConfigError(f"length must be a whole number >= 0, not {length}")
         length = int(length)
+        from fractalmusic.limits import check_sample_size  # sizes checked before anything large is allocated
+
+        spec = gen.spec
+        check_sample_size(self.kind, int(n), length, height=int(getattr(spec, "height", 128) or 128),
+                          vocab_size=int(getattr(spec, "vocab_size", 0) or 0), device=self.device)
         masks = (mask_start, mask_end, mask_pitch_low, mask_pitch_high)
         prefix = self.encode_primer(primer)
         req = SampleRequest(
@@ -450,8 +487,9 @@ class Model:
     def generate(self, n: int = 1, length: int | None = None, **kwargs: Any) -> list[np.ndarray]:
         """Raw samples: a list of n arrays, 1-D ids (cut after eos, padding dropped) or [128, W] grids.
 
-        Options: primer, temperature, top_k, top_p, greedy, seed, strip_primer, mask_start, mask_end,
-        mask_pitch_low, mask_pitch_high, and any extra option the generator lists in `sample_options`.
+        Options: primer, temperature, top_k, top_p, greedy, seed, strip_primer, for grids the region options
+        mask_start, mask_end, mask_pitch_low, mask_pitch_high (`GridRegion`), and the generator's own options
+        (`sample_option_specs()`: its `SampleOptions` fields or API 1 `sample_options` names).
         """
         return self.run(self.prepare(n, length, **kwargs))
 
@@ -481,6 +519,33 @@ class Model:
         if self.kind == "grid":
             raise FractalMusicError(f"the {self.representation.name} representation has no text form")
         return [self.representation.array_to_text(a) for a in self.generate(n, length, **kwargs)]
+
+
+def sample_option_specs(generator_cls, kind: str) -> list:
+    """Sampling options a generator class offers on representations of `kind` (see `Model.sample_option_specs`)."""
+    from fractalmusic.config import legacy_option_specs, option_specs
+    from fractalmusic.generators.base import GridRegion
+
+    specs = option_specs(GridRegion) if kind == "grid" else []
+    seen = {s.name for s in specs}
+    declared = getattr(generator_cls, "SampleOptions", None)
+    for spec in option_specs(declared):
+        if spec.name not in seen:
+            specs.append(spec)
+            seen.add(spec.name)
+    legacy = [n for n in getattr(generator_cls, "sample_options", ()) if n not in seen]
+    specs += legacy_option_specs(legacy, f"option of the {generator_cls.name} generator")
+    return specs
+
+
+def eval_option_specs(generator_cls) -> list:
+    """Evaluation options a generator class offers: its `EvalOptions` fields, or its API 1 `nll_options` names."""
+    from fractalmusic.config import legacy_option_specs, option_specs
+
+    specs = option_specs(getattr(generator_cls, "EvalOptions", None))
+    seen = {s.name for s in specs}
+    legacy = [n for n in getattr(generator_cls, "nll_options", ()) if n not in seen]
+    return specs + legacy_option_specs(legacy, f"evaluation option of the {generator_cls.name} generator")
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Model:

@@ -191,3 +191,209 @@ def describe_options(cls) -> list[tuple[str, str, str]]:
             default = ",".join(map(str, default))
         rows.append((option_name(name), _type_name(_scalar(tp)), str(default)))
     return rows
+
+
+# ------------------------------------------------------------------------------------------ declared options
+@dataclasses.dataclass(frozen=True)
+class OptionSpec:
+    """One plugin-declared option, as the CLI and the studio show it."""
+
+    name: str  # field name, the keyword the plugin receives
+    flag: str  # command-line spelling: "--num-iter"
+    type: Any  # the field's type (int, float, str, bool, tuple[int, ...], X | None ...)
+    type_name: str  # "int", "comma-separated list of int", ...
+    default: Any  # the field's default (None when it has none or is a factory)
+    help: str = ""
+    choices: tuple[Any, ...] | None = None  # from `field(metadata={"choices": (...)})` or a Literal type
+    is_flag: bool = False  # bool fields: --name / --no-name
+    optional: bool = False  # None is allowed
+    legacy: bool = False  # an untyped name from an API 1 `sample_options` / `nll_options` tuple
+
+
+def field_help(cls) -> dict[str, str]:
+    """Help text of a dataclass's fields: `field(metadata={"help": ...})`, else the comment after the field."""
+    import inspect
+    import re
+
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(cls):
+        text = f.metadata.get("help") if f.metadata else None
+        if text:
+            out[f.name] = str(text)
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return out
+    for line in source.splitlines():
+        m = re.match(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
+        if m and m.group(1) not in out:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def option_specs(cls) -> list[OptionSpec]:
+    """The options a dataclass declares (by the same rules as a `Config` -> `fmusic train` options)."""
+    if cls is None:
+        return []
+    helps = field_help(cls)
+    types = field_types(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = types[f.name]
+        base = _scalar(tp)
+        default = None if f.default is dataclasses.MISSING else f.default
+        choices = f.metadata.get("choices") if f.metadata else None
+        if choices is None and typing.get_origin(base) is typing.Literal:
+            choices = typing.get_args(base)
+        out.append(OptionSpec(
+            name=f.name, flag=option_name(f.name), type=tp, type_name=_type_name(base), default=default,
+            help=helps.get(f.name, ""), choices=None if choices is None else tuple(choices),
+            is_flag=base is bool, optional=_optional(tp),
+        ))
+    return out
+
+
+def legacy_option_specs(names: Sequence[str], what: str) -> list[OptionSpec]:
+    """Specs for an API 1 tuple of option names: untyped, the value read as a number, a comma list or text."""
+    return [OptionSpec(name=n, flag=option_name(n), type=Any, type_name="value", default=None,
+                       help=f"{what} (a number, a comma list or text)", legacy=True) for n in names]
+
+
+def convert_loose(text: Any) -> Any:
+    """A command-line value for an untyped (API 1) option: '8' -> 8, '0.5' -> 0.5, '8,4' -> (8, 4), else text."""
+    if not isinstance(text, str):
+        return text
+    if "," in text:
+        return tuple(convert_loose(p.strip()) for p in text.split(",") if p.strip())
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    return text
+
+
+def parse_declared(args: Sequence[str], specs: Sequence[OptionSpec]) -> dict[str, Any]:
+    """Parse `--flag value` tokens against declared options; returns {field: value} for the options given."""
+    by_flag: dict[str, tuple[OptionSpec, bool]] = {}
+    for s in specs:
+        by_flag[s.flag] = (s, True)
+        if s.is_flag:
+            by_flag["--no-" + s.flag[2:]] = (s, False)
+    out: dict[str, Any] = {}
+    args = list(args)
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        opt, eq, val = tok.partition("=")
+        canon = "--" + opt[2:].replace("_", "-") if opt.startswith("--") else opt
+        if canon not in by_flag:
+            raise ConfigError(f"no such option: {opt}{suggest(opt, list(by_flag))}")
+        spec, positive = by_flag[canon]
+        if spec.is_flag and not eq:
+            out[spec.name] = positive
+            i += 1
+            continue
+        if not positive:
+            raise ConfigError(f"{opt} takes no value")
+        if not eq:
+            if i + 1 >= len(args):
+                raise ConfigError(f"option {opt} needs a value")
+            val = args[i + 1]
+            i += 2
+        else:
+            i += 1
+        out[spec.name] = convert_loose(val) if spec.legacy else convert(val, spec.type, spec.name)
+    return out
+
+
+def check_declared(cls, values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Validate given values by building the dataclass (its `__post_init__` checks ranges); returns them as given."""
+    if cls is None or not values:
+        return dict(values)
+    config_from_dict(cls, values, where=where)
+    return dict(values)
+
+
+# Option names that belong to the trainer, the data layer or the commands: a plugin may not declare them.
+SAMPLE_COMMON = ("n", "num_samples", "length", "target_width", "primer", "mask", "temperature", "top_k", "top_p",
+                 "greedy", "seed", "strip_primer", "to", "formats", "out_dir", "soundfont", "device", "help")
+EVAL_COMMON = ("generated", "reference", "json", "png", "batch_size", "max_batches", "device", "seed",
+               "max_set_pieces", "copy_threshold", "help", "batch")
+TRAIN_COMMAND = ("repr", "representation", "generator", "model_type", "vocab_type", "help")
+
+
+def _reserved_train_options() -> dict[str, str]:
+    from fractalmusic.data.config import DataConfig
+    from fractalmusic.training.config import TrainConfig
+
+    out = {name: "fmusic train" for name in TRAIN_COMMAND}
+    out.update({f.name: "the data layer" for f in dataclasses.fields(DataConfig)})
+    out.update({f.name: "the trainer" for f in dataclasses.fields(TrainConfig)})
+    return out
+
+
+def _fields_of(cls) -> list[str]:
+    if cls is None:
+        return []
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError("not a dataclass")
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def check_plugin_options(cls, kind: str) -> str | None:
+    """Why a plugin class's declared options cannot be used (a collision, a bad declaration), or None."""
+    reserved_train = _reserved_train_options()
+    try:
+        config_fields = _fields_of(getattr(cls, "Config", None))
+    except TypeError:
+        return f"{cls.__qualname__}.Config must be a dataclass"
+    for name in config_fields:
+        if name in reserved_train:
+            return (f"Config field {name!r} is also an option of {reserved_train[name]} "
+                    f"({option_name(name)}); rename the field")
+    if kind != "generator":
+        return None
+    from fractalmusic.generators.base import GridRegion
+
+    region = {f.name for f in dataclasses.fields(GridRegion)}
+    sample_cls = getattr(cls, "SampleOptions", None)
+    eval_cls = getattr(cls, "EvalOptions", None)
+    try:
+        declared_sample = _fields_of(sample_cls)
+        declared_eval = _fields_of(eval_cls)
+    except TypeError:
+        return f"{cls.__qualname__}.SampleOptions and .EvalOptions must be dataclasses (or None)"
+    legacy_sample = [n for n in getattr(cls, "sample_options", ()) if n not in declared_sample]
+    legacy_eval = [n for n in getattr(cls, "nll_options", ()) if n not in declared_eval]
+    for name in list(declared_sample) + legacy_sample:
+        if name in SAMPLE_COMMON:
+            return f"sampling option {name!r} is also an option of fmusic sample ({option_name(name)}); rename it"
+        if name in region and not (sample_cls is not None and issubclass(sample_cls, GridRegion)):
+            return (f"sampling option {name!r} is the grid region option of fmusic sample; inherit "
+                    f"fractalmusic.plugin.GridRegion to declare it")
+    data_fields = {k for k, v in reserved_train.items() if v == "the data layer"}
+    for name in list(declared_eval) + legacy_eval:
+        if name in EVAL_COMMON or name in data_fields:
+            return f"evaluation option {name!r} is also an option of fmusic evaluate ({option_name(name)}); rename it"
+    defaults = getattr(cls, "train_defaults", {}) or {}
+    if not isinstance(defaults, dict):
+        return "train_defaults must be a dict of trainer options"
+    from fractalmusic.training.config import TrainConfig
+
+    types = field_types(TrainConfig)
+    for key, value in defaults.items():
+        if key not in types:
+            return f"train_defaults names {key!r}, which is not a trainer option{suggest(str(key), list(types))}"
+        try:
+            convert(value, types[key], key)
+        except ConfigError as exc:
+            return f"train_defaults: {exc}"
+    return None

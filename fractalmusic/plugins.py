@@ -4,6 +4,12 @@ The built-in plugins are registered in fractalmusic's own pyproject.toml exactly
 lazy: `get_representation("abc")` imports only the module behind that name. A plugin that fails to import is
 reported by `fmusic plugins` and breaks nothing else; selecting it by name raises a PluginError that says why.
 Two distributions offering one name are both reported, and selecting that name asks for `package:name`.
+
+Checks made when a plugin class is loaded (`check_plugin`), each failing with one line that `fmusic plugins` shows:
+it subclasses the right base; its `name` equals its entry-point name; it declares a plugin API this release serves
+(`MIN_PLUGIN_API_VERSION`..`PLUGIN_API_VERSION`); its `Config`/`SampleOptions`/`EvalOptions` fields do not collide
+with the trainer's, the data layer's or the commands' own options; its `train_defaults` name trainer options.
+`provenance(cls)` says which distribution, version and entry point a loaded class came from (checkpoints record it).
 """
 from __future__ import annotations
 
@@ -14,7 +20,10 @@ from typing import Any
 
 from fractalmusic.errors import PluginError
 
-PLUGIN_API_VERSION = 1
+# The plugin API this release serves: plugins declaring MIN_PLUGIN_API_VERSION..PLUGIN_API_VERSION load; others are
+# refused with one line naming both versions. What each version contains: the docstring of fractalmusic.plugin.
+PLUGIN_API_VERSION = 2
+MIN_PLUGIN_API_VERSION = 1  # versions below this are retired
 
 GROUPS = {
     "representation": "fractalmusic.representations",
@@ -23,8 +32,12 @@ GROUPS = {
 BUILTIN_DIST = "fractalmusic"
 DISABLE_ENV = "FRACTALMUSIC_DISABLE_PLUGINS"
 
+RUNTIME_DIST = "<runtime>"
+
 # Plugins registered at run time (notebooks, tests): kind -> name -> class
 _RUNTIME: dict[str, dict[str, Any]] = {"representation": {}, "generator": {}}
+# Where each loaded class came from: id(class) -> (kind, entry-point name, distribution, version)
+_PROVENANCE: dict[int, tuple[str, str, str, str]] = {}
 
 
 @dataclass
@@ -78,7 +91,8 @@ def discover(kind: str) -> list[PluginInfo]:
             info.error = f"third-party plugins are turned off by {DISABLE_ENV}"
         found.append(info)
     for name, obj in _RUNTIME[kind].items():
-        found.append(PluginInfo(name, kind, f"{obj.__module__}:{obj.__qualname__}", "<runtime>", "-", "ok", obj=obj))
+        found.append(PluginInfo(name, kind, f"{obj.__module__}:{obj.__qualname__}", RUNTIME_DIST, "-", "ok", obj=obj))
+        _PROVENANCE[id(obj)] = (kind, name, RUNTIME_DIST, "-")
     names = [p.name for p in found if p.status != "disabled"]
     for p in found:
         if p.status != "disabled" and names.count(p.name) > 1:
@@ -110,27 +124,57 @@ def _load(info: PluginInfo) -> PluginInfo:
         if info.status != "duplicate":
             info.status = "error"
         return info
-    problem = check_plugin(obj, info.kind)
+    problem = check_plugin(obj, info.kind, entry_name=info.name)
     if problem:
         info.error = problem
         if info.status != "duplicate":
             info.status = "error"
         return info
     info.obj = obj
+    _PROVENANCE[id(obj)] = (info.kind, info.name, info.dist, info.version)
     if info.status != "duplicate":
         info.status = "ok"
     return info
 
 
-def check_plugin(obj, kind: str) -> str | None:
-    """Why `obj` cannot serve as a plugin of `kind`, or None if it can."""
+def check_api_version(obj) -> str | None:
+    """Why `obj`'s declared `plugin_api_version` cannot be served here, or None."""
+    declared = getattr(obj, "plugin_api_version", 1)
+    if isinstance(declared, bool) or not isinstance(declared, int):
+        return (f"declares plugin_api_version {declared!r}, not a whole number; this fractalmusic serves plugin API "
+                f"{MIN_PLUGIN_API_VERSION}..{PLUGIN_API_VERSION}")
+    if declared > PLUGIN_API_VERSION:
+        return (f"needs plugin API {declared}, this fractalmusic provides {PLUGIN_API_VERSION}; upgrade fractalmusic")
+    if declared < MIN_PLUGIN_API_VERSION:
+        return (f"was written for plugin API {declared}, which is retired; this fractalmusic serves "
+                f"{MIN_PLUGIN_API_VERSION}..{PLUGIN_API_VERSION}; upgrade the plugin")
+    return None
+
+
+def check_plugin(obj, kind: str, entry_name: str | None = None) -> str | None:
+    """Why `obj` cannot serve as a plugin of `kind` (registered as `entry_name`), or None if it can."""
     base = _base_class(kind)
     if not (isinstance(obj, type) and issubclass(obj, base)):
         return f"{obj!r} is not a subclass of {base.__module__}.{base.__name__}"
-    needs = int(getattr(obj, "plugin_api_version", 1))
-    if needs > PLUGIN_API_VERSION:
-        return f"needs plugin API {needs}, this fractalmusic provides {PLUGIN_API_VERSION}; upgrade fractalmusic"
-    return None
+    problem = check_api_version(obj)
+    if problem:
+        return problem
+    declared = getattr(obj, "name", "")
+    if entry_name is not None and declared != entry_name:
+        return (f"class {obj.__module__}.{obj.__qualname__} is named {declared!r} but registered as {entry_name!r}; "
+                f"the class's name and its entry point must match")
+    from fractalmusic.config import check_plugin_options
+
+    return check_plugin_options(obj, kind)
+
+
+def provenance(cls) -> dict[str, str] | None:
+    """{"kind", "entry_point", "dist", "version"} of a class loaded through the registry; None if it was not."""
+    found = _PROVENANCE.get(id(cls))
+    if found is None:
+        return None
+    kind, name, dist, version = found
+    return {"kind": kind, "entry_point": name, "dist": dist, "version": version}
 
 
 def list_plugins(load: bool = True) -> list[PluginInfo]:
@@ -184,11 +228,14 @@ def get_generator(name: str):
 
 def register(kind: str, name: str, cls) -> None:
     """Register a plugin class at run time (for notebooks and tests); entry points are the normal way."""
-    problem = check_plugin(cls, kind)
+    problem = check_plugin(cls, kind, entry_name=name)
     if problem:
         raise PluginError(problem)
     _RUNTIME[kind][name] = cls
+    _PROVENANCE[id(cls)] = (kind, name, RUNTIME_DIST, "-")
 
 
 def unregister(kind: str, name: str) -> None:
-    _RUNTIME[kind].pop(name, None)
+    cls = _RUNTIME[kind].pop(name, None)
+    if cls is not None:
+        _PROVENANCE.pop(id(cls), None)

@@ -170,7 +170,7 @@ def test_loss_keys_and_accounting():
     assert torch.allclose(m.loss(batch2)["loss"], out["loss"])
     res = m.nll(batch, nll_forward_number=2)
     assert res["n"] == out["n"] and res["nll_sum"] > 0
-    assert MARGenerator.nll_options == ("nll_forward_number",)
+    assert MARGenerator.eval_option_names() == ("nll_forward_number",)
 
 
 @pytest.mark.parametrize(

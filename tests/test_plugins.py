@@ -40,6 +40,7 @@ class PitchClassRepresentation(Representation):
 
 BROKEN_MODULE = "import a_module_that_does_not_exist_anywhere\n"
 FUTURE_MODULE = GOOD_MODULE.replace('name = "pitchclass"', 'name = "future"\n    plugin_api_version = 99')
+DUP_MODULE = GOOD_MODULE.replace('name = "pitchclass"', 'name = "pianoroll"')
 
 
 def make_distribution(root: Path, dist: str, module: str, source: str, entries: dict[str, dict[str, str]]) -> None:
@@ -67,7 +68,7 @@ def third_party(tmp_path):
     make_distribution(root, "fm_future_plugin", "fm_future_plugin", FUTURE_MODULE,
                       {rep: {"future": "fm_future_plugin:PitchClassRepresentation"}})
     # a second provider of a built-in name: must be reported, never silently shadowing
-    make_distribution(root, "fm_dup_plugin", "fm_dup_plugin", GOOD_MODULE,
+    make_distribution(root, "fm_dup_plugin", "fm_dup_plugin", DUP_MODULE,
                       {rep: {"pianoroll": "fm_dup_plugin:PitchClassRepresentation"}})
     return root
 
@@ -108,7 +109,7 @@ def test_selecting_plugins_by_name(third_party, monkeypatch):
     with pytest.raises(PluginError, match="several packages"):
         plugins.get_representation("pianoroll")
     # a qualified name picks one provider
-    assert plugins.get_representation("fm_dup_plugin:pianoroll").name == "pitchclass"
+    assert plugins.get_representation("fm_dup_plugin:pianoroll").__module__ == "fm_dup_plugin"
     with pytest.raises(PluginError, match="did you mean 'pitchclass'"):
         plugins.get_representation("pitchclas")
 

@@ -7,6 +7,7 @@ import typing
 
 import click
 
+from fractalmusic.cli.sample_cmd import PluginOptionsCommand
 from fractalmusic.errors import ConfigError
 
 EPILOG = """\b
@@ -32,12 +33,12 @@ distances and of the reference-to-generated inter-set distances (1 = indistingui
 SET_DATA_OPTIONS = ("cache_dir", "no_cache", "num_prep_workers")
 
 
-def _split_args(args: tuple[str, ...]) -> tuple[str | None, list[str]]:
-    """(checkpoint, data option tokens) from the free arguments."""
+def _split_args(args: tuple[str, ...], extra_flags: typing.Iterable[str] = ()) -> tuple[str | None, list[str]]:
+    """(checkpoint, option tokens) from the free arguments; `extra_flags`: plugin options that take no value."""
     from fractalmusic.config import field_types
     from fractalmusic.data.config import DATA_ALIASES, DataConfig
 
-    flags = set()
+    flags = set(extra_flags)
     for name, tp in field_types(DataConfig).items():
         if tp is bool or bool in typing.get_args(tp):
             flags.add("--" + name.replace("_", "-"))
@@ -64,13 +65,50 @@ def _split_args(args: tuple[str, ...]) -> tuple[str | None, list[str]]:
     return checkpoint, options
 
 
-def _parse_data_options(tokens: list[str]) -> dict[str, typing.Any]:
-    from fractalmusic.config import parse_options
+def _parse_data_options(tokens: list[str], specs: list | None = None) -> tuple[dict[str, typing.Any], dict]:
+    """(data options, the generator's own evaluation options) from the free option tokens."""
+    from fractalmusic.config import parse_declared, parse_options
     from fractalmusic.data.config import DATA_ALIASES, DataConfig
 
-    own = ["--generated", "--reference", "--json", "--png", "--batch-size", "--max-batches",
-           "--nll-forward-number", "--device", "--seed", "--max-set-pieces", "--copy-threshold"]
-    return parse_options(tokens, {"data": DataConfig}, aliases=DATA_ALIASES, known_elsewhere=own)["data"]
+    specs = list(specs or [])
+    own = ["--generated", "--reference", "--json", "--png", "--batch-size", "--max-batches", "--device", "--seed",
+           "--max-set-pieces", "--copy-threshold"] + [s.flag for s in specs]
+    flags = {s.flag for s in specs} | {"--no-" + s.flag[2:] for s in specs if s.is_flag}
+    plugin_tokens: list[str] = []
+    data_tokens: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        canon = "--" + tok[2:].split("=")[0].replace("_", "-") if tok.startswith("--") else tok
+        target = plugin_tokens if canon in flags else data_tokens
+        target.append(tok)
+        is_flag = any(s.is_flag and canon in (s.flag, "--no-" + s.flag[2:]) for s in specs)
+        if canon in flags and "=" not in tok and not is_flag and i + 1 < len(tokens):
+            target.append(tokens[i + 1])  # a plugin option's value (a data option's value follows on its own)
+            i += 1
+        i += 1
+    data = parse_options(data_tokens, {"data": DataConfig}, aliases=DATA_ALIASES, known_elsewhere=own)["data"]
+    return data, parse_declared(plugin_tokens, specs)
+
+
+class EvaluateCommand(PluginOptionsCommand):
+    section_title = "Evaluation options of this checkpoint's model"
+
+    def specs_for(self, ckpt) -> list:
+        from fractalmusic.api import eval_option_specs
+
+        return eval_option_specs(ckpt.plugin_class("generator"))
+
+    def parse_args(self, ctx, args):
+        # plugin options travel in the free ARGS (with the data options); only --help needs them as click options
+        wants_help = any(a in ctx.help_option_names for a in args)
+        if wants_help:
+            return super().parse_args(ctx, args)
+        if not hasattr(self, "_base_params"):
+            self._base_params = list(self.params)
+        self.params = list(self._base_params)
+        self._plugin_title = self._plugin_note = None
+        return click.Command.parse_args(self, ctx, args)
 
 
 def _device(name: str) -> str:
@@ -87,6 +125,7 @@ def _device(name: str) -> str:
 
 @click.command(
     "evaluate",
+    cls=EvaluateCommand,
     epilog=EPILOG,
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
 )
@@ -98,21 +137,27 @@ def _device(name: str) -> str:
 @click.option("--png", "png_path", metavar="PATH", help="Write per-metric histograms of both sets to this PNG.")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Validation batch size.")
 @click.option("--max-batches", type=int, default=None, help="Evaluate only the first N validation batches.")
-@click.option("--nll-forward-number", type=int, default=None,
-              help="Forward passes averaged per batch by generators whose NLL is an estimate (mar).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of random masking orders and subsets.")
 @click.option("--max-set-pieces", type=int, default=200, show_default=True,
               help="Compare at most N pieces of each set (a seeded random subset); 0 = all.")
 @click.option("--copy-threshold", type=float, default=None,
               help="8-gram Jaccard similarity from which a generated ABC tune is a near copy [0.7].")
-def command(args, generated, reference, as_json, png_path, batch_size, max_batches, nll_forward_number, device,
+def command(args, generated, reference, as_json, png_path, batch_size, max_batches, device,
             seed, max_set_pieces, copy_threshold):
     """Held-out NLL (nats and bits per token or cell, perplexity) of CHECKPOINT on the validation split of its
     data, and/or note-level and ABC metrics of --generated pieces against --reference pieces, with mean ± std per
     set and the overlapping area (OA) of their distance distributions."""
     checkpoint, option_tokens = _split_args(tuple(args))
-    data_overrides = _parse_data_options(option_tokens)
+    ckpt, specs = None, []
+    if checkpoint is not None:  # its generator declares its own evaluation options
+        from fractalmusic.training.checkpoint import Checkpoint
+
+        ckpt = Checkpoint.load(checkpoint)
+        specs = EvaluateCommand.specs_for(None, ckpt)
+        flags = [s.flag for s in specs if s.is_flag] + ["--no-" + s.flag[2:] for s in specs if s.is_flag]
+        checkpoint, option_tokens = _split_args(tuple(args), flags)
+    data_overrides, eval_options = _parse_data_options(option_tokens, specs)
     if checkpoint is None and generated is None:
         raise ConfigError("give a CHECKPOINT for held-out likelihood, or --generated PATH --reference CORPUS")
     split_options = sorted(set(data_overrides) - set(SET_DATA_OPTIONS))
@@ -145,11 +190,11 @@ def command(args, generated, reference, as_json, png_path, batch_size, max_batch
         from fractalmusic.metrics.likelihood import evaluate_checkpoint, format_likelihood
 
         result = evaluate_checkpoint(
-            checkpoint,
+            ckpt,
             data_overrides=data_overrides,
             batch_size=batch_size,
             max_batches=max_batches,
-            nll_forward_number=nll_forward_number,
+            options=eval_options,
             device=_device(device),
             seed=seed,
             progress=progress,

@@ -2,35 +2,190 @@
 
 A thin layer over `fractalmusic.api`: a notebook calling `fractalmusic.load(...).sample(...)` with the same seed
 and options gets the same samples.
+
+The command names no generator. Its common options are below; the options of the checkpoint's own model come from
+the plugins: for grid representations the region to regenerate (`GridRegion`), then the generator's
+`SampleOptions` fields (or the names of an API 1 `sample_options` tuple). They are added to the command when the
+checkpoint argument is seen on the command line, so `fmusic sample CKPT --help` lists them.
 """
 from __future__ import annotations
 
 import os
 import secrets
+from typing import Any
 
 import click
 
 from fractalmusic import api
-from fractalmusic.errors import ConfigError
+from fractalmusic.config import OptionSpec, convert, convert_loose, suggest
+from fractalmusic.errors import ConfigError, FractalMusicError
 
-_FRACTAL_HELP = "Fractal generators: "
-
-
-def _num_iter(text: str | None):
-    """'8' -> 8; '8,4,2,1' -> (8, 4, 2, 1)."""
-    if text is None:
-        return None
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"--num-iter takes one whole number or a comma list (8,4,2,1), not {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise ConfigError(f"--num-iter values must be >= 1, not {text!r}")
-    return values[0] if len(values) == 1 else tuple(values)
+PLUGIN_PREFIX = "plugin__"  # click parameter names of plugin-declared options
+NO_CHECKPOINT_NOTE = ("Options of the checkpoint's own model (declared by its generator and, for grids, the region "
+                      "to regenerate) are listed by `fmusic sample CHECKPOINT --help`.")
 
 
-@click.command("sample")
+def find_checkpoint_arg(args: list[str], params: list[click.Parameter]) -> str | None:
+    """The first positional token of `args`, skipping the values of the options among `params` that take one.
+
+    Options not among `params` (a plugin's, typed before the checkpoint) are taken to have a value, unless they are
+    written `--name=value` or start with `--no-`."""
+    takes_value = set()
+    known = set()
+    for p in params:
+        if isinstance(p, click.Option):
+            names = list(p.opts) + list(p.secondary_opts)
+            known.update(names)
+            if not p.is_flag and not p.count:
+                takes_value.update(p.opts)
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if tok == "--":
+            return args[i + 1] if i + 1 < len(args) else None
+        if tok.startswith("-") and len(tok) > 1:
+            if "=" in tok:
+                i += 1
+            elif tok in takes_value or (tok not in known and not tok.startswith("--no-")):
+                i += 2
+            else:
+                i += 1
+            continue
+        return tok
+    return None
+
+
+def plugin_click_options(specs: list[OptionSpec]) -> list[click.Option]:
+    """click options for plugin-declared options; values stay text and are converted by `convert_values`."""
+    out = []
+    for s in specs:
+        text = s.help or ""
+        if s.default is not None:
+            text = f"{text} [default: {s.default}]".strip()
+        if s.choices:
+            text = f"{text} (one of {', '.join(map(str, s.choices))})".strip()
+        name = PLUGIN_PREFIX + s.name
+        if s.is_flag:
+            out.append(click.Option([f"{s.flag}/--no-{s.flag[2:]}", name], default=None, help=text))
+        else:
+            metavar = "VALUE" if s.legacy else ("A,B,..." if "list" in s.type_name else s.type_name.upper())
+            out.append(click.Option([s.flag, name], default=None, metavar=metavar, help=text))
+    return out
+
+
+def convert_values(kwargs: dict[str, Any], specs: list[OptionSpec]) -> dict[str, Any]:
+    """The plugin options the user gave, typed: {field name: value} (options left out are not passed)."""
+    by_name = {s.name: s for s in specs}
+    out = {}
+    for key in [k for k in kwargs if k.startswith(PLUGIN_PREFIX)]:
+        value = kwargs.pop(key)
+        name = key[len(PLUGIN_PREFIX):]
+        if value is None:
+            continue
+        spec = by_name[name]
+        if spec.is_flag:
+            out[name] = bool(value)
+            continue
+        value = convert_loose(value) if spec.legacy else convert(value, spec.type, name)
+        if spec.choices and value not in spec.choices:
+            raise ConfigError(f"{spec.flag}: {value!r} is not one of {', '.join(map(str, spec.choices))}")
+        out[name] = value
+    return out
+
+
+class PluginOptionsCommand(click.Command):
+    """A command whose options grow with the plugin options of the checkpoint named on its command line.
+
+    Subclasses give `specs_for(checkpoint) -> (title, specs)`; the loaded checkpoint is kept in
+    `ctx.meta["fmusic.checkpoint"]` so that it is read once."""
+
+    section_title = "Options of this checkpoint's model"
+
+    def specs_for(self, ckpt) -> list[OptionSpec]:
+        raise NotImplementedError
+
+    def describe(self, ckpt) -> str:
+        rep, gen = ckpt.representation_ref, ckpt.generator_ref
+        return f"{self.section_title} ({gen.name} generator, {rep.name} representation)"
+
+    def parse_args(self, ctx, args):
+        if not hasattr(self, "_base_params"):
+            self._base_params = list(self.params)
+        self.params = list(self._base_params)
+        self._plugin_title = None
+        self._plugin_note = None
+        self._plugin_flags: list[str] = []
+        wants_help = any(a in ctx.help_option_names for a in args)
+        path = find_checkpoint_arg(list(args), self.params)
+        specs: list[OptionSpec] = []
+        if path is None:
+            self._plugin_note = NO_CHECKPOINT_NOTE.replace("fmusic sample", ctx.command_path or "fmusic sample")
+        else:
+            from fractalmusic.training.checkpoint import Checkpoint
+
+            try:
+                ckpt = Checkpoint.load(path)
+                specs = self.specs_for(ckpt)
+            except FractalMusicError as exc:
+                if not wants_help:
+                    raise
+                self._plugin_note = f"The checkpoint's own options are unavailable: {exc}"
+            else:
+                ctx.meta["fmusic.checkpoint"] = ckpt
+                ctx.meta["fmusic.specs"] = specs
+                self._plugin_title = self.describe(ckpt)
+                self._plugin_flags = [s.flag for s in specs]
+                self.params += plugin_click_options(specs)
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            ckpt = ctx.meta.get("fmusic.checkpoint")
+            if ckpt is None:
+                raise
+            raise ConfigError(self.unknown_option(exc.option_name, ckpt, specs)) from None
+
+    def unknown_option(self, option: str, ckpt, specs: list[OptionSpec]) -> str:
+        from dataclasses import fields
+
+        from fractalmusic.generators.base import GridRegion
+
+        known = [o for p in self.params if isinstance(p, click.Option) for o in p.opts]
+        gen = ckpt.generator_ref.name
+        region = ["--" + f.name.replace("_", "-") for f in fields(GridRegion)]
+        if option in region and option not in known:
+            return (f"{option} regenerates part of a grid; the checkpoint's {ckpt.representation_ref.name} "
+                    f"representation is not a grid")
+        own = ", ".join(s.flag for s in specs) or "none"
+        return f"no such option: {option}{suggest(option, known)} (options of the {gen} generator here: {own})"
+
+    def format_options(self, ctx, formatter):
+        common = [p for p in self.get_params(ctx)
+                  if not (p.name or "").startswith(PLUGIN_PREFIX) and p.get_help_record(ctx) is not None]
+        rows = [p.get_help_record(ctx) for p in common]
+        with formatter.section("Options"):
+            formatter.write_dl([r for r in rows if r])
+        own = [p.get_help_record(ctx) for p in self.get_params(ctx) if (p.name or "").startswith(PLUGIN_PREFIX)]
+        if self._plugin_title:
+            with formatter.section(self._plugin_title):
+                if own:
+                    formatter.write_dl([r for r in own if r])
+                else:
+                    formatter.write_text("(none)")
+        if getattr(self, "_plugin_note", None):
+            formatter.write_paragraph()
+            formatter.write_text(self._plugin_note)
+
+
+class SampleCommand(PluginOptionsCommand):
+    section_title = "Sampling options of this checkpoint's model"
+
+    def specs_for(self, ckpt) -> list[OptionSpec]:
+        gen_cls = ckpt.plugin_class("generator")
+        rep_cls = ckpt.plugin_class("representation")
+        return api.sample_option_specs(gen_cls, rep_cls.kind)
+
+
+@click.command("sample", cls=SampleCommand)
 @click.argument("checkpoint", type=click.Path(path_type=str))
 @click.option("-n", "--num-samples", type=click.IntRange(min=1), default=4, show_default=True,
               help="How many pieces, generated as one batch.")
@@ -48,29 +203,28 @@ def _num_iter(text: str | None):
               help="A music file (its first piece) or text in the representation's alphabet to continue.")
 @click.option("--strip-primer", is_flag=True, help="Leave the primer out of the written pieces.")
 @click.option("--to", "formats", default=None,
-              help="Comma list of abc,mid,wav,png,musicxml (default: abc,mid for ABC; mid,png for grids).")
+              help="Comma list of abc,mid,wav,png,musicxml and any format the representation writes itself "
+                   "(default: abc,mid for ABC; mid,png for grids; or the representation's own choice).")
 @click.option("--out-dir", default="samples", show_default=True, help="Folder for sample_000.* and samples.abc.")
 @click.option("--soundfont", type=click.Path(exists=True, dir_okay=False), default=None,
               help="SoundFont (.sf2) for WAV through FluidSynth (default: the built-in synth).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--num-iter", default=None, help=_FRACTAL_HELP + "iterations per level (one int or a comma list).")
-@click.option("--mask-start", type=int, default=None, help=_FRACTAL_HELP + "regenerate from this step ...")
-@click.option("--mask-end", type=int, default=None, help="... up to (not including) this step.")
-@click.option("--mask-pitch-low", type=int, default=None, help=_FRACTAL_HELP + "regenerate this pitch band ...")
-@click.option("--mask-pitch-high", type=int, default=None, help="... up to this MIDI pitch (inclusive).")
 def command(checkpoint, num_samples, length, target_width, temperature, top_k, top_p, greedy, seed, primer,
-            strip_primer, formats, out_dir, soundfont, device, num_iter, mask_start, mask_end, mask_pitch_low,
-            mask_pitch_high):
+            strip_primer, formats, out_dir, soundfont, device, **plugin_options):
     """Sample pieces from CHECKPOINT (any representation, any generator).
 
     \b
       fmusic sample runs/folk/checkpoints/best.pt --num-samples 8 --seed 1
       fmusic sample best.pt --primer "X:1\\nT:" --temperature 0.8 --to abc,mid,wav
-      fmusic sample roll.pt --target-width 256 --primer bach.mid --mask-start 64 --mask-end 128
+      fmusic sample roll.pt --target-width 256 --primer bach.mid
+      fmusic sample CHECKPOINT --help          # also lists the options of that checkpoint's model
     """
-    model = api.Model.load(checkpoint, device=device)
+    ctx = click.get_current_context()
+    specs = ctx.meta.get("fmusic.specs", [])
+    options = convert_values(plugin_options, specs)
+    model = api.Model.load(ctx.meta.get("fmusic.checkpoint") or checkpoint, device=device)
     if formats is not None:
-        formats = api.parse_formats(formats)
+        formats = api.parse_formats(formats, model.representation)
     else:
         formats = model.default_formats
 
@@ -81,12 +235,6 @@ def command(checkpoint, num_samples, length, target_width, temperature, top_k, t
     elif target_width is not None:
         raise ConfigError("--target-width is for grid representations; use --length for tokens")
 
-    options = {}
-    iters = _num_iter(num_iter)
-    if iters is not None:
-        if "num_iter" not in model.generator.sample_options:
-            raise ConfigError(f"--num-iter is not an option of the {model.generator.name!r} generator")
-        options["num_iter"] = iters
     if primer is not None and not os.path.isfile(primer):
         primer = primer.replace("\\n", "\n")  # text typed on a command line: \n means a new line
     fresh_seed = seed is None
@@ -102,17 +250,13 @@ def command(checkpoint, num_samples, length, target_width, temperature, top_k, t
         greedy=greedy,
         seed=seed,
         strip_primer=strip_primer,
-        mask_start=mask_start,
-        mask_end=mask_end,
-        mask_pitch_low=mask_pitch_low,
-        mask_pitch_high=mask_pitch_high,
         **options,
     )
     out = api.prepare_output_dir(out_dir)
     if fresh_seed:
         click.echo(f"seed: {seed} (pass --seed {seed} to repeat)")
     pieces = model.decode(model.run(request))
-    report = api.write_samples(pieces, out, formats, soundfont=soundfont)
+    report = api.write_samples(pieces, out, formats, soundfont=soundfont, representation=model.representation)
     for problem in report.problems:
         click.echo(f"warning: {problem}", err=True)
     click.echo(report.summary())

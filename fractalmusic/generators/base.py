@@ -17,7 +17,7 @@ padded with pad_id), for grids `[n, 128, length]`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -35,6 +35,20 @@ class _NoConfig:
     pass
 
 
+@dataclass
+class GridRegion:
+    """Sampling options of every grid model: the region of a primer to regenerate (infilling).
+
+    `fractalmusic.api` turns them into the `primer` and `mask` that `Generator.sample` receives, so a grid generator
+    only honours `mask`. A generator's `SampleOptions` may inherit this class to list them with its own options.
+    """
+
+    mask_start: int | None = field(default=None, metadata={"help": "Grids: regenerate from this step ..."})
+    mask_end: int | None = field(default=None, metadata={"help": "... up to (not including) this step."})
+    mask_pitch_low: int | None = field(default=None, metadata={"help": "Grids: regenerate this pitch band ..."})
+    mask_pitch_high: int | None = field(default=None, metadata={"help": "... up to this MIDI pitch (inclusive)."})
+
+
 def _whole(value: Any) -> int | None:
     """`value` as an int when it is a whole number (not a bool), else None."""
     if isinstance(value, bool):
@@ -50,8 +64,17 @@ class Generator(nn.Module):
     accepts: ClassVar[tuple[str, ...]] = ()  # representation kinds: "tokens", "grid"
     Config: ClassVar[type] = _NoConfig
     plugin_api_version: ClassVar[int] = 1
-    # names of extra keyword options `sample` understands beyond the common ones (e.g. "num_iter")
+    # API 2: a dataclass whose fields are extra keyword options of `sample` (`fmusic sample --num-iter ...`), and
+    # one whose fields are extra keyword options of `nll` (`fmusic evaluate --nll-forward-number ...`)
+    SampleOptions: ClassVar[type | None] = None
+    EvalOptions: ClassVar[type | None] = None
+    # API 1: names of extra keyword options `sample` understands beyond the common ones (e.g. "num_iter");
+    # with SampleOptions declared, leave it empty (the fields are added to it)
     sample_options: ClassVar[tuple[str, ...]] = ()
+    nll_options: ClassVar[tuple[str, ...]] = ()
+    # API 2: the version of what `config_dict()` + `state_dict()` hold; a checkpoint written with an older version
+    # goes through `upgrade_state` when loaded
+    state_version: ClassVar[int] = 1
     # trainer options this generator trains best with (e.g. {"lr": 3e-3}); `fmusic train` uses them for a fresh
     # run unless the user gives the option, and says so
     train_defaults: ClassVar[dict[str, Any]] = {}
@@ -75,6 +98,26 @@ class Generator(nn.Module):
 
     def config_dict(self) -> dict[str, Any]:
         return config_to_dict(self.config)
+
+    @classmethod
+    def upgrade_state(cls, state: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Turn a checkpoint's `{"config": dict, "model": state dict}` written at `from_version` (< state_version)
+        into the current form. Default: nothing to change. Raise ConfigError when it cannot be upgraded."""
+        return state
+
+    @classmethod
+    def sample_option_names(cls) -> tuple[str, ...]:
+        """Every extra keyword `sample` takes: the SampleOptions fields plus the API 1 `sample_options` names."""
+        region = {f.name for f in fields(GridRegion)}  # turned into `mask` by fractalmusic.api, never passed on
+        declared = tuple(f.name for f in fields(cls.SampleOptions)) if cls.SampleOptions is not None else ()
+        declared = tuple(n for n in declared if n not in region)
+        return declared + tuple(n for n in cls.sample_options if n not in declared)
+
+    @classmethod
+    def eval_option_names(cls) -> tuple[str, ...]:
+        """Every extra keyword `nll` takes: the EvalOptions fields plus the API 1 `nll_options` names."""
+        declared = tuple(f.name for f in fields(cls.EvalOptions)) if cls.EvalOptions is not None else ()
+        return declared + tuple(n for n in cls.nll_options if n not in declared)
 
     # ------------------------------------------------------------- training
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -168,6 +211,6 @@ class Generator(nn.Module):
         raise NotImplementedError(f"generator {self.name!r} implements neither sample nor draw_samples")
 
     def check_sample_options(self, options: dict[str, Any]) -> None:
-        unknown = [k for k in options if k not in self.sample_options]
+        unknown = [k for k in options if k not in self.sample_option_names()]
         if unknown:
             raise ConfigError(f"generator {self.name!r} does not take sampling option {unknown[0]!r}")

@@ -10,7 +10,6 @@ does not depend on how the split is cut into batches:
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -18,24 +17,14 @@ from typing import Any, Callable
 
 import torch
 
-from fractalmusic.errors import CheckpointError, ConfigError, DataError
+from fractalmusic.errors import ConfigError, DataError
 
 
 def stored_data_config(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The data configuration a checkpoint was trained with (a dict; empty when the checkpoint has none)."""
-    raw = ckpt.get("data_config")
-    if raw is None:
-        return {}
-    if isinstance(raw, (bytes, bytearray)):
-        raw = raw.decode()
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise CheckpointError("the checkpoint's data_config is not valid JSON") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError("the checkpoint's data_config is not a JSON object")
-    return dict(raw)
+    from fractalmusic.training.checkpoint import Checkpoint
+
+    return dict((ckpt if isinstance(ckpt, Checkpoint) else Checkpoint(ckpt)).data_config)
 
 
 def resolve_data_config(ckpt: dict[str, Any], representation, overrides: dict[str, Any] | None = None):
@@ -59,21 +48,15 @@ def evaluate_nll(
     max_batches: int | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Sum NLL over `loader`'s batches: {"nll_sum", "n", "batches", "nats", "bits", "perplexity", "parts"}.
 
+    `options` are the generator's own evaluation options (its `EvalOptions` fields, or API 1 `nll_options` names),
+    passed to every `nll` call; `nll_forward_number` is one of them, kept as a keyword for callers.
     A generator whose `nll` also returns pairs `nll_<part>_sum` / `n_<part>` (the fractal generators split note
     cells from empty ones) gets those summed too, under `parts[<part>]` with their own nats and bits."""
-    options: dict[str, Any] = {}
-    if nll_forward_number is not None:
-        if "nll_forward_number" not in tuple(getattr(generator, "nll_options", ())):
-            raise ConfigError(
-                f"generator {getattr(generator, 'name', '?')!r} does not take --nll-forward-number "
-                "(its NLL is exact in one pass)"
-            )
-        if nll_forward_number < 1:
-            raise ConfigError(f"--nll-forward-number must be at least 1, not {nll_forward_number}")
-        options["nll_forward_number"] = int(nll_forward_number)
+    options = check_eval_options(generator, options, nll_forward_number)
     from tqdm import tqdm
 
     total_nats = 0.0
@@ -121,6 +104,29 @@ def evaluate_nll(
     }
 
 
+def check_eval_options(generator, options: dict[str, Any] | None, nll_forward_number: int | None = None):
+    """The generator's evaluation options, checked: names it declares, values its EvalOptions accepts."""
+    from fractalmusic.config import check_declared, option_name
+
+    options = dict(options or {})
+    if nll_forward_number is not None:
+        options["nll_forward_number"] = nll_forward_number
+    cls = type(generator)
+    names = cls.eval_option_names() if hasattr(cls, "eval_option_names") else tuple(getattr(cls, "nll_options", ()))
+    for key in options:
+        if key not in names:
+            extra = " (its NLL is exact in one pass)" if key == "nll_forward_number" else ""
+            raise ConfigError(f"generator {getattr(generator, 'name', '?')!r} does not take {option_name(key)}{extra}")
+    declared = getattr(cls, "EvalOptions", None)
+    if declared is not None:
+        check_declared(declared, options, where=f"{getattr(generator, 'name', '?')} evaluation options")
+    elif options.get("nll_forward_number") is not None:
+        n = options["nll_forward_number"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"--nll-forward-number must be at least 1, not {n}")
+    return options
+
+
 def evaluate_checkpoint(
     path: str | Path,
     data_overrides: dict[str, Any] | None = None,
@@ -131,20 +137,24 @@ def evaluate_checkpoint(
     seed: int = 0,
     progress: bool = False,
     log: Callable[[str], Any] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Held-out NLL of a checkpoint over the validation split of its data (see the module's documentation).
+    """Held-out NLL of a checkpoint (a path or a loaded `Checkpoint`) over the validation split of its data (see
+    the module's documentation). `options`: the generator's evaluation options (`EvalOptions`).
 
     `log` receives the data layer's progress lines (default: dropped)."""
     from fractalmusic.data import build_datasets, collate_for, make_loader
-    from fractalmusic.training.checkpoint import build_from_checkpoint, load_checkpoint
+    from fractalmusic.training.checkpoint import Checkpoint
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {batch_size}")
     if max_batches is not None and max_batches < 1:
         raise ConfigError(f"--max-batches must be at least 1, not {max_batches}")
     started = time.perf_counter()
-    ckpt = load_checkpoint(path, map_location="cpu")
-    representation, generator = build_from_checkpoint(ckpt, device=device)
+    ckpt = path if isinstance(path, Checkpoint) else Checkpoint.load(path, map_location="cpu")
+    path = ckpt.path
+    representation, generator = ckpt.build(device=device)
+    options = check_eval_options(generator, options, nll_forward_number)
     data_config = resolve_data_config(ckpt, representation, data_overrides)
     _, val_ds, report = build_datasets(data_config, representation, log=log or (lambda line: None))
     if val_ds is None or len(val_ds) == 0:
@@ -155,13 +165,13 @@ def evaluate_checkpoint(
     collate = collate_for(representation.spec(), crop)
     loader = make_loader(val_ds, batch_size, shuffle=False, collate_fn=collate)
     torch.manual_seed(seed)  # generators with a random masking order (MAR) give a reproducible estimate
-    result = evaluate_nll(generator, loader, nll_forward_number, max_batches, device, progress)
+    result = evaluate_nll(generator, loader, None, max_batches, device, progress, options=options)
     unit = "cell" if representation.kind == "grid" else "token"
     return {
         "checkpoint": str(path),
         "representation": representation.name,
         "generator": generator.name,
-        "step": int(ckpt["step"]) if isinstance(ckpt.get("step"), (int, float)) else None,
+        "step": ckpt.step,
         "data": str(data_config.data),
         "val_data": None if data_config.val_data is None else str(data_config.val_data),
         "val_fraction": float(data_config.val_fraction),
@@ -174,7 +184,8 @@ def evaluate_checkpoint(
         f"bits_per_{unit}": result["bits"],
         "perplexity": result["perplexity"],
         "parts": result["parts"],
-        "nll_forward_number": nll_forward_number,
+        "nll_forward_number": options.get("nll_forward_number"),
+        "options": options,
         "seconds": round(time.perf_counter() - started, 3),
     }
 

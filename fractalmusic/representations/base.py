@@ -49,6 +49,15 @@ class Representation:
     # True: encode() reads piece.abc when a piece has ABC text, so ABC sources need not be parsed into notes.
     # A representation may set it per instance (words with source="midi" does): read it from the instance.
     uses_abc_text: bool = False
+    # API 2: the version of what `state_dict()` holds; a checkpoint written with an older version goes through
+    # `upgrade_state` when loaded
+    state_version: ClassVar[int] = 1
+    # API 2: output formats this representation writes itself (`fmusic sample --to txt`), through `write_output`;
+    # `default_output_formats` replaces the built-in choice (abc,mid / mid,png / mid) when not None
+    output_formats: ClassVar[tuple[str, ...]] = ()
+    default_output_formats: ClassVar[tuple[str, ...] | None] = None
+    # API 2: files with these suffixes are read by `read_file` (the data layer asks before its own readers)
+    input_suffixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config=None, **overrides):
         if config is None:
@@ -90,6 +99,24 @@ class Representation:
         """The encoded array moved by `semitones`, with the number of notes dropped; None if impossible."""
         return None
 
+    @property
+    def can_transpose(self) -> bool:
+        """Whether `transpose` can ever move a piece (False when the class does not implement it)."""
+        return type(self).transpose is not Representation.transpose
+
+    # ------------------------------------------------------------- API 2 file hooks
+    def write_output(self, piece: Piece, path, fmt: str) -> None:
+        """Write `piece` to `path` in one of `output_formats` (called only for those)."""
+        from fractalmusic.errors import FractalMusicError
+
+        raise FractalMusicError(f"the {self.name} representation does not write {fmt!r} files")
+
+    def read_file(self, path) -> list[Piece]:
+        """The pieces in a file whose suffix is in `input_suffixes`; raise PieceReadError when it cannot."""
+        from fractalmusic.errors import PieceReadError
+
+        raise PieceReadError(path, f"the {self.name} representation reads no files itself")
+
     # token representations that have a text form (ABC characters, words) override these
     def text_to_array(self, text: str) -> np.ndarray:
         from fractalmusic.errors import FractalMusicError
@@ -105,6 +132,12 @@ class Representation:
     def state_dict(self) -> dict[str, Any]:
         """JSON-able: {"config": {...}, plus what fit() learnt}."""
         return {"config": config_to_dict(self.config)}
+
+    @classmethod
+    def upgrade_state(cls, state: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Turn a checkpoint's `state_dict()` written at `from_version` (< state_version) into the current form.
+        Default: nothing to change. Raise ConfigError when it cannot be upgraded."""
+        return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore what fit() learnt (the config is restored by from_state_dict)."""

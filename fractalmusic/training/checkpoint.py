@@ -12,6 +12,18 @@ old file or the new one, never half of one.
 
 `CheckpointManager` keeps a run's folder: `last.pt`, `best.pt` and the top-k `step_00005000-val_loss_0.9876.pt`
 files (serialised once per event; the others are hard links to that file, or copies where links fail).
+
+`Checkpoint` (a dict subclass, so `ckpt["step"]` still works) owns this on-disk form: every other module reads a
+checkpoint through `Checkpoint.load` / `load_checkpoint` and its decoded accessors (`generator_config`,
+`representation_state`, `model_state`, `train_config`, `data_config`, `metrics`, `trainer_state`, `step` ...),
+never by decoding its JSON fields by hand. Loading checks, for sampling, evaluation and resume alike:
+  * the zip archive's CRC-32 of every member (flipped bytes anywhere in the file are found before unpickling);
+  * the type and shape of every field present (and, for resume, that the resume fields are there);
+  * that every floating-point weight is finite (a NaN/inf tensor is refused by name).
+Each problem is one CheckpointError line. Plugin identity: the representation and generator entries record the
+entry-point name, the providing distribution and its version and the plugin's `state_version`; the plugins are
+looked up as `dist:name` (so two packages offering one name are no problem), and a state written by an older
+`state_version` goes through the plugin's `upgrade_state` classmethod.
 """
 from __future__ import annotations
 
@@ -24,6 +36,7 @@ import re
 import shutil
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +45,7 @@ import numpy as np
 import torch
 
 from fractalmusic import files
-from fractalmusic.errors import CheckpointError
+from fractalmusic.errors import CheckpointError, FractalMusicError
 
 FORMAT = "fractalmusic-checkpoint"
 FORMAT_VERSION = 1
@@ -84,64 +97,421 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
+def _plugin_entry(kind: str, obj, state_key: str, state: Any) -> dict[str, Any]:
+    """A checkpoint's record of one plugin: entry point, providing distribution and version, state version."""
+    from fractalmusic import plugins
+
+    cls = type(obj)
+    prov = plugins.provenance(cls) or {}
+    return {
+        "name": prov.get("entry_point") or cls.name,
+        "dist": prov.get("dist"),
+        "dist_version": prov.get("version"),
+        "state_version": int(getattr(cls, "state_version", 1)),
+        state_key: json.dumps(state),
+    }
+
+
 def make_payload(representation, generator, **extra: Any) -> dict[str, Any]:
     """The minimal checkpoint: enough to rebuild the representation and generator and sample."""
     model = generator.module if hasattr(generator, "module") else generator
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
     payload = {
-        "representation": {"name": representation.name, "state": json.dumps(representation.state_dict())},
-        "generator": {"name": model.name, "config": json.dumps(model.config_dict())},
+        "representation": _plugin_entry("representation", representation, "state", representation.state_dict()),
+        "generator": _plugin_entry("generator", model, "config", model.config_dict()),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     payload.update(extra)
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != b"PK\x03\x04":  # torch.save writes a zip archive
-        what = "an empty file" if not magic else "not a PyTorch checkpoint file"
-        raise CheckpointError(f"{path}: not a fractalmusic checkpoint ({what})")
+@dataclass(frozen=True)
+class PluginRef:
+    """Which plugin a checkpoint was written with."""
+
+    kind: str  # "representation" | "generator"
+    name: str  # entry-point name (= the class's `name`)
+    dist: str | None = None  # providing distribution (None in checkpoints written before it was recorded)
+    dist_version: str | None = None
+    state_version: int = 1
+
+    @property
+    def qualified(self) -> str:
+        """`dist:name` where the distribution is known, else `name`."""
+        return f"{self.dist}:{self.name}" if self.dist else self.name
+
+    def describe(self) -> str:
+        if not self.dist:
+            return repr(self.name)
+        version = f" {self.dist_version}" if self.dist_version and self.dist_version != "-" else ""
+        return f"{self.name!r} from {self.dist}{version}"
+
+    def matches(self, given: str) -> bool:
+        """Whether a user's `--generator NAME` / `pkg:NAME` names this plugin."""
+        from fractalmusic.plugins import _normalise
+
+        dist, _, name = given.rpartition(":")
+        if name != self.name:
+            return False
+        return not dist or (self.dist is not None and _normalise(dist) == _normalise(self.dist))
+
+
+_RESUME_FIELDS = ("optimizer", "step", "rng", "train_config")
+_JSON_FIELDS = ("metrics", "train_config", "data_config", "trainer_state")
+
+
+def verify_archive(path: Path) -> None:
+    """Check the CRC-32 of every member of the checkpoint's zip archive (torch.load does not)."""
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"{path}: refused: it holds Python objects that could run code when loaded (weights_only=True); "
-            f"fractalmusic checkpoints hold only tensors and plain data"
-        ) from None
-    except Exception as exc:  # zip errors, truncated files...
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable fractalmusic checkpoint ({reason[:160]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a fractalmusic checkpoint")
-    if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format {ckpt['format_version']} is newer than this fractalmusic understands "
-            f"({FORMAT_VERSION}); upgrade fractalmusic"
-        )
-    return ckpt
+        raise CheckpointError(f"{path}: not a readable fractalmusic checkpoint (damaged archive: {reason[:160]})") from None
+    if bad is not None:
+        member = bad.split("/", 1)[-1]
+        what = "the weights or optimizer state" if member.startswith("data/") else "its structure"
+        raise CheckpointError(f"{path}: damaged checkpoint: archive member {member!r} fails its CRC-32 check "
+                              f"({what} changed after it was written)")
+
+
+class Checkpoint(dict):
+    """A loaded, checked checkpoint: the payload dict plus decoded, typed accessors (see the module docstring)."""
+
+    def __init__(self, data: dict[str, Any], path: str | os.PathLike | None = None):
+        super().__init__(data)
+        self.path = str(path) if path is not None else "checkpoint"
+        self._classes: dict[str, Any] = {}
+        self._upgraded: dict[str, Any] = {}
+
+    # ------------------------------------------------------------- reading
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu", purpose: str = "sample",
+             verify: bool = True) -> "Checkpoint":
+        """Read and check a checkpoint file. `purpose`: "sample" (also evaluation) or "resume"."""
+        path = Path(path)
+        if not path.exists():
+            raise CheckpointError(f"{path}: no such checkpoint file")
+        if path.is_dir():
+            raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+        try:
+            with open(path, "rb") as f:
+                magic = f.read(4)
+        except OSError as exc:
+            raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+            what = "an empty file" if not magic else "not a PyTorch checkpoint file"
+            raise CheckpointError(f"{path}: not a fractalmusic checkpoint ({what})")
+        if verify:
+            verify_archive(path)
+        try:
+            data = torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            raise CheckpointError(
+                f"{path}: refused: it holds Python objects that could run code when loaded (weights_only=True); "
+                f"fractalmusic checkpoints hold only tensors and plain data"
+            ) from None
+        except Exception as exc:  # zip errors, truncated files...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{path}: not a readable fractalmusic checkpoint ({reason[:160]})") from None
+        return cls.wrap(data, path, purpose)
+
+    @classmethod
+    def wrap(cls, data: Any, path: str | os.PathLike | None = None, purpose: str = "sample") -> "Checkpoint":
+        """Check an already loaded payload (a dict from torch.load, or a Checkpoint) for `purpose`."""
+        if isinstance(data, Checkpoint):
+            if path is not None:
+                data.path = str(path)
+            data.validate(purpose)
+            return data
+        name = str(path) if path is not None else "checkpoint"
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise CheckpointError(f"{name}: not a fractalmusic checkpoint")
+        ckpt = cls(data, path)
+        ckpt.validate(purpose)
+        return ckpt
+
+    def _fail(self, message: str) -> CheckpointError:
+        return CheckpointError(f"{self.path}: damaged checkpoint: {message}")
+
+    def validate(self, purpose: str = "sample") -> None:
+        """Type and shape of every field present; for `purpose` "resume" also that the resume fields exist."""
+        version = self.get("format_version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise self._fail(f"format_version is {type(version).__name__}, not a whole number")
+        if version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{self.path}: checkpoint format {version} is newer than this fractalmusic understands "
+                f"({FORMAT_VERSION}); upgrade fractalmusic"
+            )
+        if "package_version" in self and not isinstance(self["package_version"], (str, type(None))):
+            raise self._fail("package_version is not text")
+        for kind, key in (("representation", "state"), ("generator", "config")):
+            entry = self.get(kind)
+            if not isinstance(entry, dict):
+                raise self._fail(f"no {kind} entry" if entry is None else f"the {kind} entry is not a mapping")
+            if not isinstance(entry.get("name"), str) or not entry["name"]:
+                raise self._fail(f"the {kind} entry has no name")
+            for opt in ("dist", "dist_version"):
+                if entry.get(opt) is not None and not isinstance(entry[opt], str):
+                    raise self._fail(f"the {kind} entry's {opt} is not text")
+            sv = entry.get("state_version", 1)
+            if isinstance(sv, bool) or not isinstance(sv, int) or sv < 0:
+                raise self._fail(f"the {kind} entry's state_version is not a whole number")
+            self._decode(f"{kind} {key}", entry.get(key), required=True)
+        model = self.get("model")
+        if not isinstance(model, dict):
+            raise self._fail("no model weights" if model is None else "the model weights are not a mapping")
+        for name, tensor in model.items():
+            if not isinstance(name, str) or not torch.is_tensor(tensor):
+                raise self._fail(f"model entry {name!r} is not a named tensor")
+            if tensor.is_floating_point() or tensor.is_complex():
+                if not bool(torch.isfinite(tensor).all()):
+                    raise self._fail(f"weight tensor {name!r} holds NaN or infinite values (the run diverged "
+                                     f"before this checkpoint was written; use an earlier one)")
+        for key in _JSON_FIELDS:
+            if key in self:
+                self._decode(key, self[key], required=False)
+        for key, low in (("step", 0), ("epoch", 0), ("batch_in_epoch", 0), ("world_size", 1)):
+            value = self.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise self._fail(f"{key} is {value!r}, not a whole number >= {low}")
+        if "optimizer" in self:
+            opt = self["optimizer"]
+            if not isinstance(opt, dict) or not isinstance(opt.get("state"), dict) \
+                    or not isinstance(opt.get("param_groups"), list) \
+                    or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in opt["param_groups"]):
+                raise self._fail("the optimizer state is not an optimizer state dict")
+        for key in ("scheduler", "scaler"):
+            if self.get(key) is not None and not isinstance(self[key], dict):
+                raise self._fail(f"the {key} state is not a mapping")
+        if "rng" in self:
+            rngs = self["rng"] if isinstance(self["rng"], list) else [self["rng"]]
+            if not rngs:
+                raise self._fail("the RNG state list is empty")
+            for i, st in enumerate(rngs):
+                problem = _rng_problem(st)
+                if problem:
+                    raise self._fail(f"RNG state of rank {i}: {problem}")
+        if purpose == "resume":
+            self.check_resumable()
+
+    def _decode(self, what: str, raw: Any, required: bool) -> Any:
+        if raw is None:
+            if required:
+                raise self._fail(f"no {what}")
+            return {}
+        if isinstance(raw, (bytes, bytearray)):
+            raw = bytes(raw).decode("utf-8", errors="replace")
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                raise self._fail(f"the {what} is not valid JSON") from None
+        if not isinstance(raw, dict):
+            raise self._fail(f"the {what} is not a JSON object")
+        return raw
+
+    def check_resumable(self) -> None:
+        missing = [k for k in _RESUME_FIELDS if k not in self]
+        if missing:
+            raise CheckpointError(
+                f"{self.path}: holds weights only (no {', '.join(missing)}); it cannot resume training")
+
+    # ------------------------------------------------------------- facts
+    def plugin_ref(self, kind: str) -> PluginRef:
+        entry = self[kind]
+        return PluginRef(kind, entry["name"], entry.get("dist"), entry.get("dist_version"),
+                         int(entry.get("state_version", 1)))
+
+    @property
+    def representation_ref(self) -> PluginRef:
+        return self.plugin_ref("representation")
+
+    @property
+    def generator_ref(self) -> PluginRef:
+        return self.plugin_ref("generator")
+
+    @property
+    def step(self) -> int | None:
+        return self.get("step")
+
+    @property
+    def epoch(self) -> int:
+        return int(self.get("epoch") or 0)
+
+    @property
+    def batch_in_epoch(self) -> int:
+        return int(self.get("batch_in_epoch") or 0)
+
+    @property
+    def world_size(self) -> int:
+        return int(self.get("world_size") or 1)
+
+    @property
+    def package_version(self) -> str | None:
+        return self.get("package_version")
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self._decode("metrics", self.get("metrics"), required=False)
+
+    @property
+    def train_config(self) -> dict[str, Any]:
+        return self._decode("train_config", self.get("train_config"), required=False)
+
+    @property
+    def data_config(self) -> dict[str, Any]:
+        return self._decode("data_config", self.get("data_config"), required=False)
+
+    @property
+    def trainer_state(self) -> dict[str, Any]:
+        return self._decode("trainer_state", self.get("trainer_state"), required=False)
+
+    @property
+    def rng_states(self) -> list[dict[str, Any]]:
+        rng = self.get("rng")
+        if rng is None:
+            return []
+        return rng if isinstance(rng, list) else [rng]
+
+    # ------------------------------------------------------------- plugins
+    def plugin_class(self, kind: str):
+        """The installed class for the checkpoint's plugin: `dist:name` first, the bare name if that dist is gone."""
+        if kind in self._classes:
+            return self._classes[kind]
+        from fractalmusic import plugins
+        from fractalmusic.errors import PluginError
+
+        ref = self.plugin_ref(kind)
+        cls = None
+        if ref.dist:
+            providers = [p for p in plugins.discover(kind)
+                         if p.name == ref.name and plugins._normalise(p.dist) == plugins._normalise(ref.dist)]
+            if providers:
+                cls = plugins.get(kind, ref.qualified)
+        if cls is None:
+            try:
+                cls = plugins.get(kind, ref.name)
+            except PluginError as exc:
+                if ref.dist and ref.dist != plugins.RUNTIME_DIST:
+                    raise PluginError(f"{self.path}: trained with {kind} {ref.describe()}, which is not installed "
+                                      f"({exc})") from None
+                raise
+        self._classes[kind] = cls
+        return cls
+
+    def _upgrade(self, kind: str, state: Any) -> Any:
+        cls = self.plugin_class(kind)
+        ref = self.plugin_ref(kind)
+        current = int(getattr(cls, "state_version", 1))
+        if ref.state_version == current:
+            return state
+        if ref.state_version > current:
+            raise CheckpointError(
+                f"{self.path}: written by {kind} {ref.describe()} with state version {ref.state_version}; the "
+                f"installed {cls.name!r} reads state versions up to {current}: upgrade the plugin")
+        try:
+            upgraded = cls.upgrade_state(state, ref.state_version)
+        except FractalMusicError:
+            raise
+        except Exception as exc:
+            raise CheckpointError(f"{self.path}: the {kind} {cls.name!r} could not upgrade its state from version "
+                                  f"{ref.state_version} to {current} ({type(exc).__name__}: {exc})") from None
+        if not isinstance(upgraded, dict):
+            raise CheckpointError(f"{self.path}: the {kind} {cls.name!r} upgrade_state returned no state dict")
+        return upgraded
+
+    @property
+    def representation_state(self) -> dict[str, Any]:
+        """The representation's `state_dict()`, upgraded to the installed plugin's state version."""
+        if "representation" not in self._upgraded:
+            raw = self._decode("representation state", self["representation"].get("state"), required=True)
+            self._upgraded["representation"] = self._upgrade("representation", raw)
+        return self._upgraded["representation"]
+
+    def _generator_state(self) -> dict[str, Any]:
+        if "generator" not in self._upgraded:
+            raw = {"config": self._decode("generator config", self["generator"].get("config"), required=True),
+                   "model": self["model"]}
+            state = self._upgrade("generator", raw)
+            if not isinstance(state.get("config"), dict) or not isinstance(state.get("model"), dict):
+                raise CheckpointError(f"{self.path}: the generator's upgrade_state must return "
+                                      f"{{'config': dict, 'model': state dict}}")
+            self._upgraded["generator"] = state
+        return self._upgraded["generator"]
+
+    @property
+    def generator_config(self) -> dict[str, Any]:
+        """The generator's `config_dict()`, upgraded to the installed plugin's state version."""
+        return self._generator_state()["config"]
+
+    @property
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """The generator's weights, upgraded to the installed plugin's state version."""
+        return self._generator_state()["model"]
+
+    def build(self, device: str | torch.device = "cpu"):
+        """(representation, generator) rebuilt, weights restored, generator in eval mode."""
+        rep_cls = self.plugin_class("representation")
+        gen_cls = self.plugin_class("generator")
+        try:
+            representation = rep_cls.from_state_dict(self.representation_state)
+        except FractalMusicError as exc:
+            raise CheckpointError(f"{self.path}: the {rep_cls.name} representation state does not load ({exc})") \
+                from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise self._fail(f"the {rep_cls.name} representation state does not load "
+                             f"({type(exc).__name__}: {str(exc)[:160]})") from None
+        try:
+            generator = gen_cls.build(self.generator_config, representation.spec())
+        except FractalMusicError as exc:
+            raise CheckpointError(f"{self.path}: the {gen_cls.name} generator config does not build ({exc})") \
+                from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise self._fail(f"the {gen_cls.name} generator config does not build "
+                             f"({type(exc).__name__}: {str(exc)[:160]})") from None
+        try:
+            generator.load_state_dict(self.model_state)
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{self.path}: checkpoint weights do not fit the {gen_cls.name} generator: "
+                                  f"{str(exc).strip().splitlines()[0][:200]}") from None
+        generator.to(device).eval()
+        return representation, generator
+
+
+def _rng_problem(state: Any) -> str | None:
+    """Why one rank's RNG entry is not what `capture_rng` writes, or None."""
+    if not isinstance(state, dict):
+        return "not a mapping"
+    t = state.get("torch")
+    if not torch.is_tensor(t) or t.dtype != torch.uint8 or t.dim() != 1:
+        return "torch state is not a byte tensor"
+    npst = state.get("numpy")
+    if not isinstance(npst, dict) or not torch.is_tensor(npst.get("keys")) or npst["keys"].dim() != 1 \
+            or npst["keys"].numel() != 624 or not isinstance(npst.get("pos"), int):
+        return "numpy state is not a Mersenne Twister state"
+    py = state.get("python")
+    if not isinstance(py, dict) or not torch.is_tensor(py.get("state")) or py["state"].dim() != 1 \
+            or py["state"].numel() != 625 or not isinstance(py.get("version"), int):
+        return "python state is not a Mersenne Twister state"
+    cuda = state.get("cuda")
+    if cuda is not None and not (isinstance(cuda, list) and all(torch.is_tensor(c) for c in cuda)):
+        return "cuda state is not a list of tensors"
+    return None
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    purpose: str = "sample") -> Checkpoint:
+    """`Checkpoint.load` (kept for callers of the function form)."""
+    return Checkpoint.load(path, map_location=map_location, purpose=purpose)
 
 
 def build_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu"):
     """(representation, generator) rebuilt from a loaded checkpoint, weights restored, generator in eval mode."""
-    from fractalmusic import plugins
-
-    rep_cls = plugins.get_representation(ckpt["representation"]["name"])
-    representation = rep_cls.from_state_dict(json.loads(ckpt["representation"]["state"]))
-    gen_cls = plugins.get_generator(ckpt["generator"]["name"])
-    generator = gen_cls.build(json.loads(ckpt["generator"]["config"]), representation.spec())
-    try:
-        generator.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint weights do not fit the {gen_cls.name} generator: {str(exc)[:200]}") from None
-    generator.to(device).eval()
-    return representation, generator
+    return Checkpoint.wrap(ckpt).build(device)
 
 
 # ----------------------------------------------------------------------------------------------------------- RNG
@@ -216,10 +586,9 @@ def resolve_resume_path(value: str, output_dir: str | os.PathLike | None) -> Pat
     return path
 
 
-def check_resumable(ckpt: dict[str, Any], path) -> None:
-    missing = [k for k in ("optimizer", "step", "rng", "train_config") if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"{path}: holds weights only (no {', '.join(missing)}); it cannot resume training")
+def check_resumable(ckpt: dict[str, Any], path) -> Checkpoint:
+    """The checkpoint checked for resuming (every field's type and shape, and the resume fields present)."""
+    return Checkpoint.wrap(ckpt, path, purpose="resume")
 
 
 # ------------------------------------------------------------------------------------------ run folder

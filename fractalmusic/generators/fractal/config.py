@@ -26,9 +26,10 @@ Defaults, and why:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fractalmusic.errors import ConfigError
+from fractalmusic.generators.base import GridRegion
 
 NUM_LEVELS = 3  # generator levels: 16x16 patches, 4x4 patches, cells; then the cell classifier
 GENERATOR_TYPES = ("mar", "ar")
@@ -167,3 +168,28 @@ def parse_num_iter(value, default: tuple[int, ...] | None, option: str = "num_it
             raise ConfigError(f"{option} takes {NUM_LEVELS} values (MAR iterations for levels 0-2)")
         out += list(default[len(out):])
     return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------ declared options
+@dataclass
+class FractalSampleOptions(GridRegion):
+    """`fmusic sample` options of the fractal generators: the grid region (infilling) and MAR iterations."""
+
+    num_iter: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "Fractal generators: MAR iterations per level (one int for level 0, or a comma list)."})
+
+    def __post_init__(self):
+        if self.num_iter is not None:
+            parse_num_iter(self.num_iter, default=DEFAULT_NUM_ITER, option="--num-iter")
+
+
+@dataclass
+class FractalEvalOptions:
+    """`fmusic evaluate` options of the fractal generators."""
+
+    nll_forward_number: int | None = field(default=None, metadata={
+        "help": "Forward passes (random MAR masks) averaged per batch; the NLL of MAR levels is an estimate."})
+
+    def __post_init__(self):
+        if self.nll_forward_number is not None and self.nll_forward_number < 1:
+            raise ConfigError(f"--nll-forward-number must be at least 1, not {self.nll_forward_number}")

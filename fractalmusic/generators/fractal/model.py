@@ -39,7 +39,13 @@ from fractalmusic import sampling
 from fractalmusic.errors import ConfigError
 from fractalmusic.generators.base import Generator
 from fractalmusic.generators.fractal.ar import ARLevel
-from fractalmusic.generators.fractal.config import NUM_LEVELS, FractalConfig, parse_num_iter
+from fractalmusic.generators.fractal.config import (
+    NUM_LEVELS,
+    FractalConfig,
+    FractalEvalOptions,
+    FractalSampleOptions,
+    parse_num_iter,
+)
 from fractalmusic.generators.fractal.layout import (
     child_grid,
     padded_width,
@@ -102,8 +108,8 @@ class FractalGenerator(Generator):
 
     accepts: ClassVar[tuple[str, ...]] = ("grid",)
     Config: ClassVar[type] = FractalConfig
-    sample_options: ClassVar[tuple[str, ...]] = ("num_iter",)
-    nll_options: ClassVar[tuple[str, ...]] = ("nll_forward_number",)
+    SampleOptions: ClassVar[type | None] = FractalSampleOptions  # --num-iter and the grid region --mask-*
+    EvalOptions: ClassVar[type | None] = FractalEvalOptions  # --nll-forward-number
     default_type: ClassVar[str] = "mar"
 
     def __init__(self, config: FractalConfig, spec: RepresentationSpec):
