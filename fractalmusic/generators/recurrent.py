@@ -53,6 +53,15 @@ class RecurrentConfig:
 _CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
+def _float_state(state):
+    """A recurrent state (a tensor, an LSTM's (h, c) pair, or None) in float32."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.float() for s in state)
+    return state.float()
+
+
 class RecurrentGenerator(TokenGenerator):
     """Common code of the recurrent generators; subclasses only name their cell.
 
@@ -97,6 +106,11 @@ class RecurrentGenerator(TokenGenerator):
         return F.linear(h, self.embedding.weight, self.out_bias)
 
     def _run_rnn(self, x: torch.Tensor, state=None):
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN's bfloat16 RNN kernels are missing on many CPUs ("could not create a primitive descriptor"):
+            # under CPU autocast the cell runs in float32; the embedding and the output head stay in autocast
+            with torch.autocast("cpu", enabled=False):
+                return self._run_rnn(x.float(), _float_state(state))
         use_ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()
         if not use_ckpt:
             return self.rnn(x, state)

@@ -1,0 +1,94 @@
+"""The plugin contract suites of `fractalmusic.testing`, run over EVERY registered plugin (built-in or installed).
+
+One test class per plugin, made from the registry's listing when this module is collected: a plugin installed in
+the environment (e.g. from plugins/) is checked by the same suites as the built-ins. Tiny configs: built-ins from
+the table below, other plugins from their class attribute `test_config` (else their defaults).
+
+The end-to-end `fmusic train -> resume -> sample -> evaluate` runs in the default suite for lstm; for the other
+plugins it is marked slow (the same path is exercised for them by test_train_cli / test_fractal_cli, and by each
+plugin package's own tests).
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+import pytest
+
+from fractalmusic import plugins
+from fractalmusic.testing import GeneratorContract, RepresentationContract
+
+RECURRENT = {"embedding_dim": 8, "hidden_size": 16, "num_layers": 2, "dropout": 0.1}
+FRACTAL = {"model_size": "tiny", "max_crop_length": 64, "num_iter": (2, 2, 2)}
+
+GENERATOR_SETTINGS: dict[str, dict] = {
+    "rnn": {"config": RECURRENT},
+    "lstm": {"config": RECURRENT},
+    "gru": {"config": RECURRENT},
+    # MAR: nll averages random masking orders (an estimate), and the order is random even when greedy
+    "mar": {"config": FRACTAL, "exact_nll": False, "greedy_ignores_seed": False, "sample_length": 8},
+    "ar": {"config": FRACTAL, "exact_nll": False, "sample_length": 8},
+}
+# words: fit the vocabulary on tunes moved by up to 3 semitones too, so shifted tunes have no unknown words
+REPRESENTATION_SETTINGS: dict[str, dict] = {"words": {"config": {"vocab_transpositions": 3}}}
+FAST_END_TO_END = {("generator", "lstm")}
+
+
+def _slow(function):
+    """A copy of an inherited test marked slow (the mark must not reach the base class's function)."""
+
+    @functools.wraps(function)
+    def wrapper(self, *args, **kwargs):
+        return function(self, *args, **kwargs)
+
+    wrapper.pytestmark = [*getattr(function, "pytestmark", []), pytest.mark.slow]
+    return wrapper
+
+
+def _usable(kind: str) -> list[tuple[str, type]]:
+    """(selector, class) of every plugin of `kind` that loads; duplicates by package:name."""
+    out = []
+    for info in plugins.list_plugins():
+        if info.kind != kind or info.status not in ("ok", "duplicate") or info.obj is None:
+            continue
+        selector = info.qualified if info.status == "duplicate" else info.name
+        out.append((selector, info.obj))
+    return sorted(out, key=lambda item: item[0])
+
+
+def _class_name(prefix: str, selector: str) -> str:
+    return f"Test{prefix}_" + re.sub(r"\W", "_", selector)
+
+
+for _selector, _cls in _usable("generator"):
+    _name = _selector.split(":")[-1]
+    _attrs = {"generator": _selector, "config": getattr(_cls, "test_config", {})}
+    _attrs.update(GENERATOR_SETTINGS.get(_name, {}))
+    if ("generator", _name) not in FAST_END_TO_END:
+        _attrs["test_train_resume_sample_evaluate"] = _slow(GeneratorContract.test_train_resume_sample_evaluate)
+    globals()[_class_name("Generator", _selector)] = type(
+        _class_name("Generator", _selector), (GeneratorContract,), _attrs
+    )
+
+for _selector, _cls in _usable("representation"):
+    _name = _selector.split(":")[-1]
+    _attrs = {"representation": _selector, "config": getattr(_cls, "test_config", {})}
+    _attrs.update(REPRESENTATION_SETTINGS.get(_name, {}))
+    if ("representation", _name) not in FAST_END_TO_END:
+        _attrs["test_train_resume_sample_evaluate"] = _slow(
+            RepresentationContract.test_train_resume_sample_evaluate
+        )
+    globals()[_class_name("Representation", _selector)] = type(
+        _class_name("Representation", _selector), (RepresentationContract,), _attrs
+    )
+
+
+def test_every_builtin_plugin_is_covered():
+    classes = [cls for name, cls in globals().items() if name.startswith("Test") and isinstance(cls, type)]
+    names = {cls.generator.split(":")[-1] for cls in classes if issubclass(cls, GeneratorContract)}
+    assert {"rnn", "lstm", "gru", "mar", "ar"} <= names
+    reps = {cls.representation.split(":")[-1] for cls in classes if issubclass(cls, RepresentationContract)}
+    assert {"abc", "words", "pianoroll"} <= reps
+    # and every loadable plugin of the environment, third-party ones included
+    assert names == {s.split(":")[-1] for s, _ in _usable("generator")}
+    assert reps == {s.split(":")[-1] for s, _ in _usable("representation")}
