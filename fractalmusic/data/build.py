@@ -30,10 +30,12 @@ from fractalmusic.data.dataset import (
     TokenWindowDataset,
     WholeTuneDataset,
 )
-from fractalmusic.data.prepare import FileEntry, PieceRef, ReadCorpus, _first_line, group_reasons, read_corpus
+from fractalmusic.data.prepare import FileEntry, PieceRef, ReadCorpus, _first_line, _short_name, group_reasons
+from fractalmusic.data.prepare import read_corpus
 from fractalmusic.data.prepare import reader_version
 from fractalmusic.data.split import split_indices
 from fractalmusic.errors import ConfigError, DataError
+from fractalmusic.limits import piece_problem, summary_problem
 
 
 @dataclass
@@ -52,6 +54,7 @@ class DataReport:
     files_parsed: int = 0  # not found in the cache this run
     n_train: int = 0
     n_val: int = 0
+    duplicates: int = 0  # pieces dropped before the split as copies of another piece
     train_units: int = 0  # tokens or steps
     val_units: int = 0
     train_items: int = 0  # per epoch
@@ -160,6 +163,65 @@ class Prepared:
         return out[0], out[1], len(multi)
 
 
+def _grid_steps_per_beat(representation) -> float | None:
+    if representation.kind != "grid":
+        return None
+    spb = getattr(representation, "steps_per_beat", None)
+    return float(spb) if isinstance(spb, (int, float)) and spb > 0 else None
+
+
+def _screen(read: ReadCorpus, steps_per_beat: float | None, seen: dict[str, str] | None = None) -> list:
+    """Before the split: pieces over the length limits move to `read.skipped_pieces`, and copies of a piece read
+    before (same `content_key`, or in `seen`: content -> source) are dropped. Returns [(copy, first source)]."""
+    first = dict(seen or {})
+    kept, copies = [], []
+    for ref in read.refs:
+        why = summary_problem(ref.summary, steps_per_beat)
+        if why:
+            read.skipped_pieces.append((ref.source, why))
+            continue
+        content = ref.summary.get("content")
+        if content:
+            if content in first:
+                copies.append((ref.source, first[content]))
+                continue
+            first[content] = ref.source
+        kept.append(ref)
+    read.refs[:] = kept
+    return copies
+
+
+def _copies_line(report: "DataReport", name: str, copies: list, log, what: str) -> None:
+    copy, original = copies[0]
+    line = (f"{name}: {len(copies)} {what} dropped before the split "
+            f"({_short_name(copy)} = {_short_name(original)}{', ...' if len(copies) > 1 else ''})")
+    report.duplicates += len(copies)
+    report.read_lines.append(line)
+    log(line)
+
+
+def _drums_left_out(representation) -> bool:
+    """Whether the representation drops drum notes (pianoroll without --include-drums; words always)."""
+    config = getattr(representation, "config", None)
+    flag = getattr(config, "include_drums", None)
+    if flag is not None:
+        return not bool(flag)
+    return representation.name == "words"
+
+
+def _unusable(piece, representation, drums_out: bool) -> str | None:
+    """Why a read piece must not be encoded for training (too long for a roll, drums only), else None."""
+    why = piece_problem(piece, _grid_steps_per_beat(representation))
+    if why:
+        return why
+    notes = piece.notes
+    if drums_out and len(notes) and bool(notes["is_drum"].all()):
+        hint = " (--include-drums keeps them)" if hasattr(getattr(representation, "config", None),
+                                                          "include_drums") else ""
+        return f"drums only, and {representation.name} leaves drums out{hint}"
+    return None
+
+
 def _storage_dtype(vocab_size: int) -> np.dtype:
     if vocab_size <= 256:
         return np.dtype(np.uint8)
@@ -206,7 +268,13 @@ def _encode_file(entry: FileEntry, representation, cache: Cache, notes: bool, dt
     kind = representation.kind
     vocab = int(representation.vocab_size)
     blocks, lengths, failures = [], [], {}
+    drums_out = _drums_left_out(representation)
     for i, piece in enumerate(entry.pieces(cache, notes)):
+        unusable = _unusable(piece, representation, drums_out)
+        if unusable:
+            failures[str(i)] = unusable
+            lengths.append(0)
+            continue
         try:
             arr = np.asarray(representation.encode(piece))
         except (KeyboardInterrupt, SystemExit):
@@ -224,6 +292,8 @@ def _encode_file(entry: FileEntry, representation, cache: Cache, notes: bool, dt
             why = "too short to train on"
         elif arr.min() < 0 or arr.max() >= vocab:
             why = f"encoded ids outside 0..{vocab - 1}"
+        elif kind == "grid" and not arr.any():
+            why = "silent: no note on the grid"
         if why:
             failures[str(i)] = why
             lengths.append(0)
@@ -367,6 +437,9 @@ def prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | No
         report.notes.append(line)
     reads: list[ReadCorpus] = [read_corpus(corpus, notes, cache, workers, cfg.max_pieces, log, reader)]
     train_read = reads[0]
+    spb = _grid_steps_per_beat(representation)
+    copies = _screen(train_read, spb)
+    val_copies: list = []
     if not train_read.refs:
         raise DataError(
             f"no readable music in {corpus.spec}: "
@@ -379,6 +452,8 @@ def prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | No
             log(line)
             report.notes.append(line)
         reads.append(read_corpus(val_corpus, notes, cache, workers, cfg.max_pieces, log, reader))
+        seen = {r.summary["content"]: r.source for r in train_read.refs if r.summary.get("content")}
+        val_copies = _screen(reads[1], spb, seen)
         train_refs, val_refs = list(train_read.refs), list(reads[1].refs)
         shared = {r.key for r in train_refs} & {r.key for r in val_refs}
         if shared:
@@ -387,8 +462,14 @@ def prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | No
         train_idx, val_idx = split_indices([r.key for r in train_read.refs], cfg.val_fraction, cfg.split_seed)
         train_refs = [train_read.refs[i] for i in train_idx]
         val_refs = [train_read.refs[i] for i in val_idx]
-    for r in reads:
+    report.read_lines.append(train_read.summary_line())
+    if copies:
+        _copies_line(report, corpus.name, copies, log, "copies of pieces already read")
+    for r in reads[1:]:
         report.read_lines.append(r.summary_line())
+    if val_copies:
+        _copies_line(report, reads[1].corpus.name, val_copies, log, "validation pieces that copy a training piece")
+    for r in reads:
         report.skipped.extend(r.skipped_files + r.skipped_pieces)
         report.files += len(r.files)
         report.files_read += sum(1 for f in r.files if not f.error)

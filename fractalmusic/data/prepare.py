@@ -10,6 +10,7 @@ are cached as failures too, so a second run re-parses nothing.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +22,8 @@ import numpy as np
 
 from fractalmusic.data.cache import Cache, file_digest, make_key, piece_summary
 from fractalmusic.data.corpora import Corpus
+from fractalmusic.data.split import content_key
+from fractalmusic.data.workers import die_with_parent
 from fractalmusic.errors import PieceReadError
 from fractalmusic.piece import NOTE_DTYPE, Piece
 
@@ -149,7 +152,7 @@ def _piece_row(piece: Piece, path: Path) -> dict[str, Any]:
         "title": piece.title,
         "abc": piece.abc,
         "meta": piece.meta,
-        "summary": piece_summary(piece),
+        "summary": dict(piece_summary(piece), content=content_key(piece)),  # content: copies are dropped by it
     }
 
 
@@ -166,11 +169,22 @@ def _piece_from_row(row: dict[str, Any], notes: np.ndarray, path: Path) -> Piece
     )
 
 
+THIS_FILE = "<file>"  # stands for the file's path in cached failure reasons (the cache is keyed by content)
+
+
+def _unpath(reason: str | None, path: Path) -> str | None:
+    return reason.replace(str(path), THIS_FILE) if reason else reason
+
+
+def _repath(reason: str | None, path: Path) -> str | None:
+    return reason.replace(THIS_FILE, str(path)) if reason else reason
+
+
 def _entry_meta(path: Path, pieces: list[Piece], tune_errors, error) -> tuple[dict[str, Any], np.ndarray]:
     rows = [_piece_row(p, path) for p in pieces]
     notes = np.concatenate([p.notes for p in pieces]) if pieces else np.zeros(0, dtype=NOTE_DTYPE)
-    tune = [[_suffix_of(s, path) or s, r] for s, r in tune_errors]
-    return {"error": error, "tune_errors": tune, "pieces": rows}, notes
+    tune = [[_suffix_of(s, path) or s, _unpath(r, path)] for s, r in tune_errors]
+    return {"error": _unpath(error, path), "tune_errors": tune, "pieces": rows}, notes
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -317,10 +331,11 @@ def _collect(entries: list[FileEntry], result: ReadCorpus) -> None:
         result.files.append(e)
         assert e.meta is not None
         if e.error:
-            result.skipped_files.append((str(e.path), e.error))
+            result.skipped_files.append((str(e.path), _repath(e.error, e.path)))
             continue
         for suffix, reason in e.meta.get("tune_errors", []):
-            result.skipped_pieces.append((f"{e.path}{suffix}" if suffix.startswith("#") else suffix, reason))
+            source = f"{e.path}{suffix}" if suffix.startswith("#") else suffix
+            result.skipped_pieces.append((source, _repath(reason, e.path)))
         for i, row in enumerate(e.meta["pieces"]):
             source = f"{e.path}{row.get('suffix', '')}"
             result.refs.append(PieceRef(e, i, source, f"{e.digest}:{i}", row["summary"]))
@@ -347,7 +362,8 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
         todo = list(entries)
         if workers > 1 and len(todo) > 1:
             try:
-                with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+                with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=die_with_parent,
+                                         initargs=(os.getpid(),)) as pool:  # workers die with this process
                     futures = {
                         pool.submit(_read_in_worker, str(e.path), notes, *((e.reader,) if e.reader else ())): e
                         for e in todo

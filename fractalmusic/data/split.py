@@ -8,11 +8,60 @@ one piece can never land on both sides. A book's tunes are split one by one.
 Two small-corpus rules: at least one piece always stays for training, and when the corpus is large enough to
 expect a validation piece (n * val_fraction >= 1) but the hashes gave none, the piece nearest the threshold is
 held out. Otherwise validation may be empty, and the caller reports it.
+
+Copies are dropped before the split (`dedupe`): two pieces with the same `content_key` (the tune's ABC text less
+its X: line, comments and spacing; or the notes of a piece without text) are one piece, so a book that repeats a
+tune can never put a copy of a training piece into validation.
 """
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+_SPACE = re.compile(r"[ \t]+")
+
+
+def _normal_abc(text: str) -> str:
+    """A tune's text as compared for copies: no X: line, no %-comment lines, runs of blanks as one, no blank lines."""
+    out = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("%") or re.match(r"^X:", stripped):
+            continue
+        out.append(_SPACE.sub(" ", stripped))
+    return "\n".join(out)
+
+
+def content_key(piece: Any) -> str:
+    """A hash of what a piece holds, equal for copies of one tune (see the module docstring)."""
+    h = hashlib.sha256()
+    text = (getattr(piece, "meta", None) or {}).get("text")
+    if getattr(piece, "abc", None):
+        h.update(b"abc\x00" + _normal_abc(piece.abc).encode("utf-8", "surrogatepass"))
+    elif isinstance(text, str):  # a plain-text document (text plugin: meta["text"]), compared as written
+        h.update(b"text\x00" + text.encode("utf-8", "surrogatepass"))
+    else:
+        notes = piece.notes
+        h.update(b"notes\x00" + str(notes.dtype.descr).encode() + np.ascontiguousarray(notes).tobytes())
+    return h.hexdigest()[:32]
+
+
+def dedupe(keys: Sequence[str | None]) -> tuple[list[int], list[tuple[int, int]]]:
+    """(indices to keep, [(dropped index, index of the first copy kept)]); None keys are never copies."""
+    first: dict[str, int] = {}
+    keep, dropped = [], []
+    for i, k in enumerate(keys):
+        if k is None:
+            keep.append(i)
+        elif k in first:
+            dropped.append((i, first[k]))
+        else:
+            first[k] = i
+            keep.append(i)
+    return keep, dropped
 
 
 def split_score(key: str, seed: int) -> float:

@@ -1,0 +1,41 @@
+"""Reader worker processes that never outlive the process that started them.
+
+`ProcessPoolExecutor(initializer=die_with_parent, initargs=(os.getpid(),))`: if the parent is killed (SIGKILL, an
+out-of-memory kill) the workers would otherwise wait on their task queue forever. On Linux the kernel sends each
+worker SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG); everywhere a small daemon thread also checks once a
+second whether the parent is still there and ends the worker when it is not.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+
+PR_SET_PDEATHSIG = 1
+POLL_SECONDS = 1.0
+
+
+def _parent_gone(parent_pid: int) -> bool:
+    return os.getppid() != parent_pid
+
+
+def _watch(parent_pid: int) -> None:
+    stop = threading.Event()
+    while not stop.wait(POLL_SECONDS):
+        if _parent_gone(parent_pid):
+            os._exit(1)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: end this worker when `parent_pid` (the pid of the process that made the pool) dies."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if _parent_gone(parent_pid):  # the parent died before the signal was armed
+        os._exit(1)
+    threading.Thread(target=_watch, args=(parent_pid,), name="die-with-parent", daemon=True).start()
