@@ -92,3 +92,88 @@ def test_every_builtin_plugin_is_covered():
     # and every loadable plugin of the environment, third-party ones included
     assert names == {s.split(":")[-1] for s, _ in _usable("generator")}
     assert reps == {s.split(":")[-1] for s, _ in _usable("representation")}
+
+
+# --------------------------------------------------------------------------------------------- the suites can fail
+# Plugins with one deliberate contract bug each: the matching check must catch it (and the others still pass).
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from fractalmusic.generators.recurrent import LSTMGenerator  # noqa: E402
+from fractalmusic.representations.pianoroll import PianoRollRepresentation  # noqa: E402
+
+
+class _LeaksPadding(LSTMGenerator):
+    def split_batch(self, batch):
+        tokens = batch["tokens"].clamp(0, self.spec.vocab_size - 1)
+        return tokens[:, :-1], tokens[:, 1:], torch.ones_like(tokens[:, 1:], dtype=torch.bool)
+
+
+class _UsesGlobalRNG(LSTMGenerator):
+    def draw_samples(self, n, length, **kwargs):
+        kwargs["generator"] = None
+        return super().draw_samples(n, length, **kwargs)
+
+
+class _NoPadAfterEos(LSTMGenerator):
+    def draw_samples(self, n, length, **kwargs):
+        out = super().draw_samples(n, length, **kwargs)
+        return np.where(out == self.spec.pad_id, 5, out)
+
+
+class _StaysInEvalMode(LSTMGenerator):
+    def sample(self, *args, **kwargs):
+        out = super().sample(*args, **kwargs)
+        self.eval()
+        return out
+
+
+class _NumpyState(PianoRollRepresentation):
+    def state_dict(self):
+        return {**super().state_dict(), "table": np.arange(3)}
+
+
+class _DecodeRaisesOnOddWidths(PianoRollRepresentation):
+    def decode(self, array):
+        if np.asarray(array).shape[-1] % 2:
+            raise ValueError("odd width")
+        return super().decode(array)
+
+
+class _TransposesOneTooFar(PianoRollRepresentation):
+    def transpose(self, array, semitones):
+        return super().transpose(array, semitones + 1 if semitones else 0)
+
+
+@pytest.mark.parametrize("plugin,check", [
+    (_LeaksPadding, "test_padding_is_ignored"),
+    (_UsesGlobalRNG, "test_sample_seed_determinism"),
+    (_NoPadAfterEos, "test_eos_stops_rows_and_pads_them"),
+    (_StaysInEvalMode, "test_refuses_unknown_options_and_bad_arguments"),
+], ids=["padding", "global-rng", "eos-padding", "train-mode"])
+def test_generator_contract_catches_a_broken_plugin(plugin, check):
+    suite = type("Suite", (GeneratorContract,), {"generator": plugin, "config": RECURRENT})()
+    getattr(LSTMContract(), check)()  # the same check passes on the real lstm
+    with pytest.raises(AssertionError):
+        getattr(suite, check)()
+
+
+@pytest.mark.parametrize("plugin,check", [
+    (_NumpyState, "test_json_state_and_fingerprint_survive_save_and_load"),
+    (_DecodeRaisesOnOddWidths, "test_decode_never_raises"),
+    (_TransposesOneTooFar, "test_transposition"),
+], ids=["json-state", "decode-raises", "transposition"])
+def test_representation_contract_catches_a_broken_plugin(plugin, check):
+    suite = type("Suite", (RepresentationContract,), {"representation": plugin})()
+    getattr(PianoRollContract(), check)()
+    with pytest.raises((AssertionError, TypeError, ValueError)):
+        getattr(suite, check)()
+
+
+class LSTMContract(GeneratorContract):  # not collected (no Test prefix): the reference for the checks above
+    generator = "lstm"
+    config = RECURRENT
+
+
+class PianoRollContract(RepresentationContract):
+    representation = "pianoroll"

@@ -1,4 +1,5 @@
-"""The recurrent generators (rnn, lstm, gru): config, loss, scheduled sampling, carried-state sampling."""
+"""The recurrent generators (rnn, lstm, gru): config, loss, scheduled sampling, carried-state sampling; the token
+generator base they are built on, and the sampling preamble of the Generator base."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,9 @@ from torch import nn
 
 from fractalmusic import plugins, sampling
 from fractalmusic.errors import ConfigError
+from fractalmusic.generators.base import Generator
 from fractalmusic.generators.recurrent import GRUGenerator, LSTMGenerator, RecurrentConfig, RNNGenerator
+from fractalmusic.generators.token import TokenGenerator
 from fractalmusic.representations.base import RepresentationSpec
 
 PAD, BOS, EOS = 0, 1, 2
@@ -319,3 +322,147 @@ def test_sample_rejects_bad_requests_and_restores_mode():
     g.sample(1, 3, seed=0)
     assert g.training
     assert g.sample(2, 0, primer=np.array([BOS, 3])).tolist() == [[BOS, 3], [BOS, 3]]
+
+
+# ----------------------------------------------------------------------------------------------- the token base
+
+
+class _Bigram(TokenGenerator):
+    """The smallest token generator: logits from the previous token only. The state records every `step` width."""
+
+    name = "test-bigram"
+    max_context = None
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.table = nn.Embedding(spec.vocab_size, spec.vocab_size)
+
+    def init_state(self, batch_size, device):
+        return {"widths": [], "batch": batch_size}
+
+    def step(self, tokens, state):
+        state["widths"].append(tokens.shape[1])
+        return self.table(tokens), state
+
+
+class _WindowedBigram(_Bigram):
+    max_context = 3
+
+
+def test_token_base_gives_loss_nll_and_sampling_to_a_bare_network():
+    torch.manual_seed(0)
+    g = _Bigram.build({}, SPEC)
+    batch = pattern_batch(3, 9)
+    batch["mask"][2, 5:] = False
+    out = g.loss(batch)
+    assert out["n"] == 8 + 8 + 4
+    logits = g.table(batch["tokens"][:, :-1])
+    keep = batch["mask"][:, 1:]
+    manual = nn.functional.cross_entropy(logits[keep], batch["tokens"][:, 1:][keep])
+    assert torch.allclose(out["loss"], manual)
+    assert g.nll(batch)["nll_sum"] == pytest.approx(manual.item() * 20, rel=1e-5)
+    g.train()
+    samples = g.sample(4, 12, seed=3)
+    assert g.training and samples.shape[0] == 4 and (samples[:, 0] == BOS).all()
+    assert np.array_equal(samples, g.sample(4, 12, seed=3))
+
+
+def test_token_base_feeds_prefix_once_then_one_token_and_chunks_past_max_context():
+    spec = RepresentationSpec("tokens", V, pad_id=PAD, bos_id=BOS, eos_id=None)
+    seen = []
+    for cls in (_Bigram, _WindowedBigram):
+        torch.manual_seed(0)
+        g = cls.build({}, spec)
+        original = g.init_state
+
+        def init_state(batch_size, device, _orig=original):
+            state = _orig(batch_size, device)
+            seen.append(state)
+            return state
+
+        g.init_state = init_state
+        out = g.sample(2, 6, primer=np.array([BOS, 3, 4, 5, 6, 7, 8]), seed=0)
+        assert out.shape == (2, 13)
+        widths = seen[-1]["widths"]
+        assert seen[-1]["batch"] == 2
+        if cls.max_context is None:
+            assert widths == [7, 1, 1, 1, 1, 1]  # the primer in one call, then one token at a time
+        else:
+            assert widths == [3, 3, 1, 1, 1, 1, 1, 1]  # chunks of at most max_context, then one at a time
+    # the sampled continuations do not depend on how the prefix was cut (a bigram only sees the last token)
+    a = _Bigram.build({}, spec)
+    b = _WindowedBigram.build({}, spec)
+    b.load_state_dict(a.state_dict())
+    primer = np.array([BOS, 3, 4, 5, 6, 7, 8])
+    assert np.array_equal(a.sample(3, 20, primer=primer, seed=5), b.sample(3, 20, primer=primer, seed=5))
+
+
+class _DrawOnly(Generator):
+    """A generator that implements only `draw_samples`: the base `sample` must check and prepare everything."""
+
+    name = "test-draw-only"
+    accepts = ("tokens",)
+    sample_options = ("flavour",)
+    calls: list = []
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def draw_samples(self, n, length, *, primer, mask, temperature, top_k, top_p, greedy, generator, **options):
+        self.calls.append(dict(n=n, length=length, training=self.training, grad=torch.is_grad_enabled(),
+                               temperature=temperature, top_k=top_k, greedy=greedy, options=options))
+        if options.get("flavour") == "boom":
+            raise RuntimeError("boom")
+        return torch.randint(V, (n, length), generator=generator).numpy()
+
+
+def test_generator_sample_preamble_checks_seeds_and_restores_mode():
+    g = _DrawOnly.build({}, SPEC)
+    g.train()
+    a = g.sample(2, 5, seed=4, temperature=0.5, top_k=3, flavour="x")
+    call = _DrawOnly.calls[-1]
+    assert call == dict(n=2, length=5, training=False, grad=False, temperature=0.5, top_k=3, greedy=False,
+                        options={"flavour": "x"})
+    assert g.training
+    assert np.array_equal(a, g.sample(2, 5, seed=4))  # the seed reaches draw_samples as a private generator
+    for bad in (dict(n=0), dict(n=1.5), dict(n=True), dict(length=-1), dict(temperature=-2), dict(top_p=0.0),
+                dict(colour="red")):
+        kwargs = {"n": 1, "length": 3, **bad}
+        with pytest.raises(ConfigError):
+            g.sample(**kwargs)
+    before = len(_DrawOnly.calls)
+    with pytest.raises(ConfigError, match="colour"):
+        g.sample(1, 3, colour="red")
+    assert len(_DrawOnly.calls) == before  # refused before any drawing
+    with pytest.raises(RuntimeError):
+        g.sample(1, 3, flavour="boom")
+    assert g.training  # restored after an error too
+    assert g.sample(np.int64(2), 2.0, seed=1).shape == (2, 2)  # whole numbers of any type
+
+
+def test_state_dict_keys_unchanged_so_old_checkpoints_load():
+    """The keys (and shapes) the recurrent generators had before they moved onto TokenGenerator."""
+    untied = make(LSTMGenerator, num_layers=2)
+    assert list(untied.state_dict()) == [
+        "embedding.weight",
+        "rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0",
+        "rnn.weight_ih_l1", "rnn.weight_hh_l1", "rnn.bias_ih_l1", "rnn.bias_hh_l1",
+        "head.weight", "head.bias",
+    ]  # fmt: skip
+    tied = make(GRUGenerator, num_layers=1, tie_weights=True)
+    assert list(tied.state_dict()) == [
+        "out_bias", "embedding.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0",
+        "proj.weight", "proj.bias",
+    ]  # fmt: skip
+
+
+def test_bf16_autocast_on_cpu_trains_and_samples():
+    g = make()
+    g.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = g.loss(pattern_batch(2, 8))
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and all(torch.isfinite(p.grad).all() for p in g.parameters())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert g.sample(2, 5, seed=0).shape[0] == 2
