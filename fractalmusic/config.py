@@ -397,3 +397,22 @@ def check_plugin_options(cls, kind: str) -> str | None:
         except ConfigError as exc:
             return f"train_defaults: {exc}"
     return None
+
+
+def check_config_pair(rep_cls, gen_cls) -> None:
+    """A representation and a generator whose Config fields share a name would both take one option: refused."""
+    rep_fields = set(_fields_of(getattr(rep_cls, "Config", None)))
+    for name in _fields_of(getattr(gen_cls, "Config", None)):
+        if name in rep_fields:
+            raise ConfigError(
+                f"{option_name(name)} is an option of both the {rep_cls.name} representation and the {gen_cls.name} "
+                f"generator; one of the plugins must rename its Config field")
+
+
+def check_pitch_shift(representation, data_config) -> None:
+    """A pitch shift asked of a representation that cannot transpose would train unshifted: refused."""
+    low, high = int(data_config.pitch_shift_min), int(data_config.pitch_shift_max)
+    if (low, high) != (0, 0) and not getattr(representation, "can_transpose", True):
+        raise ConfigError(
+            f"--pitch-shift-min/--pitch-shift-max: the {representation.name} representation cannot transpose "
+            f"(it does not implement transpose), so training would be unshifted; drop the pitch shift")

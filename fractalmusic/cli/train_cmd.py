@@ -291,7 +291,8 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
     from fractalmusic import data as fdata
     from fractalmusic.config import config_from_dict, parse_options
     from fractalmusic.training import distributed
-    from fractalmusic.training.checkpoint import check_resumable, from_json, load_checkpoint, resolve_resume_path
+    from fractalmusic.config import check_config_pair, check_pitch_shift
+    from fractalmusic.training.checkpoint import check_resumable, load_checkpoint, resolve_resume_path
     from fractalmusic.training.config import TrainConfig
     from fractalmusic.training.budget import check_training_memory
     from fractalmusic.training.lock import RunLock
@@ -313,16 +314,21 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
         path = resolve_resume_path(resume_value, _peek(args, "--output-dir"))
         if Path(path).parent.name == "checkpoints":
             resume_dir = str(Path(path).parent.parent)  # continue in the run folder the checkpoint is in
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, purpose="resume")
         check_resumable(ckpt, path)
-        stored_rep, stored_gen = ckpt["representation"]["name"], ckpt["generator"]["name"]
-        for given, stored, what in ((repr_name, stored_rep, "--repr"), (gen_name, stored_gen, "--generator")):
-            if given is not None and given != stored:
-                raise CheckpointError(f"{path} was trained with {what} {stored}, not {given}")
-        repr_name, gen_name = stored_rep, stored_gen
+        rep_ref, gen_ref = ckpt.representation_ref, ckpt.generator_ref  # name, providing package and version
+        for given, ref, what in ((repr_name, rep_ref, "--repr"), (gen_name, gen_ref, "--generator")):
+            if given is not None and not ref.matches(given):
+                origin = f" from {ref.dist} {ref.dist_version or ''}".rstrip() if ref.dist else ""
+                raise CheckpointError(f"{path} was trained with {what} {ref.name}{origin}, not {given}")
+        repr_name, gen_name = rep_ref.qualified, gen_ref.qualified
     if ckpt is None and _peek(args, "--dataset"):
         repr_name, args = _dataset_defaults(_peek(args, "--dataset"), repr_name, args)
-    rep_cls, gen_cls = _select_plugins(repr_name, gen_name)
+    if ckpt is not None:  # the checkpoint's own plugins (as package:name), whatever else offers those names
+        rep_cls, gen_cls = ckpt.plugin_class("representation"), ckpt.plugin_class("generator")
+    else:
+        rep_cls, gen_cls = _select_plugins(repr_name, gen_name)
+    check_config_pair(rep_cls, gen_cls)
 
     targets = {"train": TrainConfig, "data": fdata.DataConfig, "representation": rep_cls.Config,
                "generator": gen_cls.Config}
@@ -339,18 +345,18 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
                     parsed[other][name] = value
 
     if ckpt is not None:
-        train_base = from_json(ckpt.get("train_config"), {}) or {}
+        train_base = dict(ckpt.train_config)
         train_base = {k: v for k, v in train_base.items() if k in fields["train"]}
         if resume_dir is not None:
             train_base["output_dir"] = resume_dir
-        data_base = from_json(ckpt.get("data_config"), {}) or {}
+        data_base = dict(ckpt.data_config)
         data_base = {k: v for k, v in data_base.items() if k in fields["data"]}
         train_cfg = config_from_dict(TrainConfig, {**train_base, **parsed["train"]}, where="training options")
         data_cfg = config_from_dict(fdata.DataConfig, {**data_base, **parsed["data"]}, where="data options")
-        stored_rep = json.loads(ckpt["representation"]["state"])
+        stored_rep = ckpt.representation_state
         _refuse_model_changes(rep_cls.Config, parsed["representation"], stored_rep.get("config", {}),
                               "representation")
-        _refuse_model_changes(gen_cls.Config, parsed["generator"], json.loads(ckpt["generator"]["config"]),
+        _refuse_model_changes(gen_cls.Config, parsed["generator"], ckpt.generator_config,
                               "generator")
     else:
         suggested = {k: v for k, v in getattr(gen_cls, "train_defaults", {}).items()
@@ -386,15 +392,16 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
 
         # ---- representation and data (rank 0 first: it fills the cache the others then read)
         if ckpt is not None:
-            representation = rep_cls.from_state_dict(json.loads(ckpt["representation"]["state"]))
+            representation = rep_cls.from_state_dict(ckpt.representation_state)
         else:
             representation = rep_cls(config_from_dict(rep_cls.Config, parsed["representation"],
                                                       where=f"{rep_cls.name} representation"))
+        check_pitch_shift(representation, data_cfg)  # a shift the representation cannot make: one line
         if data_cfg.data is None:
             data_cfg = dataclasses.replace(data_cfg, data=fdata.default_corpus(representation))
             echo(f"data: {data_cfg.data} (the built-in default for {rep_cls.name}; choose another with --data)")
         # ---- will it fit? (model size, crop x batch against the device's memory) before anything large exists
-        check_training_memory(gen_cls, json.loads(ckpt["generator"]["config"]) if ckpt is not None
+        check_training_memory(gen_cls, ckpt.generator_config if ckpt is not None
                               else parsed["generator"], representation.spec(), batch_size=train_cfg.batch_size,
                               crop_length=data_cfg.crop_for(representation.spec().kind), device=ctx.device,
                               precision=train_cfg.precision, grad_checkpoint=train_cfg.grad_checkpoint,
@@ -411,7 +418,7 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
 
         # ---- the generator
         seed_everything(train_cfg.seed)
-        gen_config = json.loads(ckpt["generator"]["config"]) if ckpt is not None else parsed["generator"]
+        gen_config = ckpt.generator_config if ckpt is not None else parsed["generator"]
         generator = gen_cls.build(gen_config, representation.spec())
         spec = representation.spec()
         echo(f"representation {rep_cls.name} ({spec.kind}, vocabulary {spec.vocab_size}); generator {gen_cls.name}: "
