@@ -166,4 +166,4 @@ __all__ = [
 ]
 
 # Bumped whenever a reader's output changes, so cached parsed pieces are re-read (see fractalmusic.data.cache).
-READER_VERSION = 2  # 2: bounded readers (limits), summaries carry a content hash
+READER_VERSION = 3  # 2: bounded readers (limits), summaries carry a content hash; 3: MIDI read with symusic

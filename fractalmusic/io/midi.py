@@ -1,4 +1,5 @@
-"""MIDI files <-> `Piece`, with mido (reading does not go through pretty_midi: it is several times faster).
+"""MIDI files <-> `Piece`: read with symusic (C++; mido event by event where their readings would differ),
+written with mido.
 
 Times stay on the file's own beat grid: a note's onset in beats is its tick divided by the file's ticks per beat,
 never a round trip through seconds. Written files use 480 ticks per beat, a conductor track with the tempo map,
@@ -19,6 +20,7 @@ import numpy as np
 
 from fractalmusic.files import read_file_bytes
 from fractalmusic.errors import PieceReadError
+from fractalmusic.limits import piece_problem
 from fractalmusic.piece import DEFAULT_QPM, NOTE_DTYPE, Piece
 
 WRITE_TICKS_PER_BEAT = 480
@@ -100,6 +102,25 @@ def midi_key_name(name: str | None) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------- reading
+#
+# Files are parsed by symusic (C++) into note arrays; the few cases where its reading differs from the exact
+# event-by-event one below (mido) are either repaired on the arrays or sent down that path:
+#   * a note never switched off: symusic drops it, we end it with the file. Before parsing, each track gets
+#     note-offs for the channels it may use, CLOSE_DELTA ticks after its last event; a note ending that late
+#     was open at the end of its track and is given the file's last tick instead.
+#   * a track holding program changes but no notes (a "setup" track whose programs apply to other tracks'
+#     channels): symusic keeps programs per track, so such files are read event by event. Programs that one note
+#     track sets for another track's channel are not detected and follow symusic (as pretty_midi does).
+#   * type 2 files (tracks played one after another) and anything symusic rejects go event by event too, so a
+#     file symusic cannot parse is still read when mido can, and its reason comes from mido when neither can.
+
+MAX_NOTES = 1_000_000  # most notes in one piece; files with more are skipped (beats: limits.MAX_PIECE_BEATS)
+CLOSE_DELTA = 0x0FFFFFFF  # largest MIDI delta time: closers sit this far after a track's last event
+_EOT = b"\xff\x2f\x00"
+
+
+class _NeedsEventPath(Exception):
+    """symusic's reading would differ from the event-by-event one for this file."""
 
 
 def read_midi(path) -> Piece:
@@ -109,12 +130,37 @@ def read_midi(path) -> Piece:
     return midi_bytes_to_piece(data, source=str(path))
 
 
-def midi_bytes_to_piece(data: bytes, source: str | None = None) -> Piece:
+def midi_bytes_to_piece(data: bytes, source: str | None = None, engine: str = "auto") -> Piece:
+    """Bytes of a MIDI file -> Piece. `engine`: "auto" (symusic, event by event where needed), "mido"."""
     where = source or "<midi>"
     if not data:
         raise PieceReadError(where, "empty file")
     if not data.startswith(b"MThd"):
         raise PieceReadError(where, "not a MIDI file (no MThd header)")
+    piece = None
+    if engine == "auto":
+        try:
+            piece = _read_with_symusic(data, where)
+        except _NeedsEventPath:
+            piece = None
+    if piece is None:
+        piece = _read_with_mido(data, where)
+    _check_limits(piece, where)
+    piece.source = source
+    return piece
+
+
+def _check_limits(piece: Piece, where: str) -> None:
+    """PieceReadError for a piece over MAX_NOTES or `limits.MAX_PIECE_BEATS` (a tiny file can hold a 10^7-tick gap:
+    refused here, before any grid or timeline is built from it)."""
+    if piece.n_notes > MAX_NOTES:
+        raise PieceReadError(where, f"has {piece.n_notes:,} notes, over the limit of {MAX_NOTES:,} for one piece")
+    why = piece_problem(piece)
+    if why:
+        raise PieceReadError(where, why)
+
+
+def _read_with_mido(data: bytes, where: str) -> Piece:
     try:
         mf = mido.MidiFile(file=_io.BytesIO(data), clip=True)
     except EOFError:
@@ -122,9 +168,226 @@ def midi_bytes_to_piece(data: bytes, source: str | None = None) -> Piece:
     except Exception as exc:  # mido raises OSError, ValueError, KeyError, IndexError... on corrupt data
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PieceReadError(where, f"corrupt MIDI file ({msg})") from None
-    piece = _midifile_to_piece(mf, where)
-    piece.source = source
-    return piece
+    return _midifile_to_piece(mf, where)
+
+
+# ------------------------------------------------------------------------------------ symusic path
+def _header(data: bytes) -> tuple[int, int, int, int]:
+    """(format, tracks, division, offset of the first chunk) from the MThd chunk."""
+    if len(data) < 14:
+        raise _NeedsEventPath
+    size = int.from_bytes(data[4:8], "big")
+    fmt, ntracks, division = (int.from_bytes(data[i : i + 2], "big") for i in (8, 10, 12))
+    return fmt, ntracks, division, 8 + size
+
+
+def _chunks(data: bytes, pos: int) -> list[tuple[int, int]]:
+    """(start, end) of every MTrk chunk's payload; other chunk types are skipped, as the standard asks."""
+    out = []
+    n = len(data)
+    while pos + 8 <= n:
+        kind = data[pos : pos + 4]
+        size = int.from_bytes(data[pos + 4 : pos + 8], "big")
+        start, end = pos + 8, pos + 8 + size
+        if end > n:
+            raise _NeedsEventPath  # truncated: mido says how
+        if kind == b"MTrk":
+            out.append((start, end))
+        pos = end
+    return out
+
+
+def _varlen(buf: bytes, i: int) -> tuple[int, int]:
+    value = 0
+    for _ in range(4):
+        if i >= len(buf):
+            raise IndexError
+        b = buf[i]
+        i += 1
+        value = (value << 7) | (b & 0x7F)
+        if not b & 0x80:
+            return value, i
+    raise ValueError("variable-length number longer than 4 bytes")
+
+
+def _scan_track(buf: bytes, want_title: bool, stop_at_note: bool, limit: int) -> tuple[bool, bool, str | None]:
+    """Walk a track's events (up to `limit` bytes): (has a note-on, has a program change, first track name).
+
+    Stops at the first note-on when `stop_at_note` and the name is found or not wanted."""
+    i, n = 0, min(len(buf), limit)
+    running = 0
+    note = program = False
+    title = None
+    try:
+        while i < n:
+            _, i = _varlen(buf, i)
+            status = buf[i]
+            if status == 0xFF:
+                kind = buf[i + 1]
+                length, i = _varlen(buf, i + 2)
+                if kind == 0x03 and want_title and title is None:
+                    name = buf[i : i + length].decode("latin-1").strip()
+                    title = name or None
+                elif kind == 0x2F:
+                    break
+                i += length
+                continue
+            if status in (0xF0, 0xF7):
+                length, i = _varlen(buf, i + 1)
+                i += length
+                continue
+            if status & 0x80:
+                running = status
+                i += 1
+            elif not running:
+                break  # data without a status: corrupt, leave it to the parser
+            high = running & 0xF0
+            if high == 0x90 and buf[i + 1] > 0:
+                note = True
+                if stop_at_note and (title is not None or not want_title):
+                    break
+            elif high == 0xC0:
+                program = True
+            i += 1 if high in (0xC0, 0xD0) else 2
+    except (IndexError, ValueError):
+        pass
+    return note, program, title
+
+
+def _channel_closers(channel: int) -> bytes:
+    """Note-offs of all 128 pitches on one channel, 0 ticks apart (running status after the first)."""
+    return bytes((0x80 | channel, 0, 0)) + b"".join(bytes((0, p, 0)) for p in range(1, 128))
+
+
+_CLOSERS = [_channel_closers(ch) for ch in range(16)]
+
+
+def _closers(payload: bytes) -> bytes:
+    """Note-offs for every pitch of the channels this track may use (any byte 0x9n marks channel n as possible),
+    CLOSE_DELTA ticks after its last event, then the end of the track again; b"" if it has no note-on at all."""
+    counts = np.bincount(np.frombuffer(payload, dtype=np.uint8)[:-3], minlength=256)[0x90:0xA0]
+    channels = np.flatnonzero(counts).tolist()
+    if not channels:
+        return b""
+    # the old end-of-track's delta now times an empty sequencer-specific event, then the closers' long delta
+    body = b"\x00".join(_CLOSERS[ch] for ch in channels)
+    return b"\xff\x7f\x00" + b"\xff\xff\xff\x7f" + body + b"\x00" + _EOT
+
+
+def _read_with_symusic(data: bytes, where: str) -> Piece:
+    import symusic
+
+    fmt, _, tpb, pos = _header(data)
+    if tpb & 0x8000 or tpb == 0:
+        raise PieceReadError(where, "SMPTE (frames per second) timing is not supported")
+    if fmt not in (0, 1):
+        raise _NeedsEventPath  # type 2: tracks play one after another
+    chunks = _chunks(data, pos)
+    if not chunks:
+        raise _NeedsEventPath
+    title = None
+    if fmt == 1:
+        title = _scan_track(data[chunks[0][0] : chunks[0][1]], True, True, 1 << 16)[2]
+        if len(chunks) > 1:
+            for a, b in chunks:
+                has_note, has_program, _ = _scan_track(data[a:b], False, True, b - a)
+                if has_program and not has_note:
+                    raise _NeedsEventPath  # programs for other tracks' channels
+    parts = [data[:pos]]
+    for a, b in chunks:
+        payload = data[a:b]
+        if payload.endswith(_EOT):
+            closers = _closers(payload)
+            if closers:
+                payload = payload[: -len(_EOT)] + closers
+        parts += [b"MTrk", len(payload).to_bytes(4, "big"), payload]
+    try:
+        score = symusic.Score.from_midi(b"".join(parts), sanitize_data=True)
+    except Exception:
+        raise _NeedsEventPath from None  # mido reads it, or says what is wrong
+    return _score_to_piece(score, fmt, tpb, title, where)
+
+
+def _score_to_piece(score, fmt: int, tpb: int, title: str | None, where: str) -> Piece:
+    ons, ends, pitches, vels, progs, drums = [], [], [], [], [], []
+    last = 0
+    for track in score.tracks:
+        arr = track.notes.numpy()
+        if fmt == 0 and title is None and track.name.strip():
+            title = track.name.strip()
+        if not len(arr["time"]):
+            continue
+        on = arr["time"].astype(np.int64)
+        end = on + arr["duration"].astype(np.int64)
+        ons.append(on)
+        ends.append(end)
+        pitches.append(arr["pitch"])
+        vels.append(arr["velocity"])
+        progs.append(np.full(len(on), track.program, dtype=np.int16))
+        drums.append(np.full(len(on), bool(track.is_drum)))
+        for events in (track.controls, track.pitch_bends):
+            if len(events):
+                last = max(last, int(events[-1].time))
+    on = np.concatenate(ons) if ons else np.zeros(0, dtype=np.int64)
+    end = np.concatenate(ends) if ons else np.zeros(0, dtype=np.int64)
+    if len(on) and (on.min() < 0 or (end < on).any()):
+        raise PieceReadError(where, f"too long (tick values beyond {2**31 - 1:,})")
+    open_at_end = end >= CLOSE_DELTA
+    if len(on):
+        last = max(last, int(on.max()), int(end[~open_at_end].max()) if (~open_at_end).any() else 0)
+    for events in (score.tempos, score.time_signatures, score.key_signatures, score.markers):
+        if len(events):
+            last = max(last, int(events[-1].time))
+    end[open_at_end] = last  # notes never switched off end with the file
+    keep = np.flatnonzero(end > on)  # zero-length notes carry nothing
+    notes = np.zeros(len(keep), dtype=NOTE_DTYPE)
+    if len(notes):
+        pitch = np.concatenate(pitches).astype(np.int64)[keep]
+        on, end = on[keep], end[keep]
+        order = np.argsort(on * 128 + pitch, kind="stable")  # by onset, then pitch (sorting plain int64 is fast)
+        keep, on, end = keep[order], on[order], end[order]
+        notes["onset"] = on / tpb
+        notes["duration"] = (end - on) / tpb
+        notes["pitch"] = pitch[order]
+        notes["velocity"] = np.concatenate(vels)[keep]
+        notes["program"] = np.concatenate(progs)[keep]
+        notes["is_drum"] = np.concatenate(drums)[keep]
+    if not len(notes):
+        raise PieceReadError(where, "no notes in MIDI file")
+
+    tempos: dict[int, float] = {}
+    for t in score.tempos:
+        if t.mspq > 0:
+            tempos[int(t.time)] = 60_000_000.0 / t.mspq
+    sigs: dict[int, tuple[int, int]] = {}
+    for ts in score.time_signatures:
+        sigs[int(ts.time)] = (int(ts.numerator), int(ts.denominator))
+    key = None
+    for ks in score.key_signatures:
+        names = MINOR_BY_FIFTHS if ks.tonality else MAJOR_BY_FIFTHS
+        key = names.get(int(ks.key))
+        break
+    return _assemble(notes, tempos, sigs, key, title, tpb, fmt)
+
+
+def _assemble(notes, tempos: dict, sigs: dict, key, title, tpb: int, fmt: int) -> Piece:
+    tempo_list = [(tick / tpb, qpm) for tick, qpm in sorted(tempos.items())]
+    if not tempo_list or tempo_list[0][0] > 0:
+        tempo_list.insert(0, (0.0, DEFAULT_QPM))
+    sig_list = [(tick / tpb, num, den) for tick, (num, den) in sorted(sigs.items())]
+    if not sig_list or sig_list[0][0] > 0:
+        sig_list.insert(0, (0.0, 4, 4))
+    return Piece(
+        notes=notes,
+        tempos=_dedupe(tempo_list),
+        time_signatures=_dedupe(sig_list),
+        key=key,
+        title=title,
+        meta={"ticks_per_beat": tpb, "midi_type": fmt},
+    )
+
+
+# ------------------------------------------------------------------------------------ event-by-event path (mido)
 
 
 def _midifile_to_piece(mf: "mido.MidiFile", where: str) -> Piece:
@@ -216,20 +479,7 @@ def _midifile_to_piece(mf: "mido.MidiFile", where: str) -> Piece:
     if not len(notes):
         raise PieceReadError(where, "no notes in MIDI file")
 
-    tempo_list = [(tick / tpb, qpm) for tick, qpm in sorted(tempos.items())]
-    if not tempo_list or tempo_list[0][0] > 0:
-        tempo_list.insert(0, (0.0, DEFAULT_QPM))
-    sig_list = [(tick / tpb, num, den) for tick, (num, den) in sorted(sigs.items())]
-    if not sig_list or sig_list[0][0] > 0:
-        sig_list.insert(0, (0.0, 4, 4))
-    return Piece(
-        notes=notes,
-        tempos=_dedupe(tempo_list),
-        time_signatures=_dedupe(sig_list),
-        key=key,
-        title=title,
-        meta={"ticks_per_beat": tpb, "midi_type": mf.type},
-    )
+    return _assemble(notes, tempos, sigs, key, title, tpb, mf.type)
 
 
 def _dedupe(items: list) -> list:

@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 import numpy as np
 
-from fractalmusic.errors import ConfigError
+from fractalmusic.errors import ConfigError, DataError
+from fractalmusic.limits import MAX_GRID_STEPS as MAX_STEPS  # widest grid encoded; wider pieces are skipped
 from fractalmusic.piece import NOTE_DTYPE, Piece
 from fractalmusic.representations.base import Representation
 
@@ -59,7 +60,8 @@ class PianoRollRepresentation(Representation):
 
     encode: onsets and ends are rounded to the grid (round(beat * steps_per_beat)), every note lasts at least one
     step, all tracks are merged (an onset wins over a sustain on the same cell), drums are left out unless
-    include_drums. T = ceil(end_beat * steps_per_beat), at least 1 (and never cutting a note short).
+    include_drums. T = ceil(end_beat * steps_per_beat), at least 1 (and never cutting a note short); a piece wider
+    than MAX_STEPS steps raises DataError (the data layer skips it with that reason) instead of filling memory.
     decode: any int array [128, T]; values outside 0..vocab_size-1 become silence ("invalid_cells") and a sustain
     with no note to continue becomes an onset ("orphan_sustain"). The grid has no tempo or metre: the piece gets
     the defaults (120 qpm, 4/4). piece -> grid -> piece -> grid gives back the same grid.
@@ -91,10 +93,17 @@ class PianoRollRepresentation(Representation):
         on = np.maximum(beats_to_steps(notes["onset"], spb), 0)
         end = np.maximum(beats_to_steps(notes["onset"] + notes["duration"], spb), on + 1)
         width = max(1, math.ceil(piece.end_beat * spb - 1e-9), int(end.max()) if len(end) else 0)
-        grid = np.zeros((N_PITCHES, width), dtype=np.int64)
+        if width > MAX_STEPS:
+            raise DataError(
+                f"{piece.source or 'piece'}: {width:,} grid steps is more than the {MAX_STEPS:,} a piano roll may have"
+            )
         pitch = notes["pitch"].astype(np.int64)
-        for p, a, b in zip(pitch.tolist(), on.tolist(), end.tolist()):
-            grid[p, a + 1 : b] = SUSTAIN
+        # sustain cells: +1 where a note's sustain starts (the step after its onset), -1 where it ends; a running
+        # sum over time is above 0 wherever some note sounds on past its onset
+        edges = np.zeros((N_PITCHES, width + 1), dtype=np.int32)
+        np.add.at(edges, (pitch, on + 1), 1)
+        np.add.at(edges, (pitch, end), -1)
+        grid = (np.cumsum(edges[:, :width], axis=1, dtype=np.int32) > 0).astype(np.int64)  # SUSTAIN == 1
         grid[pitch, on] = ONSET + velocity_to_bin(notes["velocity"], self.velocity_bins)
         return grid
 

@@ -51,6 +51,43 @@ def tempo_bin(qpm: float) -> int:
     return min(TEMPO_BINS, key=lambda b: abs(math.log(b / q)))
 
 
+_BINS = np.array(TEMPO_BINS, dtype=np.float64)
+_SHIFT = 40  # MIDI word codes: kind << 40 | value
+_TS_MAX = 1 << 20
+
+
+def _tempo_bins(qpm: np.ndarray) -> np.ndarray:
+    """tempo_bin over an array."""
+    q = np.maximum(np.asarray(qpm, dtype=np.float64), 1e-3)
+    if not q.size:
+        return np.zeros(0, dtype=np.int64)
+    return _BINS[np.argmin(np.abs(np.log(_BINS[None, :] / q[:, None])), axis=1)].astype(np.int64)
+
+
+def _valid_ts(num, den) -> bool:
+    return 1 <= int(num) < _TS_MAX and 1 <= int(den) < _TS_MAX
+
+
+def _code(kind: int, value) -> int:
+    return (kind << _SHIFT) | int(value)
+
+
+def _ts_code(num: int, den: int) -> int:
+    return (K_TS << _SHIFT) | (int(num) << 20) | int(den)
+
+
+def _code_word(code: int) -> str:
+    kind, value = code >> _SHIFT, code & ((1 << _SHIFT) - 1)
+    if kind == K_BAR:
+        return "Bar"
+    if kind == K_TS:
+        return f"TS_{value >> 20}/{value & (_TS_MAX - 1)}"
+    return f"{_CODE_PREFIX[kind]}{value}"
+
+
+_CODE_PREFIX = {K_POS: "Pos_", K_PITCH: "Pitch_", K_DUR: "Dur_", K_VEL: "Vel_", K_TEMPO: "Tempo_"}
+
+
 @dataclass
 class WordsConfig:
     source: str = "auto"  # "auto": ABC words when a piece has ABC text, else MIDI event words; or "abc" / "midi"
@@ -133,7 +170,7 @@ class WordsRepresentation(Representation):
 
     def grid_words(self, time_signatures: Iterable[tuple[int, int]] = ()) -> list[str]:
         """The MIDI words every MIDI vocabulary holds (plus TS_ words for `time_signatures`)."""
-        sigs = sorted(set(COMMON_TIME_SIGNATURES) | set(time_signatures))
+        sigs = sorted(set(COMMON_TIME_SIGNATURES) | {(n, d) for n, d in time_signatures if _valid_ts(n, d)})
         longest = max(self._bar_steps(n, d) for n, d in sigs)
         out = ["Bar"]
         out += [f"TS_{n}/{d}" for n, d in sigs]
@@ -146,6 +183,13 @@ class WordsRepresentation(Representation):
 
     def piece_words(self, piece: Piece) -> tuple[list[str], str]:
         """(words, "abc" | "midi") for one piece, following `source`; DataError if the piece cannot be used."""
+        units, kind = self._piece_units(piece)
+        if kind == "midi":
+            return [_code_word(c) for c in units.tolist()], kind
+        return units, kind
+
+    def _piece_units(self, piece: Piece) -> tuple[Any, str]:
+        """(ABC words, "abc") or (MIDI word codes, "midi"), as `piece_words` chooses."""
         source = self.config.source
         if source == "abc" or (source == "auto" and piece.abc):
             if not piece.abc:
@@ -158,25 +202,31 @@ class WordsRepresentation(Representation):
             except ImportError as exc:  # pragma: no cover - io is part of the package
                 raise DataError(f"cannot parse ABC into notes for MIDI words: {exc}") from None
             piece = ensure_notes(piece)
-        return self.midi_words(piece), "midi"
+        return self.midi_codes(piece), "midi"
 
     def fit(self, pieces: Iterable[Piece]) -> "WordsRepresentation":
         counts: Counter[str] = Counter()
         used = 0
         midi = self.config.source == "midi"
         sigs: set[tuple[int, int]] = set()
+        code_counts: Counter[int] = Counter()
         for piece in pieces:
             try:
-                words, kind = self.piece_words(piece)
+                units, kind = self._piece_units(piece)
             except DataError:
                 continue
             used += 1
-            counts.update(words)
-            if kind == "abc" and self.config.vocab_transpositions:
-                counts.update(self._transposed_words(words))
             if kind == "midi":
                 midi = True
-                sigs.update((int(n), int(d)) for _, n, d in piece.time_signatures if int(n) >= 1 and int(d) >= 1)
+                uniq, n = np.unique(units, return_counts=True)
+                code_counts.update(dict(zip(uniq.tolist(), n.tolist())))
+                sigs.update((int(n), int(d)) for _, n, d in piece.time_signatures if _valid_ts(n, d))
+                continue
+            counts.update(units)
+            if self.config.vocab_transpositions:
+                counts.update(self._transposed_words(units))
+        for code, n in code_counts.items():
+            counts[_code_word(code)] += n
         if not used:
             raise DataError(f"the words representation (source {self.config.source}) could use none of the pieces")
         mandatory = set(self.grid_words(sigs)) if midi else set()
@@ -217,6 +267,7 @@ class WordsRepresentation(Representation):
         value = np.zeros(n, dtype=np.int64)
         kind[: len(SPECIALS)] = K_SPECIAL
         self._ts: dict[int, tuple[int, int]] = {}
+        self._code_index: dict[int, int] = {}  # MIDI word code -> id
         self._pitch_id = np.full(128, -1, dtype=np.int64)
         for i, w in enumerate(self._id_to_word[len(SPECIALS) :], start=len(SPECIALS)):
             m = _MIDI_WORD.match(w)
@@ -242,6 +293,12 @@ class WordsRepresentation(Representation):
                     self._ts[i] = (num, den)
             else:
                 kind[i], value[i] = K_TEMPO, int(g[6])
+            if kind[i] == K_TS:
+                num, den = self._ts[i]
+                if _valid_ts(num, den):
+                    self._code_index[_ts_code(num, den)] = i
+            elif kind[i] != K_ABC and value[i] < (1 << _SHIFT):
+                self._code_index[_code(int(kind[i]), value[i])] = i
         self._kind = kind
         self._value = value
 
@@ -250,56 +307,90 @@ class WordsRepresentation(Representation):
             raise FractalMusicError("the words representation has no vocabulary yet: fit it on a corpus first")
 
     # ------------------------------------------------------------------ MIDI words
-    def midi_words(self, piece: Piece) -> list[str]:
-        """REMI-like event words of a piece's notes (drums left out) on the steps_per_beat grid."""
+    # MIDI words are built as int64 codes (kind << 40 | value; TS_n/d: n << 20 | d) on arrays, without a loop over
+    # notes; `midi_words` spells them, `encode` maps them onto ids, `fit` counts them.
+    def midi_codes(self, piece: Piece) -> np.ndarray:
+        """The MIDI words of a piece (see `midi_words`) as int64 codes."""
         spb = self.steps_per_beat
         notes = piece.notes[~piece.notes["is_drum"]]
         on = np.maximum(beats_to_steps(notes["onset"], spb), 0)
         dur = np.clip(beats_to_steps(notes["onset"] + notes["duration"], spb) - on, 1, self.config.max_duration_steps)
-        vel = velocity_to_bin(notes["velocity"], int(self.config.velocity_bins))
+        vel = np.asarray(velocity_to_bin(notes["velocity"], int(self.config.velocity_bins)), dtype=np.int64)
         pitch = notes["pitch"].astype(np.int64)
         order = np.lexsort((pitch, on))
-        on, dur, pitch = on[order].tolist(), dur[order].tolist(), pitch[order].tolist()
-        vel = np.asarray(vel)[order].tolist()
+        on, dur, pitch, vel = on[order], dur[order], pitch[order], vel[order]
 
-        sigs = sorted((b, int(n), int(d)) for b, n, d in piece.time_signatures if int(n) >= 1 and int(d) >= 1)
+        sigs = sorted((b, int(n), int(d)) for b, n, d in piece.time_signatures if _valid_ts(n, d))
         changes = [(int(beats_to_steps(b, spb)), n, d) for b, n, d in sigs or [(0.0, 4, 4)]]
         tempos = sorted(piece.tempos) or [(0.0, 120.0)]
-        tempo_steps = [(int(beats_to_steps(b, spb)), tempo_bin(q)) for b, q in tempos]
-
+        tempo_steps = beats_to_steps([b for b, _ in tempos], spb)
+        tempo_vals = _tempo_bins(np.array([q for _, q in tempos], dtype=np.float64))
         first_ts = changes[0][1:]
-        words = [f"TS_{first_ts[0]}/{first_ts[1]}", f"Tempo_{tempo_steps[0][1]}"]
-        last_on = on[-1] if on else -1
-        ts, j = first_ts, 1
-        cur_tempo, k = tempo_steps[0][1], 1
-        start, i = 0, 0
+        head = np.array([_ts_code(*first_ts), _code(K_TEMPO, tempo_vals[0])], dtype=np.int64)
+        if not len(on):
+            return head
+        last_on = int(on[-1])
+
+        # bars: one run of equal bars per time signature in force (a change takes effect at the next bar start)
+        starts, lengths, ts_codes, ts_flags = [], [], [], []
+        start, ts, j = 0, first_ts, 1
         while start <= last_on:
             new_ts = ts
             while j < len(changes) and changes[j][0] <= start:
                 new_ts = changes[j][1:]
                 j += 1
             bar_len = self._bar_steps(*new_ts)
-            words.append("Bar")
-            if new_ts != ts:
-                words.append(f"TS_{new_ts[0]}/{new_ts[1]}")
-                ts = new_ts
-            new_tempo = cur_tempo
-            while k < len(tempo_steps) and tempo_steps[k][0] < start + bar_len:
-                new_tempo = tempo_steps[k][1]
-                k += 1
-            if new_tempo != cur_tempo:
-                words.append(f"Tempo_{new_tempo}")
-                cur_tempo = new_tempo
-            end = start + bar_len
-            prev = None
-            while i < len(on) and on[i] < end:
-                if on[i] != prev:
-                    words.append(f"Pos_{on[i] - start}")
-                    prev = on[i]
-                words += (f"Pitch_{pitch[i]}", f"Dur_{dur[i]}", f"Vel_{vel[i]}")
-                i += 1
-            start = end
-        return words
+            stop = min(changes[j][0] if j < len(changes) else last_on + 1, last_on + 1)
+            count = max(1, -(-(stop - start) // bar_len))
+            starts.append(start + bar_len * np.arange(count, dtype=np.int64))
+            lengths.append(np.full(count, bar_len, dtype=np.int64))
+            flags = np.zeros(count, dtype=bool)
+            flags[0] = new_ts != ts
+            ts_flags.append(flags)
+            ts_codes.append(np.full(count, _ts_code(*new_ts), dtype=np.int64))
+            ts = new_ts
+            start += bar_len * count
+        bar_start = np.concatenate(starts)
+        bar_end = bar_start + np.concatenate(lengths)
+        ts_flag = np.concatenate(ts_flags)
+        ts_code = np.concatenate(ts_codes)
+        consumed = np.searchsorted(tempo_steps, bar_end, side="left")  # tempo changes before each bar's end
+        tempo_now = tempo_vals[np.maximum(consumed, 1) - 1]
+        tempo_flag = tempo_now != np.concatenate([tempo_vals[:1], tempo_now[:-1]])
+
+        # token positions: each bar is Bar [TS] [Tempo], then its notes as [Pos] Pitch Dur Vel
+        bar_of = np.searchsorted(bar_start, on, side="right") - 1
+        pos_flag = np.ones(len(on), dtype=bool)
+        pos_flag[1:] = on[1:] != on[:-1]
+        note_len = 3 + pos_flag.astype(np.int64)
+        head_len = 1 + ts_flag.astype(np.int64) + tempo_flag.astype(np.int64)
+        block = head_len + np.bincount(bar_of, weights=note_len, minlength=len(bar_start)).astype(np.int64)
+        bar_at = len(head) + np.concatenate([[0], np.cumsum(block)[:-1]])
+        note_cum = np.concatenate([[0], np.cumsum(note_len)])
+        first_note = np.searchsorted(bar_of, np.arange(len(bar_start)), side="left")
+        note_at = bar_at[bar_of] + head_len[bar_of] + note_cum[:-1] - note_cum[first_note[bar_of]]
+
+        out = np.empty(len(head) + int(block.sum()), dtype=np.int64)
+        out[: len(head)] = head
+        out[bar_at] = _code(K_BAR, 0)
+        out[(bar_at + 1)[ts_flag]] = ts_code[ts_flag]
+        out[(bar_at + 1 + ts_flag)[tempo_flag]] = (K_TEMPO << _SHIFT) | tempo_now[tempo_flag]
+        out[note_at[pos_flag]] = (K_POS << _SHIFT) | (on - bar_start[bar_of])[pos_flag]
+        at = note_at + pos_flag
+        out[at] = (K_PITCH << _SHIFT) | pitch
+        out[at + 1] = (K_DUR << _SHIFT) | dur
+        out[at + 2] = (K_VEL << _SHIFT) | vel
+        return out
+
+    def midi_words(self, piece: Piece) -> list[str]:
+        """REMI-like event words of a piece's notes (drums left out) on the steps_per_beat grid."""
+        return [_code_word(c) for c in self.midi_codes(piece).tolist()]
+
+    def _codes_to_ids(self, codes: np.ndarray) -> np.ndarray:
+        uniq, inverse = np.unique(codes, return_inverse=True)
+        table = self._code_index
+        ids = np.array([table.get(c, UNK) for c in uniq.tolist()], dtype=np.int64)
+        return ids[inverse.reshape(-1)]
 
     def _decode_midi(self, ids: list[int], repairs: dict[str, int]) -> Piece:
         def count(name: str) -> None:
@@ -419,11 +510,14 @@ class WordsRepresentation(Representation):
     # ------------------------------------------------------------------ conversion
     def encode(self, piece: Piece) -> np.ndarray:
         self._require_fitted()
-        words, _ = self.piece_words(piece)
-        index = self._index
-        out = np.empty(len(words) + 2, dtype=np.int64)
+        units, kind = self._piece_units(piece)
+        out = np.empty(len(units) + 2, dtype=np.int64)
         out[0], out[-1] = BOS, EOS
-        out[1:-1] = [index.get(w, UNK) for w in words]
+        if kind == "midi":
+            out[1:-1] = self._codes_to_ids(units)
+        else:
+            index = self._index
+            out[1:-1] = [index.get(w, UNK) for w in units]
         return out
 
     def _clean_ids(self, array, repairs: dict[str, int] | None) -> tuple[np.ndarray, bool]:
