@@ -5,8 +5,9 @@ LayerNorm -> output head tied to the embedding (`--no-tie-weights` for a separat
 
 * Positions are rotary (RoPE, Su et al. 2021), applied to queries and keys at their absolute positions, so an
   attention score depends only on the distance between two tokens. That is what lets sampling run past the
-  training length: each new token attends to at most the last `context_length` tokens (a sliding KV window) and
-  only ever sees distances it saw in training (when `context_length` <= the training crop + 1).
+  training length: in every layer a position attends to at most the last `context_length` positions (a sliding
+  KV window; stacked layers reach further back, as in any sliding-window transformer), so it only ever sees
+  distances it saw in training (when `context_length` <= the training crop + 1).
 * Attention is `torch.nn.functional.scaled_dot_product_attention` (its causal kernel in training; a banded mask
   only where a window or a KV cache needs one).
 * Sampling carries a KV cache (`init_state` / `step` of `fractalmusic.generators.token.TokenGenerator`, which
