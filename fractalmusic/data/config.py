@@ -23,7 +23,11 @@ DATA_ALIASES = {"--train-data": "--data"}
 
 
 def _default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    """Every core this process may use (reading MIDI is CPU-bound and each file is independent)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass
