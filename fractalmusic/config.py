@@ -102,6 +102,11 @@ def config_from_dict(cls, data: dict[str, Any] | None, where: str = "config"):
         k = unknown[0]
         raise ConfigError(f"unknown {where} field {k!r}{suggest(k, list(types))}")
     kwargs = {k: convert(v, types[k], k) for k, v in data.items()}
+    for f in dataclasses.fields(cls):
+        choices = f.metadata.get("choices") if f.metadata else None
+        if choices is not None and f.name in kwargs and kwargs[f.name] is not None and kwargs[f.name] not in choices:
+            raise ConfigError(f"{option_name(f.name)}: {kwargs[f.name]!r} is not one of "
+                              f"{', '.join(map(str, choices))}")
     try:
         return cls(**kwargs)
     except ConfigError:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import fractalmusic
 from conftest import run_cli
 from fractalmusic import plugins
 from fractalmusic.errors import PluginError
@@ -137,3 +138,162 @@ def test_builtins_listed_like_third_party(tmp_path):
 def test_runtime_registration_checks_the_class():
     with pytest.raises(PluginError, match="not a subclass"):
         plugins.register("generator", "bogus", object)
+
+
+# ------------------------------------------------------------------------------------- identity and versions
+TWIN_MODULE = '''
+from fractalmusic.generators.recurrent import {base}
+
+class TwinGenerator({base}):
+    """One of two packages offering the generator name 'twin'."""
+    name = "twin"
+'''
+
+MISMATCH_MODULE = '''
+from fractalmusic.generators.recurrent import LSTMGenerator
+
+class GPT(LSTMGenerator):
+    name = "gpt2"
+'''
+
+RETIRED_MODULE = GOOD_MODULE.replace('name = "pitchclass"', 'name = "retired"\n    plugin_api_version = 0')
+
+COLLIDING_MODULE = '''
+from dataclasses import dataclass
+from fractalmusic.generators.recurrent import LSTMGenerator, RecurrentConfig
+
+@dataclass
+class SeedConfig(RecurrentConfig):
+    seed: int = 3
+
+class SeedGen(LSTMGenerator):
+    name = "seedgen"
+    Config = SeedConfig
+
+@dataclass
+class Opts:
+    temperature: float = 1.0
+
+class TempGen(LSTMGenerator):
+    name = "tempgen"
+    SampleOptions = Opts
+
+class DefaultsGen(LSTMGenerator):
+    name = "defaultsgen"
+    train_defaults = {"lrr": 0.1}
+'''
+
+
+@pytest.fixture
+def twins(tmp_path):
+    root = tmp_path / "twins"
+    root.mkdir()
+    gen = "fractalmusic.generators"
+    make_distribution(root, "fm_twin_lstm", "fm_twin_lstm", TWIN_MODULE.format(base="LSTMGenerator"),
+                      {gen: {"twin": "fm_twin_lstm:TwinGenerator"}})
+    make_distribution(root, "fm_twin_gru", "fm_twin_gru", TWIN_MODULE.format(base="GRUGenerator"),
+                      {gen: {"twin": "fm_twin_gru:TwinGenerator"}})
+    make_distribution(root, "fm_mismatch", "fm_mismatch", MISMATCH_MODULE, {gen: {"gpt": "fm_mismatch:GPT"}})
+    make_distribution(root, "fm_retired", "fm_retired", RETIRED_MODULE,
+                      {"fractalmusic.representations": {"retired": "fm_retired:PitchClassRepresentation"}})
+    make_distribution(root, "fm_colliding", "fm_colliding", COLLIDING_MODULE,
+                      {gen: {"seedgen": "fm_colliding:SeedGen", "tempgen": "fm_colliding:TempGen",
+                             "defaultsgen": "fm_colliding:DefaultsGen"}})
+    return root
+
+
+TINY = ("--repr", "abc", "--hidden-size", "16", "--embedding-dim", "8", "--num-layers", "1", "--crop-length", "16",
+        "--batch-size", "4", "--max-pieces", "30", "--num-prep-workers", "0", "--no-progress", "--device", "cpu",
+        "--val-batches", "1")
+
+
+def test_two_packages_one_name_train_sample_evaluate_resume(twins, tmp_path, monkeypatch, capsys):
+    from conftest import fmusic
+    from fractalmusic.training.checkpoint import Checkpoint
+
+    monkeypatch.syspath_prepend(str(twins))
+    out = tmp_path / "run"
+    code, _, err = fmusic(capsys, "train", "--generator", "twin", *TINY, "--max-steps", "1", "--output-dir", out)
+    assert code == 2 and "several packages" in err and "package:twin" in err
+    code, _, err = fmusic(capsys, "train", "--generator", "fm_twin_gru:twin", *TINY, "--max-steps", "2",
+                          "--checkpoint-every-n-steps", "2", "--output-dir", out)
+    assert code == 0, err
+    last = out / "checkpoints" / "last.pt"
+    ref = Checkpoint.load(last).generator_ref
+    assert (ref.name, ref.dist, ref.dist_version) == ("twin", "fm_twin_gru", "0.3")
+    assert Checkpoint.load(last).representation_ref.dist == "fractalmusic"
+    model = fractalmusic.load(last)
+    assert type(model.generator).__module__ == "fm_twin_gru" and "gru" in type(model.generator).__mro__[1].__name__.lower()
+    code, stdout, err = fmusic(capsys, "sample", last, "-n", "1", "--length", "8", "--seed", "1",
+                               "--out-dir", tmp_path / "s")
+    assert code == 0, err
+    code, stdout, err = fmusic(capsys, "evaluate", last, "--max-batches", "1", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["likelihood"]["generator"] == "twin"
+    # resume names the plugin as it was trained, or as package:name; the other package is refused
+    code, stdout, err = fmusic(capsys, "train", "--resume-from-checkpoint", last, "--max-steps", "3")
+    assert code == 0, err
+    code, _, err = fmusic(capsys, "train", "--resume-from-checkpoint", last, "--generator", "fm_twin_gru:twin",
+                          "--max-steps", "4")
+    assert code == 0, err
+    code, _, err = fmusic(capsys, "train", "--resume-from-checkpoint", last, "--generator", "fm_twin_lstm:twin",
+                          "--max-steps", "5")
+    assert code == 2 and "trained with --generator twin from fm_twin_gru 0.3" in err
+    assert Checkpoint.load(last).step == 4
+
+
+def test_checkpoint_of_a_package_that_is_gone_says_which(twins, tmp_path, monkeypatch):
+    from fractalmusic.training.checkpoint import Checkpoint, make_payload, save_checkpoint
+
+    monkeypatch.syspath_prepend(str(twins))
+    from fractalmusic.piece import Piece
+    from fractalmusic.representations.abc import ABCRepresentation
+
+    rep = ABCRepresentation().fit([Piece(abc="X:1\nK:C\nCDEF|\n")])
+    gen = plugins.get_generator("fm_twin_lstm:twin").build({"hidden_size": 8, "embedding_dim": 4, "num_layers": 1},
+                                                            rep.spec())
+    payload = make_payload(rep, gen)
+    payload["generator"]["dist"] = "fm_not_installed"
+    save_checkpoint(tmp_path / "x.pt", payload)
+    with pytest.raises(PluginError, match="trained with generator 'twin' from fm_not_installed 0.3.*several"):
+        Checkpoint.load(tmp_path / "x.pt").build()
+
+
+def test_name_mismatch_retired_api_and_collisions_refused(twins, tmp_path, monkeypatch):
+    res = run_cli("plugins", "--json", env=_env(twins), cwd=tmp_path)
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.stdout)["plugins"]}
+    assert rows["gpt"]["status"] == "error" and "named 'gpt2' but registered as 'gpt'" in rows["gpt"]["error"]
+    assert rows["retired"]["status"] == "error"
+    assert "plugin API 0, which is retired" in rows["retired"]["error"] and "1..2" in rows["retired"]["error"]
+    assert "'seed' is also an option of the trainer" in rows["seedgen"]["error"]
+    assert "'temperature' is also an option of fmusic sample" in rows["tempgen"]["error"]
+    assert "train_defaults names 'lrr'" in rows["defaultsgen"]["error"] and "'lr'" in rows["defaultsgen"]["error"]
+    res = run_cli("plugins", env=_env(twins), cwd=tmp_path)
+    assert "fm_twin_gru 0.3" in res.stdout and "named 'gpt2' but registered as 'gpt'" in res.stdout
+    # selecting one: a single line that names the plugin and the reason
+    res = run_cli("train", "--generator", "gpt", "--max-steps", "1", env=_env(twins), cwd=tmp_path)
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "'gpt' from fm_mismatch 0.3 failed to load" in res.stderr and "gpt2" in res.stderr
+    monkeypatch.syspath_prepend(str(twins))
+    with pytest.raises(PluginError, match="'seedgen'.*'seed' is also an option of the trainer"):
+        plugins.get_generator("seedgen")
+
+
+def test_api_version_check_names_both_versions():
+    class Newer(plugins._base_class("generator")):
+        name = "newer"
+        plugin_api_version = plugins.PLUGIN_API_VERSION + 1
+
+    class Odd(plugins._base_class("generator")):
+        name = "odd"
+        plugin_api_version = "2"
+
+    with pytest.raises(PluginError, match=f"needs plugin API {plugins.PLUGIN_API_VERSION + 1}, this fractalmusic "
+                                          f"provides {plugins.PLUGIN_API_VERSION}"):
+        plugins.register("generator", "newer", Newer)
+    with pytest.raises(PluginError, match="not a whole number"):
+        plugins.register("generator", "odd", Odd)
+    with pytest.raises(PluginError, match="named 'newer' but registered as 'other'"):
+        Newer.plugin_api_version = 1
+        plugins.register("generator", "other", Newer)
