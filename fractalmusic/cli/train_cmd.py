@@ -251,6 +251,7 @@ def _launch_processes(repr_name: str | None, gen_name: str | None, args: list[st
         if plan.gpu_ids is not None:  # --devices 3, : this one GPU
             args += ["--device", f"cuda:{plan.gpu_ids[0]}"]
         return False
+    run_training(repr_name, gen_name, list(rest), check_only=True)  # option errors: here, once, before any process
     try:
         distributed.launch(plan, _launched_worker, (repr_name, gen_name, list(rest)), log=click.echo)
     except distributed.LaunchError as exc:
@@ -284,7 +285,10 @@ def _launched_worker(repr_name: str | None, gen_name: str | None, args: list[str
     run_training(repr_name, gen_name, args)
 
 
-def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -> dict[str, Any]:
+def run_training(repr_name: str | None, gen_name: str | None, args: list[str],
+                 check_only: bool = False) -> dict[str, Any]:
+    """Train; `check_only`: parse and check the options (and a checkpoint to resume), then return {} (what
+    --devices does before it starts processes, so that a typo fails here and once)."""
     import os
     from pathlib import Path
 
@@ -323,7 +327,7 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
                 raise CheckpointError(f"{path} was trained with {what} {ref.name}{origin}, not {given}")
         repr_name, gen_name = rep_ref.qualified, gen_ref.qualified
     if ckpt is None and _peek(args, "--dataset"):
-        repr_name, args = _dataset_defaults(_peek(args, "--dataset"), repr_name, args)
+        repr_name, args = _dataset_defaults(_peek(args, "--dataset"), repr_name, args, quiet=check_only)
     if ckpt is not None:  # the checkpoint's own plugins (as package:name), whatever else offers those names
         rep_cls, gen_cls = ckpt.plugin_class("representation"), ckpt.plugin_class("generator")
     else:
@@ -361,12 +365,15 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
     else:
         suggested = {k: v for k, v in getattr(gen_cls, "train_defaults", {}).items()
                      if k in fields["train"] and k not in parsed["train"]}
-        if suggested and os.environ.get("RANK", "0") == "0":  # a launched process: rank 0 says it
+        if suggested and os.environ.get("RANK", "0") == "0" and not check_only:  # launched: rank 0 says it
             click.echo(f"generator {gen_cls.name} trains with "
                        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in suggested.items())
                        + " unless told otherwise")
         train_cfg = config_from_dict(TrainConfig, {**suggested, **parsed["train"]}, where="training options")
         data_cfg = config_from_dict(fdata.DataConfig, parsed["data"], where="data options")
+
+    if check_only:
+        return {}
 
     # ---- processes, devices, the run folder: fail before any slow work
     ctx = distributed.setup(train_cfg.device)
@@ -454,7 +461,8 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str]) -
         distributed.teardown(ctx)
 
 
-def _dataset_defaults(dataset: str, repr_name: str | None, args: list[str]) -> tuple[str | None, list[str]]:
+def _dataset_defaults(dataset: str, repr_name: str | None, args: list[str],
+                      quiet: bool = False) -> tuple[str | None, list[str]]:
     """A recipe's representation and options, for those the command line leaves out (and says which)."""
     import os
 
@@ -477,7 +485,7 @@ def _dataset_defaults(dataset: str, repr_name: str | None, args: list[str]) -> t
                 extra.append(flag if value else f"--no-{key.replace('_', '-')}")
             else:
                 extra += [flag, str(value)]
-    if (added or extra) and os.environ.get("RANK", "0") == "0":
+    if (added or extra) and os.environ.get("RANK", "0") == "0" and not quiet:
         click.echo(f"dataset {recipe.full_name}: {' '.join(added + extra)} (from its recipe, unless given)")
     return repr_name, list(args) + extra
 
