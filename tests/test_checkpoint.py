@@ -193,3 +193,150 @@ def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path):
     fakes.main(_train_script(out, 4, True)[2:])
     assert load_checkpoint(last)["step"] == 4
     assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+# ------------------------------------------------------------------------------------- integrity (one class)
+def _resumable_payload(hidden_size: int = 8) -> dict:
+    from fractalmusic.training.checkpoint import to_json
+
+    rep, gen = fakes.build(hidden_size=hidden_size)
+    opt = torch.optim.Adam(gen.parameters(), lr=1e-3)
+    batch = {"tokens": torch.randint(0, 10, (2, 6)), "mask": torch.ones(2, 6, dtype=torch.bool)}
+    gen.loss(batch)["loss"].backward()
+    opt.step()
+    return make_payload(rep, gen, optimizer=opt.state_dict(), scheduler={}, scaler={}, rng=[capture_rng()],
+                        step=1, epoch=0, batch_in_epoch=1, world_size=1, metrics=to_json({}),
+                        train_config=to_json({"batch_size": 2}), data_config=to_json({}),
+                        trainer_state=to_json({}))
+
+
+def _flip_weight_bytes(path: Path, count: int = 64) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        member = next(i for i in archive.infolist() if "/data/" in i.filename and i.file_size >= 4 * count)
+    data = bytearray(path.read_bytes())
+    start = member.header_offset + 30 + len(member.filename) + len(member.extra) + 8
+    for k in range(count):
+        data[start + k] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_in_the_weights_are_found(tmp_path):
+    from fractalmusic.training.checkpoint import Checkpoint
+
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, _resumable_payload(hidden_size=16))
+    Checkpoint.load(path, purpose="resume")
+    _flip_weight_bytes(path)
+    assert torch.load(path, weights_only=True)["format"]  # torch alone reads the damaged file without a word
+    with pytest.raises(CheckpointError, match="fails its CRC-32 check"):
+        load_checkpoint(path)
+
+
+DAMAGES = {
+    "no model": (lambda p: p.pop("model"), "no model weights"),
+    "generator config not JSON": (lambda p: p["generator"].__setitem__("config", "{hidden_size: 8"),
+                                  "generator config is not valid JSON"),
+    "representation state not an object": (lambda p: p["representation"].__setitem__("state", "[1, 2]"),
+                                           "representation state is not a JSON object"),
+    "NaN weight": (lambda p: next(v for v in p["model"].values() if v.is_floating_point()).view(-1).__setitem__(0,
+                   float("nan")), "holds NaN or infinite values"),
+    "step not a number": (lambda p: p.__setitem__("step", "12"), "step is '12'"),
+    "rng of the wrong shape": (lambda p: p["rng"][0]["numpy"].__setitem__("keys", torch.zeros(3, dtype=torch.int64)),
+                               "RNG state of rank 0"),
+    "optimizer not a state dict": (lambda p: p.__setitem__("optimizer", [1, 2]), "optimizer state"),
+    "metrics not JSON": (lambda p: p.__setitem__("metrics", "nan{"), "metrics is not valid JSON"),
+    "no generator entry": (lambda p: p.pop("generator"), "no generator entry"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES), ids=list(DAMAGES))
+def test_damaged_checkpoint_is_one_line_for_sample_evaluate_and_resume(damage, tmp_path, capsys):
+    from conftest import fmusic
+
+    change, fragment = DAMAGES[damage]
+    payload = _resumable_payload()
+    change(payload)
+    path = tmp_path / "damaged.pt"
+    save_checkpoint(path, payload)
+    with pytest.raises(CheckpointError, match=fragment):
+        load_checkpoint(path)
+    fakes.register()
+    for args in (("sample", path, "--out-dir", tmp_path / "s"), ("evaluate", path),
+                 ("train", "--resume-from-checkpoint", path)):
+        code, _, err = fmusic(capsys, *args)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, (args, err)
+        assert fragment in lines[0] and str(path) in lines[0] and "internal error" not in lines[0], (args, err)
+
+
+def test_plugin_identity_recorded_and_old_checkpoints_still_load(tmp_path):
+    from fractalmusic import plugins
+    from fractalmusic.training.checkpoint import Checkpoint
+
+    rep = plugins.get_representation("pianoroll")()
+    gen = plugins.get_generator("fractalmusic:mar").build({"model_size": "tiny", "max_crop_length": 64}, rep.spec())
+    payload = make_payload(rep, gen, step=2)
+    assert payload["generator"]["name"] == "mar" and payload["generator"]["dist"] == "fractalmusic"
+    assert payload["generator"]["dist_version"] and payload["representation"]["dist"] == "fractalmusic"
+    # a checkpoint from before the identity was recorded: names only
+    for entry in ("generator", "representation"):
+        for key in ("dist", "dist_version", "state_version"):
+            payload[entry].pop(key)
+    save_checkpoint(tmp_path / "old.pt", payload)
+    ckpt = Checkpoint.load(tmp_path / "old.pt")
+    assert ckpt.generator_ref.dist is None and ckpt.generator_ref.state_version == 1
+    rep2, gen2 = ckpt.build()
+    assert type(gen2) is type(gen) and all(torch.equal(a, b) for a, b in zip(gen.state_dict().values(),
+                                                                              gen2.state_dict().values()))
+
+
+def test_plugin_state_versions_upgrade_older_and_refuse_newer(tmp_path):
+    from fractalmusic import plugins
+    from fractalmusic.training.checkpoint import Checkpoint
+
+    rep, gen = fakes.build(hidden_size=8)
+
+    class RenamedTokens(type(rep)):
+        """Version 2 of the fake representation: its state calls 'config' 'settings' no more (upgrade adds it)."""
+
+        name = "fake-tokens-v2"
+        state_version = 2
+        upgrades = []
+
+        @classmethod
+        def upgrade_state(cls, state, from_version):
+            cls.upgrades.append(from_version)
+            return {"config": state.pop("settings"), **state}
+
+    class WiderGRU(type(gen)):
+        name = "fake-gru-v3"
+        state_version = 3
+
+        @classmethod
+        def upgrade_state(cls, state, from_version):
+            model = {k.replace("old.", ""): v for k, v in state["model"].items()}
+            return {"config": {**state["config"], "hidden_size": 8}, "model": model}
+
+    plugins.register("representation", RenamedTokens.name, RenamedTokens)
+    plugins.register("generator", WiderGRU.name, WiderGRU)
+    try:
+        payload = make_payload(rep, gen)
+        payload["representation"].update(name=RenamedTokens.name, state_version=1,
+                                         state=json.dumps({"settings": json.loads(payload["representation"]["state"])
+                                                           ["config"]}))
+        payload["generator"].update(name=WiderGRU.name, state_version=1,
+                                    config=json.dumps({"hidden_size": 99, "dropout": 0.1, "ballast": 0}))
+        payload["model"] = {"old." + k: v for k, v in payload["model"].items()}
+        save_checkpoint(tmp_path / "v1.pt", payload)
+        rep2, gen2 = Checkpoint.load(tmp_path / "v1.pt").build()
+        assert RenamedTokens.upgrades == [1] and isinstance(gen2, WiderGRU) and gen2.config.hidden_size == 8
+        payload["generator"]["state_version"] = 4
+        save_checkpoint(tmp_path / "v4.pt", payload)
+        with pytest.raises(CheckpointError, match="state version 4; the installed 'fake-gru-v3' reads state versions "
+                                                  "up to 3"):
+            Checkpoint.load(tmp_path / "v4.pt").build()
+    finally:
+        plugins.unregister("representation", RenamedTokens.name)
+        plugins.unregister("generator", WiderGRU.name)
