@@ -99,3 +99,49 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def studio_runs(tmp_path_factory, chorale_path) -> Path:
+    """A runs folder for the studio tests: a tiny ABC LSTM (folk/checkpoints/best.pt, with a metrics.jsonl) and a
+    tiny MAR trained a few steps on a chorale (mar/checkpoints/best.pt), both real checkpoints."""
+    import json
+
+    import torch
+
+    from fractalmusic.generators.fractal import MARGenerator
+    from fractalmusic.io import read_pieces
+    from fractalmusic.representations.pianoroll import PianoRollRepresentation
+    from fractalmusic.training.checkpoint import make_payload, save_checkpoint
+    from test_api import train_abc_checkpoint
+
+    root = tmp_path_factory.mktemp("studio-runs")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        folk = root / "folk" / "checkpoints"
+        folk.mkdir(parents=True)
+        train_abc_checkpoint(folk / "best.pt", steps=60)
+        lines = [{"step": s, "split": "train", "loss": 3.0 / s} for s in range(1, 61, 10)]
+        lines.append({"step": 60, "split": "val", "loss": 0.5})
+        (root / "folk" / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"step": 7')
+        torch.manual_seed(0)
+        rep = PianoRollRepresentation()
+        gen = MARGenerator.build({"model_size": "tiny", "max_crop_length": 128}, rep.spec())
+        grid = torch.as_tensor(rep.encode(read_pieces(chorale_path)[0])[:, :64])[None]
+        batch = {"grid": grid, "mask": torch.ones(1, grid.shape[-1], dtype=torch.bool)}
+        opt = torch.optim.Adam(gen.parameters(), lr=1e-3)
+        gen.train()
+        for _ in range(3):
+            out = gen.loss(batch)
+            opt.zero_grad()
+            out["loss"].backward()
+            opt.step()
+        mar = root / "mar" / "checkpoints"
+        mar.mkdir(parents=True)
+        metrics = json.dumps({"val": {"loss": float(out["loss"].detach())}})
+        save_checkpoint(mar / "best.pt", make_payload(rep, gen, step=3, metrics=metrics,
+                                                      data_config=json.dumps({"crop_length": 64})))
+    finally:
+        torch.set_num_threads(threads)
+    return root

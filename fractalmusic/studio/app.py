@@ -268,6 +268,11 @@ def create_app(studio: Studio, token: str | None = None, allowed_hosts: set[str]
             "download") else None)
 
     async def api_missing(request: Request):
+        from starlette.routing import Match
+
+        for route in routes[:-1]:
+            if route.matches(request.scope)[0] == Match.PARTIAL:  # the path exists, with other methods
+                return error(f"{request.method} is not allowed on {request.url.path}", 405)
         return error(f"no API endpoint {request.method} {request.url.path} (see docs/STUDIO.md)", 404)
 
     async def not_found(request: Request, exc):
@@ -283,6 +288,7 @@ def create_app(studio: Studio, token: str | None = None, allowed_hosts: set[str]
     routes = [
         Route("/", page),
         Route("/static/{name}", asset),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/api/checkpoints", checkpoints),
         Route("/api/checkpoints/{cid}/curve", curve),
         Route("/api/sample", sample, methods=["POST"]),

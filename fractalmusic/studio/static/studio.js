@@ -140,6 +140,7 @@ function pickModel(id) {
   $("#length").placeholder = String(m.default_length);
   $("#length").step = m.kind === "grid" ? "4" : "1";
   $("#primer-text-label").hidden = !m.text_primer;
+  $("#mask-box").hidden = m.kind !== "grid";
   const opts = $("#options");
   opts.textContent = "";
   for (const o of m.options) {
@@ -199,7 +200,12 @@ async function onSample(ev) {
   };
   const length = numberOrNull($("#length"));
   if (length !== null) body.length = length;
-  for (const [key, sel] of [["seed", "#seed"], ["top_k", "#top-k"], ["top_p", "#top-p"]]) {
+  const fields = [["seed", "#seed"], ["top_k", "#top-k"], ["top_p", "#top-p"]];
+  if (m.kind === "grid") {
+    fields.push(["mask_start", "#mask-start"], ["mask_end", "#mask-end"], ["mask_pitch_low", "#mask-pitch-low"],
+      ["mask_pitch_high", "#mask-pitch-high"]);
+  }
+  for (const [key, sel] of fields) {
     const v = numberOrNull($(sel));
     if (v !== null) body[key] = v;
   }
@@ -256,7 +262,7 @@ function showJob(job) {
   const bar = $("#job-progress");
   if (job.progress === null || job.progress === undefined) bar.removeAttribute("value");
   else bar.value = job.progress;
-  let text = `${job.status}: ${job.phase}`;
+  let text = job.status === job.phase ? job.status : `${job.status}: ${job.phase}`;
   if (job.queue_position) text += ` (${job.queue_position} ahead)`;
   if (job.passes) text += ` · ${job.passes} network passes`;
   $("#job-text").textContent = text;
@@ -322,6 +328,10 @@ async function showSample(card, sample, push) {
     dl.append(el("a", { href: withToken(url + "?download=1"), "data-testid": "download-" + f, download: "" }, f));
   }
   card.roll = await api("GET", sample.roll_url);
+  if (push && card.history.length === 1) {       // first view: fill the card's width
+    const g = rollGeometry(card), room = $(".roll-scroll", node).clientWidth - 2;
+    if (room > g.width) card.zoom = Math.min(4, room / (g.width - 1));
+  }
   drawRoll(card);
   const notation = $("[data-testid=notation]", node);
   notation.textContent = "";
@@ -378,6 +388,16 @@ function drawRoll(card, playBeat) {
     ctx.fillRect(x, y, w, ROW - 1);
   }
   ctx.globalAlpha = 1;
+  const reg = card.sample && card.sample.region;
+  if (reg && "mask_start" in reg) {              // the region this version regenerated
+    const spb = card.roll.steps_per_beat || 4;
+    const x0 = (reg.mask_start ?? 0) / spb * g.pxBeat;
+    const x1 = (reg.mask_end ?? (card.roll.width || 0)) / spb * g.pxBeat;
+    const y0 = "mask_pitch_high" in reg ? (g.hi - reg.mask_pitch_high) * ROW : 0;
+    const y1 = "mask_pitch_low" in reg ? (g.hi - reg.mask_pitch_low + 1) * ROW : g.height;
+    ctx.setLineDash([4, 3]); ctx.strokeStyle = "#3b9a57"; ctx.lineWidth = 1.5;
+    ctx.strokeRect(x0 + 0.5, y0 + 0.5, x1 - x0 - 1, y1 - y0 - 1); ctx.setLineDash([]); ctx.lineWidth = 1;
+  }
   const sel = card.selection;
   if (sel) {
     ctx.fillStyle = "rgba(240, 160, 40, 0.28)"; ctx.strokeStyle = "#d9822b";
