@@ -60,7 +60,11 @@ def main(argv=None) -> None:
         cli.main(args=argv, prog_name="fmusic", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        cause = exc.__cause__ or exc.__context__  # click turns KeyboardInterrupt into Abort
+        if getattr(cause, "message", None):  # fmusic train stopped by SIGINT/SIGTERM after a checkpoint
+            click.echo(cause.message, err=True)
+            sys.exit(int(getattr(cause, "exit_code", 130)))
         fail("aborted", 130)
     except click.ClickException as exc:  # usage errors: one line, with the command's name
         ctx = getattr(exc, "ctx", None)

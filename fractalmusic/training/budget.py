@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from fractalmusic.errors import ConfigError, FractalMusicError
 
@@ -110,13 +111,30 @@ def _options_text(options: dict[str, Any]) -> str:
     return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
 
 
+class _SkipInitOnMeta(TorchFunctionMode):
+    """Skips in-place initialisation ops on meta tensors: they change no shape, and PyTorch runs some of them
+    (normal_, ...) on "meta" through a reference implementation that imports torch._dynamo (seconds)."""
+
+    OPS = frozenset({"normal_", "uniform_", "trunc_normal_", "fill_", "zero_", "erfinv_", "mul_", "add_", "sub_",
+                     "div_", "clamp_", "copy_", "exponential_", "random_", "bernoulli_", "addcmul_", "log_normal_",
+                     "cauchy_", "geometric_"})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in self.OPS:
+            target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
 def count_parameters(gen_cls, gen_config: dict[str, Any], spec, options: dict[str, Any] | None = None) -> int | None:
     """Parameters of the generator `gen_cls.build(gen_config, spec)` would make, counted without allocating them.
 
     ConfigError when even its shapes cannot be represented (sizes overflow); None when the generator cannot be
     built on the meta device (then nothing is known)."""
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _SkipInitOnMeta():
             model = gen_cls.build(gen_config, spec)
     except FractalMusicError:
         raise

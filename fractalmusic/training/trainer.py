@@ -276,7 +276,7 @@ def payload_bytes(payload: Any) -> int:
             stack.extend(x)
         elif isinstance(x, (str, bytes)):
             total += len(x)
-    return total + (1 << 20)
+    return total + total // 100 + (64 << 10)  # + the archive's own records
 
 
 def _default_make_loader():
