@@ -26,7 +26,7 @@ MAX_ABC_TUNE_CHARS = 16384  # one tune's text: music21's ABC parser slows down q
 MAX_TITLE_CHARS = 1000  # a T: field
 MAX_TUNES_PER_BOOK = 20000  # tunes read from one ABC file; the rest are skipped, counted in one line
 MAX_PIECE_BEATS = 20000  # one piece's duration (about 2.8 hours at 120 quarter notes per minute)
-MAX_GRID_STEPS = 262144  # one piece as a piano roll, in time steps (duration x steps per beat)
+MAX_GRID_STEPS = 131072  # one piece as a piano roll, in time steps (duration x steps per beat)
 
 # ------------------------------------------------------------------------------------------- sampling
 MAX_NUM_SAMPLES = 10000  # pieces in one sampling batch

@@ -234,7 +234,8 @@ def read_abc(path, notes: bool = True, errors: list | None = None) -> list[Piece
     failures: list[tuple[str, str]] = []
     if len(tunes) > MAX_TUNES_PER_BOOK:
         extra = len(tunes) - MAX_TUNES_PER_BOOK
-        failures.append((f"{path}#X...", f"{extra:,} tunes past the limit of {MAX_TUNES_PER_BOOK:,} per book not read"))
+        why = f"over the limit of {MAX_TUNES_PER_BOOK:,} tunes per book ({extra:,} not read)"
+        failures.append((f"{path}#X...", why))
         tunes = tunes[:MAX_TUNES_PER_BOOK]
     for i, tune in enumerate(tunes):
         why = tune_problem(tune)
