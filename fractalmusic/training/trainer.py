@@ -547,7 +547,11 @@ class Trainer:
             self.checkpoints = CheckpointManager(self.output_dir / "checkpoints", cfg.save_top_k)
         self.logger = RunLogger(self.output_dir, enabled=main, tensorboard=cfg.tensorboard, progress=cfg.progress,
                                 total_steps=total, start_step=start_step, unit=self.unit, echo=self.echo)
-        self.logger.write_hparams(self.hparams())
+        try:
+            self.logger.write_hparams(self.hparams())
+        except OSError as exc:
+            self._close_logger_quietly()
+            raise self._storage_error(self.output_dir, files.errno_name(exc), exc.strerror or str(exc)) from None
         if self._resumed_from:
             self.logger.message(f"resumed from {self._resumed_from} at step {self.step} (epoch {self.epoch})")
         elif main and self.checkpoints is not None and self.checkpoints.last.exists():
