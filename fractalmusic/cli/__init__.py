@@ -85,6 +85,11 @@ def main(argv=None) -> None:
             raise
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         fail(f"{where}{exc.strerror or exc}", 1)
+    except MemoryError:  # an allocation no size check foresaw: still one line that says what to do
+        if debug:
+            raise
+        fail("out of memory: lower what was asked for (--num-samples, --length, --target-width, --batch-size, "
+             "--crop-length, the model size) or free some memory", 1)
     except Exception as exc:  # a bug: say so in one line, keep the traceback one variable away
         if debug:
             raise
