@@ -417,3 +417,28 @@ def test_a_real_full_disk_is_one_line_and_the_first_checkpoint_resumes_elsewhere
     spec["train"].update(output_dir=str(elsewhere), resume_from_checkpoint="last")
     fakes.main([json.dumps(spec)])
     assert load_checkpoint(elsewhere / "checkpoints" / "last.pt")["step"] == 6
+
+
+def test_a_real_enospc_in_the_middle_of_a_write_is_one_line_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    """The same small tmpfs, with the free-space check blinded: torch.save itself hits ENOSPC half-way."""
+    disk = tmp_path / "small"
+    reason = _can_mount_tmpfs(disk)
+    if reason:
+        pytest.skip(reason)
+    monkeypatch.setattr(files, "free_bytes", lambda path: None)
+    try:
+        out = disk / "run"
+        spec = {"train": {"max_steps": 4, "batch_size": 4, "checkpoint_every_n_steps": 2, "val_check_interval_steps": 2,
+                          "log_every_n_steps": 1, "progress": False, "tensorboard": False, "output_dir": str(out),
+                          "save_top_k": 0},
+                "model": {"ballast": 70_000}}
+        with pytest.raises(StorageError) as info:
+            fakes.main([json.dumps(spec)])
+        last = out / "checkpoints" / "last.pt"
+        assert str(info.value) == (f"{out / 'checkpoints'}: disk full (ENOSPC: No space left on device): cannot save "
+                                   f"the checkpoint of step 4; the last good checkpoint is {last} (step 2); free "
+                                   f"some space or train into another --output-dir")
+        assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]
+        assert torch.load(last, weights_only=True)["step"] == 2
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)

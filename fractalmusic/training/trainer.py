@@ -966,6 +966,10 @@ class Trainer:
         except OSError as exc:
             raise self._storage_error(folder, files.errno_name(exc), exc.strerror or str(exc), saving=True) from None
         except RuntimeError as exc:  # torch.save reports a failed write as a RuntimeError ("unexpected pos")
+            inner = exc.__cause__ or exc.__context__  # the OSError (ENOSPC, EIO, ...) behind it, where kept
+            if isinstance(inner, OSError):
+                raise self._storage_error(folder, files.errno_name(inner), inner.strerror or str(inner),
+                                          saving=True) from None
             free = files.free_bytes(folder)
             if free is not None and free < need:
                 raise self._storage_error(folder, "ENOSPC", "the disk filled up while writing", saving=True) from None
