@@ -33,9 +33,16 @@ from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
-from fractalmusic.errors import CheckpointError, ConfigError, DataError, FractalMusicError, PieceReadError
-from fractalmusic.piece import Piece
-from fractalmusic.representations.base import Representation
+from fractalmusic.plugin import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    FractalMusicError,
+    Piece,
+    PieceReadError,
+    Representation,
+    option,
+)
 
 SPECIALS = ("<unk>", "<pad>", "<bos>", "<eos>")
 UNK, PAD, BOS, EOS = 0, 1, 2, 3
@@ -48,13 +55,14 @@ _BLOCK_SPLIT = re.compile(r"\n[ \t\f\v]*\n")
 
 @dataclass
 class TextConfig:
-    unit: str = "char"  # "char": every character; "word": white-space separated words plus a line-break token
-    # how a .txt file splits into documents: "blocks" (blank lines), "lines", "file"; "auto": blocks if the file
-    # has a blank line between text, else lines
-    documents: str = "auto"
-    lowercase: bool = False  # lower-case the text before it is split (the word labs' text.lower().split())
-    max_vocab_size: int | None = None  # largest vocabulary, the four special tokens included; None = no limit
-    min_freq: int = 1  # characters or words seen fewer times in the training corpus become <unk>
+    unit: str = option("char", choices=UNITS,
+                       help="char: every character; word: white-space separated words and a line-break token")
+    documents: str = option("auto", choices=DOCUMENT_MODES,
+                            help="how a .txt file splits into documents: blocks (blank lines), lines, file; "
+                                 "auto: blocks when the file has a blank line between text, else lines")
+    lowercase: bool = option(False, help="lower-case the text before it is split (text.lower().split())")
+    max_vocab_size: int | None = option(None, help="largest vocabulary, the four special tokens included")
+    min_freq: int = option(1, help="characters or words seen fewer times in the training corpus become <unk>")
 
     def __post_init__(self):
         if self.unit not in UNITS:
@@ -113,6 +121,8 @@ class TextRepresentation(Representation):
     input_suffixes: ClassVar[tuple[str, ...]] = (".txt",)
     output_formats: ClassVar[tuple[str, ...]] = ("txt",)
     default_output_formats: ClassVar[tuple[str, ...] | None] = ("txt",)
+    # encode() reads piece.abc when a piece has no meta["text"], so ABC tune books need no music21 parse
+    uses_abc_text = True
     pad_id = PAD
     bos_id = BOS
     eos_id = EOS

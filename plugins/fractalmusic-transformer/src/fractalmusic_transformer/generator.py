@@ -17,7 +17,7 @@ LayerNorm -> output head tied to the embedding (`--no-tie-weights` for a separat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -25,25 +25,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from fractalmusic.errors import ConfigError
-from fractalmusic.generators.token import TokenGenerator
-from fractalmusic.representations.base import RepresentationSpec
+from fractalmusic.plugin import ConfigError, RepresentationSpec, TokenGenerator, option
 
 
 @dataclass
 class TransformerConfig:
     """Hyper-parameters of the transformer generator (each field is a `fmusic train` option)."""
 
-    num_layers: int = field(default=4, metadata={"help": "transformer blocks"})
-    d_model: int = field(default=256, metadata={"help": "width of the token embeddings and the residual stream"})
-    num_heads: int = field(default=4, metadata={"help": "attention heads (d_model must divide by it)"})
-    ff_mult: int = field(default=4, metadata={"help": "MLP hidden width = ff_mult x d_model"})
-    dropout: float = field(default=0.1, metadata={"help": "on embeddings, attention weights and residual branches"})
-    context_length: int = field(
-        default=512, metadata={"help": "tokens a position attends to (the sliding window when sampling longer)"}
-    )
-    rope_base: float = field(default=10000.0, metadata={"help": "rotary position base (theta)"})
-    tie_weights: bool = field(default=True, metadata={"help": "output head shares the embedding matrix"})
+    num_layers: int = option(4, help="transformer blocks")
+    d_model: int = option(256, help="width of the token embeddings and the residual stream")
+    num_heads: int = option(4, help="attention heads (d_model must be a multiple, with an even quotient)")
+    ff_mult: int = option(4, help="MLP hidden width = ff_mult x d_model")
+    dropout: float = option(0.1, help="on embeddings, attention weights and residual branches")
+    context_length: int = option(512, help="positions each layer attends to (the sliding window past it)")
+    rope_base: float = option(10000.0, help="rotary position base (theta)")
+    tie_weights: bool = option(True, help="output head shares the embedding matrix")
 
     def __post_init__(self):
         for name in ("num_layers", "d_model", "num_heads", "ff_mult", "context_length"):
@@ -146,6 +142,8 @@ class TransformerGenerator(TokenGenerator):
     # measured on the folk corpus (docs/BENCHMARKS.md): a small transformer on CPU learns fastest near 1e-3 with a
     # short warm-up
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "warmup_steps": 50}
+    # a tiny configuration for fractalmusic's own contract run over every installed plugin (tests/test_contracts.py)
+    test_config: ClassVar[dict[str, Any]] = {"num_layers": 1, "d_model": 16, "num_heads": 2, "context_length": 32}
 
     def __init__(self, config: TransformerConfig, spec: RepresentationSpec):
         super().__init__(config, spec)
