@@ -71,8 +71,18 @@ def parse_formats(formats: str | Sequence[str], representation=None) -> list[str
     rest = [f for f in names if f and f not in own]
     from fractalmusic.io import parse_formats as io_parse_formats
 
-    out = io_parse_formats(rest) if rest else []
     allowed = ALLOWED_FORMATS + own
+    try:
+        out = io_parse_formats(rest) if rest else []
+    except ConfigError:
+        if not own:
+            raise
+        for name in rest:  # say which one, with the representation's own formats among the choices
+            try:
+                io_parse_formats([name])
+            except ConfigError:
+                raise ConfigError(f"unknown output format {name!r}; choose from {','.join(allowed)}") from None
+        raise
     unknown = [f for f in out if f not in ALLOWED_FORMATS]
     if unknown:
         raise ConfigError(f"unknown output format {unknown[0]!r}; choose from {','.join(allowed)}")
