@@ -193,6 +193,11 @@ def test_lakh_layouts_are_recognised_and_split_by_file_name(tmp_path):
     abba = [s for s in ("train", "valid", "test") if any("ABBA" in p for p in read_list(split.lists[s]))]
     assert len(abba) == 1  # one artist's songs share a split
 
+    import shutil
+
+    shutil.rmtree(full / "f")  # a partial LMD-full is not taken for the clean layout
+    with pytest.raises(DataError, match=r"matches none of its layouts \(full: 0, f; matched: A, Z; clean: not with 0\)"):
+        make_split(load_recipe("lakh"), full, tmp_path / "o5")
     with pytest.raises(DataError, match=r"has no 0 \(the first of its 16 folders 0-9 a-f\).*lmd_full"):
         make_split(load_recipe("lakh/full"), clean, tmp_path / "o4")
 
