@@ -6,7 +6,7 @@
 The kernel drops a `flock` when its holder dies (even by SIGKILL), so a lock file left by a dead process is simply
 taken over; the PID written in it says whose it was, and the new holder says so. Within one process the lock is
 re-entrant (the CLI takes it before reading the corpus, the Trainer again around `fit`): nested holders share one
-open file and the last to leave releases it. Platforms without `fcntl` (Windows) run unlocked.
+open file and the last to leave releases it. Platforms without `fcntl` (Windows) and filesystems without locks run unlocked (the latter say so).
 """
 from __future__ import annotations
 
@@ -107,6 +107,12 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 os.close(fd)
+                if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    # a filesystem without locks (some network mounts): train, but say nothing guards the folder
+                    self._key = ""
+                    self.echo(f"note: {self.dir} cannot be locked ({exc.strerror or exc}); make sure no other run "
+                              f"writes there")
+                    return self
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise ConfigError(f"{self.dir}: cannot lock the run folder ({exc.strerror or exc})") from None
                 pid = _holder_pid(self.path)

@@ -39,6 +39,7 @@ from fractalmusic.training.checkpoint import (
     CheckpointManager,
     capture_rng,
     check_resumable,
+    from_json,
     load_checkpoint,
     make_payload,
     resolve_resume_path,
@@ -112,10 +113,9 @@ class RunMeter:
     # since the last checkpoint: the loss sum and units (monitors the train loss when there is no validation set)
     ck_loss: Any = 0.0
     ck_n: Any = 0
-    # divergence watch: the first step whose loss was not finite (-1: none yet), the run's first loss (None: no
-    # step yet), both device tensors read only where the trainer synchronises anyway
-    first_bad_step: Any = None
-    first_bad_value: Any = None
+    # divergence watch: (step, loss tensor) of each micro-batch since the last check, and the run's first loss
+    # (None: no step yet); only read where the trainer synchronises anyway (a logged line, a checkpoint)
+    recent: list[tuple[int, Any]] = field(default_factory=list)
     first_loss: Any = None
 
     def elapsed(self) -> float:
@@ -133,15 +133,22 @@ class RunMeter:
         self.win_batches += 1
 
     def watch(self, loss: torch.Tensor, step: int) -> None:
-        """Remember (on the device, without waiting for it) the first step whose loss is not finite."""
-        loss = loss.float()
+        """Keep a micro-batch's (detached) loss for the next divergence check: no device work, no waiting."""
         if self.first_loss is None:
-            self.first_loss = loss.clone()
-            self.first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
-            self.first_bad_value = torch.zeros((), dtype=torch.float32, device=loss.device)
-        bad = ~torch.isfinite(loss) & (self.first_bad_step < 0)
-        self.first_bad_step = torch.where(bad, torch.full_like(self.first_bad_step, step), self.first_bad_step)
-        self.first_bad_value = torch.where(bad, loss, self.first_bad_value)
+            self.first_loss = loss
+        self.recent.append((step, loss))
+
+    def first_non_finite(self) -> tuple[int, float] | None:
+        """(step, value) of the first loss since the last call that is NaN or inf; forgets them either way."""
+        recent, self.recent = self.recent, []
+        if not recent:
+            return None
+        values = torch.stack([loss.float() for _, loss in recent])
+        bad = ~torch.isfinite(values)
+        if not bool(bad.any()):
+            return None
+        i = int(bad.nonzero()[0, 0])
+        return recent[i][0], float(values[i])
 
     def reset_window(self) -> None:
         self.win_loss, self.win_n, self.win_extra, self.win_batches = 0.0, 0, {}, 0
@@ -428,15 +435,15 @@ class Trainer:
         """Restore weights, optimizer, scaler, position, RNG and best-so-far from a checkpoint (dict or path)."""
         if not isinstance(ckpt, dict):
             path = resolve_resume_path(str(ckpt), self.output_dir)
-            ckpt = load_checkpoint(path, purpose="resume")
+            ckpt = load_checkpoint(path)
         else:
-            path = source or getattr(ckpt, "path", None) or "checkpoint"
-        ckpt = check_resumable(ckpt, path)  # a checked Checkpoint: typed fields, decoded JSON, upgraded state
+            path = source or "checkpoint"
+        check_resumable(ckpt, path)
         model = self.generator
-        if ckpt.generator_ref.name != model.name:
-            raise CheckpointError(f"{path}: holds a {ckpt.generator_ref.name!r} generator, not {model.name!r}")
+        if ckpt["generator"]["name"] != model.name:
+            raise CheckpointError(f"{path}: holds a {ckpt['generator']['name']!r} generator, not {model.name!r}")
         try:
-            model.load_state_dict(ckpt.model_state)
+            model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: weights do not fit this {model.name} generator "
                                   f"({str(exc).splitlines()[0][:160]})") from None
@@ -453,14 +460,14 @@ class Trainer:
         self.step = int(ckpt["step"])
         self.epoch = int(ckpt.get("epoch", 0))
         self.batch_in_epoch = int(ckpt.get("batch_in_epoch", 0))
-        state = ckpt.trainer_state
+        state = from_json(ckpt.get("trainer_state"), {}) or {}
         self.best_value = state.get("best_value")
         self.bad_checks = int(state.get("bad_checks", 0))
         self._prior_elapsed = float(state.get("elapsed_s", 0.0))
         ref = state.get("reference_loss")
         self.reference_loss = float(ref) if isinstance(ref, (int, float)) else None
-        self.last_metrics = ckpt.metrics
-        old = ckpt.train_config
+        self.last_metrics = from_json(ckpt.get("metrics"), {}) or {}
+        old = from_json(ckpt.get("train_config"), {}) or {}
         same_world = int(ckpt.get("world_size", 1)) == self.ctx.world_size
         same_batches = (old.get("batch_size") == self.config.batch_size
                         and old.get("accumulate_grad_batches") == self.config.accumulate_grad_batches)
@@ -785,10 +792,9 @@ class Trainer:
             if self.reference_loss is None:
                 first = float(m.first_loss)
                 self.reference_loss = first if math.isfinite(first) else None
-            if not self.ctx.distributed:  # in DDP a bad loss shows in the all-reduced sums and the weights
-                bad = int(m.first_bad_step)
-                if bad >= 0:
-                    raise self._diverged(f"the training loss became {float(m.first_bad_value)} at step {bad}")
+        bad = m.first_non_finite()
+        if bad is not None and not self.ctx.distributed:  # in DDP a bad loss shows in the summed loss and weights
+            raise self._diverged(f"the training loss became {bad[1]} at step {bad[0]}")
         if loss is None or self.config.precision == "16":
             return
         if not math.isfinite(loss):
