@@ -1,8 +1,8 @@
 """The studio in a real headless Chromium (Debian's package, driven by Playwright's Python driver).
 
-Open the page, sample from a tiny ABC LSTM (notation, piano roll, audio) and from a tiny MAR, select a time range
-on the MAR's piano roll, regenerate it, and check through the API that every cell outside the range is unchanged;
-then undo. `.ci/run` installs chromium; without it the test is skipped and says why.
+Open the page, sample from a tiny ABC LSTM (notation, piano roll, audio) and from a tiny MAR (a chorale primer
+uploaded, a region infilled), select a time range on the MAR's piano roll, regenerate it, and check through the API
+that every cell outside the range is unchanged; then undo. `.ci/run` installs chromium; without it the test is skipped and says why.
 FMUSIC_STUDIO_SCREENSHOT=path.png also saves the final page there (docs/studio.png is made this way).
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ def get_json(url: str):
         return json.loads(r.read())
 
 
-def test_browser_samples_shows_plays_and_regenerates_a_region(server, tmp_path):
+def test_browser_samples_shows_plays_and_regenerates_a_region(server, tmp_path, chorale_path):
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("no Chromium found (apt-get install chromium, as .ci/run does, or set FMUSIC_CHROMIUM)")
@@ -107,9 +107,13 @@ def test_browser_samples_shows_plays_and_regenerates_a_region(server, tmp_path):
             card.get_by_test_id("play-button").click()  # pause
             expect(card.get_by_test_id("command")).to_contain_text("fmusic sample")
 
-            # 2. the MAR model: sample, select steps 16-32 on the roll, regenerate that region
+            # 2. the MAR model: a chorale primer (uploaded) with steps 16-32 infilled, then select steps 32-48 on
+            # its piano roll and regenerate that region
             select.select_option(label=mar)
+            page.get_by_test_id("primer-file").set_input_files(str(chorale_path))
             page.get_by_test_id("length").fill("64")
+            page.get_by_test_id("mask-start").fill("16")
+            page.get_by_test_id("mask-end").fill("32")
             page.get_by_test_id("seed").fill("2")
             page.get_by_test_id("option-num_iter").fill("2")
             page.get_by_test_id("sample-button").click()
@@ -121,26 +125,27 @@ def test_browser_samples_shows_plays_and_regenerates_a_region(server, tmp_path):
             canvas = card.get_by_test_id("piano-roll")
             canvas.scroll_into_view_if_needed()
             box = canvas.bounding_box()
-            px_beat = (box["width"] - 1) / 16  # 64 steps = 16 beats across the canvas; steps 16-32 = beats 4-8
+            px_beat = (box["width"] - 1) / 16  # 64 steps = 16 beats across the canvas; steps 32-48 = beats 8-12
             y = max(box["y"], 0) + 40  # a point of the roll inside the viewport
-            page.mouse.move(box["x"] + 4 * px_beat + 2, y)
+            page.mouse.move(box["x"] + 8 * px_beat + 2, y)
             page.mouse.down()
-            page.mouse.move(box["x"] + 6 * px_beat, y, steps=4)
-            page.mouse.move(box["x"] + 8 * px_beat - 2, y, steps=4)
+            page.mouse.move(box["x"] + 10 * px_beat, y, steps=4)
+            page.mouse.move(box["x"] + 12 * px_beat - 2, y, steps=4)
             page.mouse.up()
-            expect(card.get_by_test_id("region-label")).to_have_text("steps 16–32")
+            expect(card.get_by_test_id("region-label")).to_have_text("steps 32–48")
             card.get_by_test_id("regen-seed").fill("9")
             card.get_by_test_id("regenerate-button").click()
             expect(card).not_to_have_attribute("data-sample-id", source_id, timeout=60_000)
             new_id = card.get_attribute("data-sample-id")
-            expect(card.get_by_test_id("command")).to_contain_text("--mask-start 16 --mask-end 32")
+            expect(card.get_by_test_id("command")).to_contain_text("--mask-start 32 --mask-end 48")
             if os.environ.get("FMUSIC_STUDIO_SCREENSHOT"):
                 page.screenshot(path=os.environ["FMUSIC_STUDIO_SCREENSHOT"], full_page=True)
 
-            # 3. through the API: outside steps 16-32 nothing changed
+            # 3. through the API: outside steps 32-48 nothing changed
             source = get_json(f"{base}/api/samples/{source_id}")
             new = get_json(f"{base}/api/samples/{new_id}")
-            assert new["parent"] == source_id and new["region"] == {"mask_start": 16, "mask_end": 32}
+            assert "--primer" in source["command"] and "--mask-start 16 --mask-end 32" in source["command"]
+            assert new["parent"] == source_id and new["region"] == {"mask_start": 32, "mask_end": 48}
             mid = tmp_path / "source.mid"
             mid.write_bytes(urllib.request.urlopen(base + source["files"]["mid"], timeout=30).read())
             import fractalmusic
@@ -150,8 +155,8 @@ def test_browser_samples_shows_plays_and_regenerates_a_region(server, tmp_path):
             after = np.zeros((128, roll["width"]), dtype=np.int64)
             for pitch, step, value in roll["cells"]:
                 after[pitch, step] = value
-            assert np.array_equal(after[:, :16], kept[:, :16])
-            assert np.array_equal(after[:, 32:kept.shape[1]], kept[:, 32:])
+            assert np.array_equal(after[:, :32], kept[:, :32])
+            assert np.array_equal(after[:, 48:kept.shape[1]], kept[:, 48:])
             assert not after[:, kept.shape[1]:].any()
 
             # 4. undo brings the source back on the card

@@ -313,7 +313,7 @@ async function showSample(card, sample, push) {
   $(".title", node).textContent = `${sample.id} · ${sample.checkpoint_label}`;
   let meta = `seed ${s.seed} · temperature ${s.temperature}`;
   if (sample.parent) meta += ` · from ${sample.parent}`;
-  if (sample.region) meta += ` · region ${JSON.stringify(sample.region)}`;
+  if (sample.region) meta += ` · ${describeRegion(sample.region)}`;
   $(".meta", node).textContent = meta;
   $("[data-testid=command]", node).textContent = sample.command;
   $("[data-testid=problems]", node).textContent = (sample.problems || []).join("; ");
@@ -381,6 +381,10 @@ function drawRoll(card, playBeat) {
   for (let b = 0; b <= g.beats; b++) { const x = Math.round(b * g.pxBeat) + 0.5; ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, g.height); ctx.stroke(); }
   ctx.strokeStyle = "#9a978f";
   for (const b of card.roll.bar_lines) { const x = Math.round(b * g.pxBeat) + 0.5; ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, g.height); ctx.stroke(); }
+  ctx.fillStyle = "#8a877f"; ctx.font = "9px sans-serif";
+  for (let p = g.lo; p <= g.hi; p++) {          // octave labels on every C
+    if (p % 12 === 0 && ROW * 2 < g.height) ctx.fillText(`C${p / 12 - 1}`, 2, (g.hi - p + 1) * ROW - 1);
+  }
   ctx.fillStyle = "#2d6cdf"; ctx.strokeStyle = "#1b4a9e";
   for (const [on, dur, pitch, vel] of card.roll.notes) {
     const x = on * g.pxBeat, w = Math.max(2, dur * g.pxBeat - 1), y = (g.hi - pitch) * ROW;
@@ -480,16 +484,19 @@ function regionRequest(card) {
   return { keep_bars: keep };
 }
 
+function describeRegion(req) {
+  if ("keep_bars" in req) return `kept ${req.keep_bars} bar(s), continued`;
+  let text = `steps ${req.mask_start ?? 0}–${req.mask_end ?? "end"}`;
+  if ("mask_pitch_low" in req || "mask_pitch_high" in req) text += `, pitches ${req.mask_pitch_low ?? 0}–${req.mask_pitch_high ?? 127}`;
+  return text;
+}
+
 function updateRegion(card) {
   const req = regionRequest(card);
   const label = $("[data-testid=region-label]", card.node);
   $("[data-testid=regenerate-button]", card.node).disabled = !req;
   if (!req) { label.textContent = "no region selected"; return; }
-  if ("keep_bars" in req) label.textContent = `keep ${req.keep_bars} bar(s), continue from there`;
-  else {
-    label.textContent = `steps ${req.mask_start}–${req.mask_end}` +
-      ("mask_pitch_low" in req ? `, pitches ${req.mask_pitch_low}–${req.mask_pitch_high}` : "");
-  }
+  label.textContent = "keep_bars" in req ? `keep ${req.keep_bars} bar(s), continue from there` : describeRegion(req);
   label.dataset.region = JSON.stringify(req);
 }
 
