@@ -22,18 +22,13 @@ Fixtures (import them into a test module, or `pytest_plugins = ["fractalmusic.te
 (MIDI files), `tiny_corpus_pieces` (Pieces). Helpers: `FmusicRunner`, `CliResult`, `one_error_line`,
 `config_args`, `tiny_pieces`, `tiny_tunes`, `write_tiny_corpus`.
 
-Needs pytest; the property checks also need hypothesis (`pip install 'fractalmusic[testing]'`) and are skipped with
-that hint when it is missing. Nothing here uses the network.
+Importing needs only fractalmusic; running the checks needs pytest, and the property checks hypothesis
+(`pip install 'fractalmusic[testing]'`: they are skipped with that hint when it is missing). No network.
 
 fractalmusic's own tests run these suites over every installed plugin; for that run a plugin may give a tiny config
 as a class attribute `test_config` (a dict of its Config's fields) on its Generator or Representation class.
 """
 from __future__ import annotations
-
-try:
-    import pytest  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("fractalmusic.testing needs pytest: pip install 'fractalmusic[testing]'") from exc
 
 from fractalmusic.testing.cli import CliResult, FmusicRunner, config_args, one_error_line
 from fractalmusic.testing.corpus import tiny_pieces, tiny_tunes, write_abc_book, write_midi_files, write_tiny_corpus

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from fractalmusic.piece import Piece
+from fractalmusic.testing._compat import pytest
 from fractalmusic.testing.cli import FmusicRunner
 from fractalmusic.testing.corpus import tiny_pieces, write_tiny_corpus
 
