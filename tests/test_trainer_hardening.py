@@ -70,9 +70,14 @@ def test_a_live_holder_refuses_a_second_writer_and_a_dead_ones_lock_is_taken_ove
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out), LOCK_NAME], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
+        # the live writer's checkpoint in progress: a second run's start-up clean-up must not touch it
+        (out / "checkpoints").mkdir(parents=True)
+        in_progress = out / "checkpoints" / ".last.pt.x1y2z3.tmp"
+        in_progress.write_bytes(b"PK\x03\x04 being written")
         with pytest.raises(ConfigError, match=rf"in use by another run \(PID {holder.pid} holds"):
             make_trainer(out, max_steps=2).fit()
         assert not (out / "checkpoints" / "last.pt").exists()  # refused before anything was written
+        assert in_progress.exists()
     finally:
         holder.kill()
         holder.wait()
@@ -86,7 +91,7 @@ def test_a_live_holder_refuses_a_second_writer_and_a_dead_ones_lock_is_taken_ove
     assert not holds_lock(out)
 
 
-def test_the_lock_nests_within_one_process_and_cleanup_waits_for_it(tmp_path):
+def test_the_lock_nests_within_one_process(tmp_path):
     out = tmp_path / "run"
     outer = RunLock(out).acquire()  # as the CLI does before reading the corpus
     try:
