@@ -270,7 +270,8 @@ def test_name_mismatch_retired_api_and_collisions_refused(twins, tmp_path, monke
     assert "'temperature' is also an option of fmusic sample" in rows["tempgen"]["error"]
     assert "train_defaults names 'lrr'" in rows["defaultsgen"]["error"] and "'lr'" in rows["defaultsgen"]["error"]
     res = run_cli("plugins", env=_env(twins), cwd=tmp_path)
-    assert "fm_twin_gru 0.3" in res.stdout and "named 'gpt2' but registered as 'gpt'" in res.stdout
+    assert "fm_twin_gru 0.3 [tokens] API 1" in res.stdout and "named 'gpt2' but registered as 'gpt'" in res.stdout
+    assert "plugins declaring 1..2 load" in res.stdout
     # selecting one: a single line that names the plugin and the reason
     res = run_cli("train", "--generator", "gpt", "--max-steps", "1", env=_env(twins), cwd=tmp_path)
     assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1

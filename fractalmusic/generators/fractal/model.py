@@ -108,6 +108,7 @@ class FractalGenerator(Generator):
 
     accepts: ClassVar[tuple[str, ...]] = ("grid",)
     Config: ClassVar[type] = FractalConfig
+    plugin_api_version: ClassVar[int] = 2  # declares SampleOptions / EvalOptions
     SampleOptions: ClassVar[type | None] = FractalSampleOptions  # --num-iter and the grid region --mask-*
     EvalOptions: ClassVar[type | None] = FractalEvalOptions  # --nll-forward-number
     default_type: ClassVar[str] = "mar"
