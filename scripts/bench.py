@@ -6,8 +6,11 @@
     python scripts/bench.py --json results.json   # also write the raw numbers
 
 Sections:
-  prep      MIDI files -> piano-roll grids: ours (mido reader + pianoroll) vs music21 parsing vs pretty_midi's
+  prep      MIDI files -> piano-roll grids: ours (MIDI reader + pianoroll) vs music21 parsing vs pretty_midi's
             get_piano_roll, same files, same run.
+  realmidi  real piano and pop MIDI (--midi-dir; how to get 30 such files: see REAL_MIDI_HOWTO): symusic's own
+            read + piano roll vs ours (grid and MIDI words, read alone, the `fmusic data stats` preparation path),
+            the old mido event reader and pretty_midi, interleaved in one process.
   throughput  trainer tokens/s or cells/s of every built-in generator at its defaults on its default corpus.
   sampling  LSTM (MIT lab size: embedding 256, hidden 1024) tokens/s: 16 tunes at once with carried state, one at a
             time with carried state, and the naive loop that re-feeds the last 100 tokens for every new token.
@@ -111,18 +114,116 @@ def bench_prep(args) -> None:
                 pass
 
     rows, res = [], {}
-    for name, fn, rep_n in (("fractalmusic (mido reader + pianoroll grid)", ours, 3),
+    for name, fn, rep_n in (("fractalmusic (MIDI reader + pianoroll grid)", ours, 3),
                             ("pretty_midi PrettyMIDI + get_piano_roll", with_pretty_midi, 3),
                             ("music21 converter.parse (no grid)", with_music21, 1)):
         fn()  # warm imports and disk cache
         s = timed(fn, rep_n)
         res[name] = len(files) / s
-    base = res["fractalmusic (mido reader + pianoroll grid)"]
+    base = res["fractalmusic (MIDI reader + pianoroll grid)"]
     for name, fps in res.items():
         rows.append([name, f"{fps:.0f}", f"{base / fps:.1f}x"])
     table(f"Preparing {len(files)} MIDI files into grids (files/s; higher is better)",
           ["method", "files/s", "fractalmusic is faster by"], rows)
     RESULTS["prep"] = {"files": len(files), "files_per_s": res}
+
+
+# ------------------------------------------------------------------------------------------------ real MIDI
+REAL_MIDI_HOWTO = """real MIDI files are not shipped with fractalmusic; MidiTok's source distribution has 30 (MAESTRO piano
+performances, Lakh and other pop multitrack files, POP909 songs, one empty and one corrupt file):
+    pip download --no-deps --no-binary :all: miditok==3.1.0 -d /tmp/miditok-sdist
+    tar xzf /tmp/miditok-sdist/miditok-3.1.0.tar.gz -C /tmp/miditok-sdist
+    mkdir -p /tmp/real-midi && cp /tmp/miditok-sdist/miditok-3.1.0/tests/MIDIs_{multitrack,one_track,corrupted}/*.mid /tmp/real-midi/
+then: python scripts/bench.py --only realmidi --midi-dir /tmp/real-midi"""
+
+
+def bench_realmidi(args) -> None:
+    """Real piano and pop MIDI: symusic's own read + piano roll, ours (pianoroll and MIDI words, read alone, the
+    `fmusic data stats` preparation path), the mido event reader, pretty_midi; one process, interleaved repeats."""
+    import pretty_midi
+    import symusic
+
+    from fractalmusic.data import DataConfig
+    from fractalmusic.data.build import prepare_data
+    from fractalmusic.errors import FractalMusicError
+    from fractalmusic.io.midi import midi_bytes_to_piece, read_midi
+    from fractalmusic.representations.pianoroll import PianoRollRepresentation
+    from fractalmusic.representations.words import WordsRepresentation
+
+    folder = Path(args.midi_dir).expanduser() if args.midi_dir else None
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi")) if folder else []
+    if not files:
+        log(f"[bench] realmidi: no MIDI files in {folder}; " + REAL_MIDI_HOWTO)
+        return
+    grid = PianoRollRepresentation()
+    words = WordsRepresentation(source="midi")
+    pieces = []
+    for f in files:
+        try:
+            pieces.append(read_midi(f))
+        except FractalMusicError:
+            pass
+    words.fit(pieces)
+    n_notes = sum(p.n_notes for p in pieces)
+
+    def each(fn):
+        def run():
+            for f in files:
+                try:
+                    fn(f)
+                except Exception:  # the empty and the corrupt file: every method skips them its own way
+                    pass
+
+        return run
+
+    def symusic_grid(f):
+        score = symusic.Score.from_midi(Path(f).read_bytes(), sanitize_data=True)
+        score.resample(tpq=4, min_dur=1).pianoroll(modes=["onset", "frame"], pitch_range=(0, 128))
+
+    def prepare(repr_obj, workers):
+        def run():
+            cfg = DataConfig(data=str(folder), no_cache=True, num_prep_workers=workers, val_fraction=0.1)
+            prepare_data(cfg, repr_obj, log=None)
+
+        return run
+
+    def pm_grid(f):
+        pretty_midi.PrettyMIDI(str(f)).get_piano_roll(fs=8)
+
+    methods = {
+        "symusic: read + resample + pianoroll (its own grid)": each(symusic_grid),
+        "fractalmusic: read_midi + pianoroll encode": each(lambda f: grid.encode(read_midi(f))),
+        "fractalmusic: read_midi + MIDI words encode": each(lambda f: words.encode(read_midi(f))),
+        "fractalmusic: read_midi alone": each(read_midi),
+        "fmusic data stats --repr pianoroll path (prepare_data, no cache, 1 process)": prepare(grid, 0),
+        "fmusic data stats --repr words path (prepare_data, no cache, 1 process)": prepare(
+            WordsRepresentation(source="midi"), 0),
+        "fractalmusic before: mido event reader + pianoroll encode": each(
+            lambda f: grid.encode(midi_bytes_to_piece(Path(f).read_bytes(), str(f), engine="mido"))),
+        "pretty_midi: PrettyMIDI + get_piano_roll": each(pm_grid),
+    }
+    slow = {"fractalmusic before: mido event reader + pianoroll encode", "pretty_midi: PrettyMIDI + get_piano_roll"}
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for fn in methods.values():
+        fn()  # warm imports and the disk cache
+    for r in range(args.repeats):  # interleaved, so load from other processes falls on every method alike
+        for name, fn in methods.items():
+            if name in slow and r:
+                continue  # one timed pass of the slow readers is plenty
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    rate = {name: len(files) / statistics.median(ts) for name, ts in times.items()}
+    sym = rate["symusic: read + resample + pianoroll (its own grid)"]
+    pm = rate["pretty_midi: PrettyMIDI + get_piano_roll"]
+    rows = [[name, f"{fps:.1f}", f"{fps / sym:.2f}", f"{fps / pm:.0f}x"] for name, fps in rate.items()]
+    table(
+        f"Reading {len(files)} real MIDI files ({len(pieces)} with notes, {n_notes:,} notes) into grids and words "
+        "(files/s; one process)",
+        ["method", "files/s", "share of symusic's rate", "vs pretty_midi"],
+        rows,
+    )
+    RESULTS["realmidi"] = {"files": len(files), "notes": n_notes, "files_per_s": rate}
 
 
 # ------------------------------------------------------------------------------------------------ sampling
@@ -381,7 +482,7 @@ def bench_throughput(args) -> None:
     RESULTS["throughput"] = res
 
 
-SECTIONS = {"prep": bench_prep, "throughput": bench_throughput, "sampling": bench_sampling, "training": bench_training, "fractal": bench_fractal}
+SECTIONS = {"prep": bench_prep, "realmidi": bench_realmidi, "throughput": bench_throughput, "sampling": bench_sampling, "training": bench_training, "fractal": bench_fractal}
 
 
 def main() -> None:
@@ -390,6 +491,8 @@ def main() -> None:
     ap.add_argument("--json", help="write raw results here")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     ap.add_argument("--chorales", type=int, default=40, help="chorales converted to MIDI for the prep section")
+    ap.add_argument("--midi-dir", default=os.environ.get("FRACTALMUSIC_BENCH_MIDI"),
+                    help="folder of real MIDI files for the realmidi section (see its how-to)")
     ap.add_argument("--sample-tokens", type=int, default=400)
     ap.add_argument("--train-steps", type=int, default=40)
     ap.add_argument("--throughput-steps", type=int, default=15)

@@ -115,11 +115,23 @@ def test_vectorised_grid_and_words_match_the_per_note_versions(rows, metres, tem
     piece = make_piece(rows, metres, tempos)
     grid_rep = PianoRollRepresentation(steps_per_beat=spb, velocity_bins=3)
     assert np.array_equal(grid_rep.encode(piece), grid_reference(grid_rep, piece))
+    time_major = grid_rep.encode_time_major(piece)
+    assert time_major.dtype == np.uint8 and time_major.flags.c_contiguous
+    assert np.array_equal(time_major, grid_reference(grid_rep, piece).T)
     words_rep = WordsRepresentation(source="midi", steps_per_beat=spb)
     assert words_rep.midi_words(piece) == words_reference(words_rep, piece)
     words_rep.fit([piece])
     ids = words_rep.encode(piece)
     assert words_rep.words_of(ids) == ["<bos>"] + words_reference(words_rep, piece) + ["<eos>"]
+
+
+def test_heavily_overlapping_notes_take_the_running_sum_path():
+    # 300 notes of 40 beats on 3 pitches: more sustain cells than the grid has, so the grid is built by a running sum
+    rows = [(i / 10, 40.0, 60 + i % 3, 90) for i in range(300)] + [(5.0, 0.25, 72, 30)]
+    piece = Piece(notes=make_notes(rows))
+    rep = PianoRollRepresentation(velocity_bins=4)
+    assert np.array_equal(rep.encode(piece), grid_reference(rep, piece))
+    assert np.array_equal(rep.encode_time_major(piece, np.int16), grid_reference(rep, piece).T)
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -169,17 +181,43 @@ def test_notes_never_switched_off_end_with_the_file_on_the_fast_path(monkeypatch
     assert piece.title == "Hanging"
 
 
-def test_type2_and_setup_tracks_take_the_event_path(monkeypatch):
+def test_setup_track_programs_apply_to_other_tracks(monkeypatch):
     calls = []
     real = midi_io._read_with_mido
     monkeypatch.setattr(midi_io, "_read_with_mido", lambda data, where: calls.append(where) or real(data, where))
-    mf = mido.MidiFile(type=1, ticks_per_beat=100)
-    mf.tracks.append(mido.MidiTrack([mido.Message("program_change", channel=0, program=33, time=0)]))
-    mf.tracks.append(
-        mido.MidiTrack([mido.Message("note_on", note=50, velocity=9, time=0), mido.Message("note_off", note=50, time=50)])
-    )
-    piece = midi_bytes_to_piece(_bytes(mf), "setup")
-    assert piece.notes["program"].tolist() == [33] and calls == ["setup"]
+
+    def song(later: int) -> bytes:
+        mf = mido.MidiFile(type=1, ticks_per_beat=100)
+        mf.tracks.append(mido.MidiTrack([mido.MetaMessage("track_name", name="Setup", time=0)]))
+        mf.tracks.append(
+            mido.MidiTrack(
+                [
+                    mido.Message("program_change", channel=0, program=33, time=0),
+                    mido.Message("program_change", channel=1, program=50, time=0),
+                    mido.Message("program_change", channel=1, program=51, time=later),
+                ]
+            )
+        )
+        for ch, pitch in ((0, 50), (1, 70)):
+            mf.tracks.append(
+                mido.MidiTrack(
+                    [
+                        mido.Message("note_on", channel=ch, note=pitch, velocity=9, time=0),
+                        mido.Message("note_off", channel=ch, note=pitch, time=50),
+                        mido.Message("note_on", channel=ch, note=pitch, velocity=9, time=50),
+                        mido.Message("note_off", channel=ch, note=pitch, time=50),
+                    ]
+                )
+            )
+        return _bytes(mf)
+
+    for later, expected_calls in ((0, []), (100, ["b"])):  # a change at tick 100: read event by event
+        calls.clear()
+        piece = midi_bytes_to_piece(song(later), "b")
+        got = sorted(zip(piece.notes["onset"].tolist(), piece.notes["pitch"].tolist(), piece.notes["program"].tolist()))
+        assert got == [(0.0, 50, 33), (0.0, 70, 50 if later else 51), (1.0, 50, 33), (1.0, 70, 51)]
+        assert calls == expected_calls and piece.title == "Setup"
+        assert sorted(piece.notes.tolist()) == sorted(midi_bytes_to_piece(song(later), "b", engine="mido").notes.tolist())
 
 
 # ------------------------------------------------------------------------------------------- limits

@@ -112,7 +112,7 @@ class DataReport:
             lo, hi = self.pitch_range
             out.append(f"pitch range: {lo}..{hi} ({_note_name(lo)}..{_note_name(hi)})")
         elif not self.notes_parsed:
-            out.append("pitch range: n/a (ABC text is used as is; tunes were not parsed into notes)")
+            out.append("pitch range: n/a (the text is used as is; tunes were not parsed into notes)")
         if self.notes_per_beat is not None:
             out.append(f"notes per beat: {self.notes_per_beat:.2f}")
         out.append(f"items per epoch: {self.train_items:,} training {self.item_kind}, "
@@ -276,7 +276,9 @@ def _encode_file(entry: FileEntry, representation, cache: Cache, notes: bool, dt
             lengths.append(0)
             continue
         try:
-            arr = np.asarray(representation.encode(piece))
+            fast = getattr(representation, "encode_time_major", None) if kind == "grid" else None
+            # the pianoroll builds the stored [T, 128] small-int form directly (no int64 grid, no transposed copy)
+            arr = fast(piece, dtype).T if fast is not None else np.asarray(representation.encode(piece))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
@@ -298,7 +300,7 @@ def _encode_file(entry: FileEntry, representation, cache: Cache, notes: bool, dt
             failures[str(i)] = why
             lengths.append(0)
             continue
-        blocks.append(arr.T.astype(dtype) if kind == "grid" else arr.astype(dtype))
+        blocks.append(np.asarray(arr.T, dtype=dtype) if kind == "grid" else arr.astype(dtype))
         lengths.append(arr.shape[-1])
     if blocks:
         data = np.concatenate(blocks, axis=0)

@@ -109,8 +109,10 @@ def midi_key_name(name: str | None) -> str | None:
 #     note-offs for the channels it may use, CLOSE_DELTA ticks after its last event; a note ending that late
 #     was open at the end of its track and is given the file's last tick instead.
 #   * a track holding program changes but no notes (a "setup" track whose programs apply to other tracks'
-#     channels): symusic keeps programs per track, so such files are read event by event. Programs that one note
-#     track sets for another track's channel are not detected and follow symusic (as pretty_midi does).
+#     channels): symusic keeps programs per track, so those program changes are copied to the start of every
+#     track when they all sit at tick 0 (and no earlier note track set the same channel), else the file is read
+#     event by event. Programs that one note track sets for another track's channel are not detected and follow symusic
+#     (as pretty_midi does).
 #   * type 2 files (tracks played one after another) and anything symusic rejects go event by event too, so a
 #     file symusic cannot parse is still read when mido can, and its reason comes from mido when neither can.
 
@@ -210,17 +212,19 @@ def _varlen(buf: bytes, i: int) -> tuple[int, int]:
     raise ValueError("variable-length number longer than 4 bytes")
 
 
-def _scan_track(buf: bytes, want_title: bool, stop_at_note: bool, limit: int) -> tuple[bool, bool, str | None]:
-    """Walk a track's events (up to `limit` bytes): (has a note-on, has a program change, first track name).
-
-    Stops at the first note-on when `stop_at_note` and the name is found or not wanted."""
+def _scan_track(buf: bytes, want_title: bool, stop_at_note: bool, limit: int) -> tuple[bool, list, str | None]:
+    """Walk a track's events (up to `limit` bytes): (has a note-on, its program changes as (tick, channel,
+    program) before the first note-on, its first track name). Stops at the first note-on when `stop_at_note` and
+    the name is found or not wanted."""
     i, n = 0, min(len(buf), limit)
-    running = 0
-    note = program = False
+    running = tick = 0
+    note = False
+    programs: list[tuple[int, int, int]] = []
     title = None
     try:
         while i < n:
-            _, i = _varlen(buf, i)
+            delta, i = _varlen(buf, i)
+            tick += delta
             status = buf[i]
             if status == 0xFF:
                 kind = buf[i + 1]
@@ -246,12 +250,12 @@ def _scan_track(buf: bytes, want_title: bool, stop_at_note: bool, limit: int) ->
                 note = True
                 if stop_at_note and (title is not None or not want_title):
                     break
-            elif high == 0xC0:
-                program = True
+            elif high == 0xC0 and not note:
+                programs.append((tick, running & 0x0F, buf[i] & 0x7F))
             i += 1 if high in (0xC0, 0xD0) else 2
     except (IndexError, ValueError):
         pass
-    return note, program, title
+    return note, programs, title
 
 
 def _channel_closers(channel: int) -> bytes:
@@ -265,13 +269,17 @@ _CLOSERS = [_channel_closers(ch) for ch in range(16)]
 def _closers(payload: bytes) -> bytes:
     """Note-offs for every pitch of the channels this track may use (any byte 0x9n marks channel n as possible),
     CLOSE_DELTA ticks after its last event, then the end of the track again; b"" if it has no note-on at all."""
-    counts = np.bincount(np.frombuffer(payload, dtype=np.uint8)[:-3], minlength=256)[0x90:0xA0]
-    channels = np.flatnonzero(counts).tolist()
+    body = payload[:-3]
+    channels = [ch for ch in range(16) if body.find(_NOTE_ON_STATUS[ch]) >= 0]
     if not channels:
         return b""
     # the old end-of-track's delta now times an empty sequencer-specific event, then the closers' long delta
-    body = b"\x00".join(_CLOSERS[ch] for ch in channels)
-    return b"\xff\x7f\x00" + b"\xff\xff\xff\x7f" + body + b"\x00" + _EOT
+    closers = b"\x00".join(_CLOSERS[ch] for ch in channels)
+    return b"\xff\x7f\x00" + b"\xff\xff\xff\x7f" + closers + b"\x00" + _EOT
+
+
+_NOTE_ON_STATUS = [bytes((0x90 | ch,)) for ch in range(16)]
+_PROGRAM_STATUS = re.compile(rb"[\xc0-\xcf]")
 
 
 def _read_with_symusic(data: bytes, where: str) -> Piece:
@@ -286,16 +294,26 @@ def _read_with_symusic(data: bytes, where: str) -> Piece:
     if not chunks:
         raise _NeedsEventPath
     title = None
+    setup = b""  # program changes of note-less tracks, for every track (they set other tracks' channels)
+    set_by_note_tracks: set[int] = set()  # channels whose program a note track set before it, at its start
     if fmt == 1:
         title = _scan_track(data[chunks[0][0] : chunks[0][1]], True, True, 1 << 16)[2]
         if len(chunks) > 1:
             for a, b in chunks:
-                has_note, has_program, _ = _scan_track(data[a:b], False, True, b - a)
-                if has_program and not has_note:
-                    raise _NeedsEventPath  # programs for other tracks' channels
+                if not _PROGRAM_STATUS.search(data, a, b):
+                    continue  # not a single byte that could be a program change's status
+                has_note, programs, _ = _scan_track(data[a:b], False, True, b - a)
+                if has_note:
+                    set_by_note_tracks.update(ch for _, ch, _ in programs)
+                elif programs:
+                    # exact when they all sit at tick 0 and no earlier note track set the same channel (mido's
+                    # order would then let this later track win, the copy at the start would lose)
+                    if any(tick or ch in set_by_note_tracks for tick, ch, _ in programs):
+                        raise _NeedsEventPath
+                    setup += b"".join(bytes((0, 0xC0 | ch, program)) for _, ch, program in programs)
     parts = [data[:pos]]
     for a, b in chunks:
-        payload = data[a:b]
+        payload = setup + data[a:b]
         if payload.endswith(_EOT):
             closers = _closers(payload)
             if closers:

@@ -85,6 +85,16 @@ class PianoRollRepresentation(Representation):
 
     # ------------------------------------------------------------------ conversion
     def encode(self, piece: Piece) -> np.ndarray:
+        return self._grid(piece, np.int64, time_major=False)
+
+    def encode_time_major(self, piece: Piece, dtype=np.uint8) -> np.ndarray:
+        """`encode(piece).T` as a C-contiguous `[T, 128]` array of `dtype`, built directly: what the data layer
+        stores (time-major packs of small ints), without an int64 grid and a transposed copy on the way."""
+        if np.iinfo(dtype).max < self.vocab_size - 1:
+            raise ValueError(f"{np.dtype(dtype).name} cannot hold {self.vocab_size} cell classes")
+        return self._grid(piece, dtype, time_major=True)
+
+    def _grid(self, piece: Piece, dtype, time_major: bool) -> np.ndarray:
         notes = piece.notes
         if not self.config.include_drums:
             notes = notes[~notes["is_drum"]]
@@ -98,13 +108,25 @@ class PianoRollRepresentation(Representation):
                 f"{piece.source or 'piece'}: {width:,} grid steps is more than the {MAX_STEPS:,} a piano roll may have"
             )
         pitch = notes["pitch"].astype(np.int64)
-        # sustain cells: +1 where a note's sustain starts (the step after its onset), -1 where it ends; a running
-        # sum over time is above 0 wherever some note sounds on past its onset
-        edges = np.zeros((N_PITCHES, width + 1), dtype=np.int32)
-        np.add.at(edges, (pitch, on + 1), 1)
-        np.add.at(edges, (pitch, end), -1)
-        grid = (np.cumsum(edges[:, :width], axis=1, dtype=np.int32) > 0).astype(np.int64)  # SUSTAIN == 1
-        grid[pitch, on] = ONSET + velocity_to_bin(notes["velocity"], self.velocity_bins)
+        # cell (p, t) sits at p * width + t ([128, T]) or t * 128 + p ([T, 128]) of the flat grid
+        row, col = (N_PITCHES, 1) if time_major else (1, width)
+        grid = np.zeros((width, N_PITCHES) if time_major else (N_PITCHES, width), dtype=dtype)
+        flat = grid.reshape(-1)
+        held = end - on - 1  # sustain cells after each onset
+        total = int(held.sum())
+        if total <= flat.size:
+            # few sustain cells (the usual case): write exactly those, found without a loop over notes
+            first = np.repeat(on + 1 - np.concatenate([[0], np.cumsum(held)[:-1]]), held)
+            steps = first + np.arange(total, dtype=np.int64)
+            flat[steps * row + np.repeat(pitch, held) * col] = SUSTAIN
+        else:
+            # heavily overlapping notes: +1 where a sustain starts, -1 where it ends, a running sum over time
+            edges = np.zeros((N_PITCHES, width + 1), dtype=np.int32)
+            np.add.at(edges, (pitch, on + 1), 1)
+            np.add.at(edges, (pitch, end), -1)
+            sounding = np.cumsum(edges[:, :width], axis=1, dtype=np.int32) > 0
+            grid[...] = sounding.T if time_major else sounding  # SUSTAIN == 1
+        flat[on * row + pitch * col] = ONSET + velocity_to_bin(notes["velocity"], self.velocity_bins)
         return grid
 
     def decode(self, array: np.ndarray) -> Piece:
