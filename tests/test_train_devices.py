@@ -114,3 +114,29 @@ def test_devices_errors_in_process(capsys):
     assert "starting" not in out
     code, out, err = fmusic(capsys, "train", "--devices", "2", "--device", "cpu", "--hiden-size", "8")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--hidden-size" in err and "starting" not in out
+
+
+@pytest.mark.slow
+def test_two_machines_meet_at_the_master_address(tmp_path):
+    """--num-nodes 2: two launchers (here both on this machine, one process each) meet by static rendezvous."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    tunes = tmp_path / "tunes.abc"
+    tunes.write_text("\n".join(f"X:{i}\nT:t{i}\nM:6/8\nL:1/8\nK:G\n|:GAB {'cde'[i % 3]}BA|G3 D3:|\n" for i in range(24)))
+    args = ["train", "--repr", "abc", "--generator", "lstm", "--hidden-size", "16", "--data", str(tunes),
+            "--crop-length", "32", "--batch-size", "4", "--max-steps", "2", "--no-progress", "--no-tensorboard",
+            "--num-prep-workers", "0", "--output-dir", str(tmp_path / "run"), "--device", "cpu", "--devices", "1",
+            "--num-nodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(port)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", FRACTALMUSIC_CACHE_DIR=str(tmp_path / "cache"))
+    other = subprocess.Popen([sys.executable, "-m", "fractalmusic", *args, "--node-rank", "1"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = run_cli(*args, "--node-rank", "0", env={"OMP_NUM_THREADS": "1"}, cwd=tmp_path, timeout=300)
+    assert other.wait(timeout=300) == 0, other.stdout.read()
+    assert out.exit_code == 0, out.output[-3000:]
+    assert "on machine 0 of 2" in out.stdout and "world size 2" in out.stdout
+    assert json.loads((tmp_path / "run" / "hparams.json").read_text())["world_size"] == 2

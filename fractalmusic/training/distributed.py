@@ -364,7 +364,7 @@ def launch(plan: LaunchPlan, entrypoint, args: tuple, *, log=None) -> None:
     if log is not None:
         where = ", ".join(f"cuda:{i}" for i in plan.gpu_ids) if plan.gpu_ids is not None else "cpu"
         nodes = f" on machine {plan.node_rank} of {plan.num_nodes} (rendezvous {endpoint})" if plan.num_nodes > 1 else ""
-        log(f"starting {plan.nproc} processes ({where}){nodes}: world size {plan.world_size}, "
+        log(f"starting {plan.nproc} process{'es' if plan.nproc > 1 else ''} ({where}){nodes}: world size {plan.world_size}, "
             f"backend {'nccl' if plan.gpu_ids is not None else 'gloo'}")
     try:
         elastic_launch(config, entrypoint)(*args)
