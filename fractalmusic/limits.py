@@ -71,7 +71,11 @@ def file_problem(st: os.stat_result) -> str | None:
 
 
 def check_music_file(path: str | os.PathLike) -> None:
-    """PieceReadError unless `path` is a regular file within MAX_FILE_BYTES (never opens it: a FIFO would block)."""
+    """PieceReadError unless `path` is a regular file within MAX_FILE_BYTES (never opens it: a FIFO would block).
+
+    A compressed MusicXML file (.mxl, a zip archive) must also unpack to at most MAX_FILE_BYTES: its members' sizes
+    are read from the archive's directory (zipfile never returns more than a member's stated size), so a small
+    file that would unpack to gigabytes is refused before music21 unpacks it."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -81,6 +85,17 @@ def check_music_file(path: str | os.PathLike) -> None:
     why = file_problem(st)
     if why:
         raise PieceReadError(path, why)
+    if str(path).lower().endswith(".mxl"):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as z:
+                unpacked = sum(max(int(i.file_size), 0) for i in z.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return  # not a zip: the MusicXML reader says what is wrong with it
+        if unpacked > MAX_FILE_BYTES:
+            raise PieceReadError(path, f"unpacks to {human_bytes(unpacked)}, over the {human_bytes(MAX_FILE_BYTES)} "
+                                       "limit for one music file")
 
 
 # ------------------------------------------------------------------------------------------- pieces

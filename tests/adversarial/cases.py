@@ -244,6 +244,39 @@ def case_huge_file(ctx: Context):
     assert "over the 64.0 MiB limit" in first and "(huge.mid)" in first, first
 
 
+@case("reading", "a .mxl zip bomb (70 KB that unpacks to 70 MiB) and a billion-laughs .xml: refused in seconds")
+def case_xml_bombs(ctx: Context):
+    import zipfile
+
+    with zipfile.ZipFile(ctx.tmp / "bomb.mxl", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("META-INF/container.xml", '<?xml version="1.0"?><container><rootfiles>'
+                   '<rootfile full-path="score.xml"/></rootfiles></container>')
+        z.writestr("score.xml", "<score-partwise>" + " " * (70 * 1024 * 1024) + "</score-partwise>")
+    a = ctx.one_line(ctx.fmusic("render", ctx.tmp / "bomb.mxl", "--to", "mid", "--out-dir", ctx.tmp / "o",
+                                limit=60), contains="unpacks to 70.0 MiB, over the 64.0 MiB limit", within=30)
+    entities = "".join(f'<!ENTITY l{i} "{("&l%d;" % (i - 1)) * 10}">\n' for i in range(1, 10))
+    write(ctx.tmp / "laughs.xml", f'<?xml version="1.0"?>\n<!DOCTYPE s [\n<!ENTITY l0 "lol">\n{entities}]>\n'
+          "<score-partwise><work><work-title>&l9;</work-title></work></score-partwise>\n")
+    b = ctx.one_line(ctx.fmusic("render", ctx.tmp / "laughs.xml", "--to", "mid", "--out-dir", ctx.tmp / "o",
+                                limit=60), within=30)
+    ctx.outcome = f"{a[:90]} | {b[:90]}"
+
+
+@case("reading", "a link to /dev/zero named .mid in a corpus: reported as a device, never read")
+def case_device_in_corpus(ctx: Context):
+    d = ctx.tmp / "corpus"
+    d.mkdir()
+    shutil.copy(chorale(), d)
+    (d / "zero.mid").symlink_to("/dev/zero")
+    res = ctx.fmusic("data", "stats", "--data", d, "--repr", "pianoroll", limit=60)
+    ctx.note(res)
+    no_crash(res)
+    assert res.code == 0, res.stderr
+    first = res.stdout.splitlines()[0]
+    ctx.outcome = f"exit 0 in {res.seconds:.1f} s: {first}"
+    assert "not a regular file (a device) (zero.mid)" in first, first
+
+
 @case("rendering", "render of a 45-byte MIDI with a 10^7-tick gap: exit 2 in seconds, one line (no 92 GiB)")
 def case_render_gap_midi(ctx: Context):
     path = write(ctx.tmp / "gap.mid", gap_midi())
