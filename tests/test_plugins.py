@@ -298,3 +298,76 @@ def test_api_version_check_names_both_versions():
     with pytest.raises(PluginError, match="named 'newer' but registered as 'other'"):
         Newer.plugin_api_version = 1
         plugins.register("generator", "other", Newer)
+
+
+LEGACY_GENERATOR = '''
+"""A generator written against plugin API 1 as documented before API 2 (imports from the real modules)."""
+from dataclasses import dataclass
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from fractalmusic.generators.base import Generator
+
+@dataclass
+class Config:
+    hidden_size: int = 8
+
+class OldGRU(Generator):
+    name = "oldgru"
+    accepts = ("tokens",)
+    Config = Config
+    sample_options = ("beam",)
+    nll_options = ("passes",)
+    seen = []
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.embed = nn.Embedding(spec.vocab_size, config.hidden_size)
+        self.rnn = nn.GRU(config.hidden_size, config.hidden_size, batch_first=True)
+        self.head = nn.Linear(config.hidden_size, spec.vocab_size)
+
+    def loss(self, batch):
+        tokens, mask = batch["tokens"], batch["mask"]
+        out, _ = self.rnn(self.embed(tokens[:, :-1]))
+        per = F.cross_entropy(self.head(out).transpose(1, 2), tokens[:, 1:], reduction="none")
+        w = mask[:, 1:].float()
+        return {"loss": (per * w).sum() / w.sum().clamp(min=1), "n": w.sum()}
+
+    @torch.no_grad()
+    def nll(self, batch, passes=1):
+        type(self).seen.append(("nll", passes))
+        out = self.loss(batch)
+        return {"nll_sum": float(out["loss"]) * int(out["n"]), "n": int(out["n"])}
+
+    @torch.no_grad()
+    def sample(self, n, length, primer=None, mask=None, temperature=1.0, top_k=None, top_p=None, greedy=False,
+               seed=None, **options):
+        self.check_sample_options(options)
+        type(self).seen.append(("sample", options))
+        ids = np.full((n, length + 1), self.spec.bos_id, dtype=np.int64)
+        return ids
+'''
+
+
+def test_a_plugin_written_against_api_1_works_unchanged(third_party, tmp_path, monkeypatch, capsys):
+    from conftest import fmusic
+
+    gen = "fractalmusic.generators"
+    make_distribution(third_party, "fm_old_gen", "fm_old_gen", LEGACY_GENERATOR, {gen: {"oldgru": "fm_old_gen:OldGRU"}})
+    monkeypatch.syspath_prepend(str(third_party))
+    out = tmp_path / "run"
+    tiny = list(TINY)
+    del tiny[tiny.index("--embedding-dim"):tiny.index("--embedding-dim") + 4]  # the old generator's Config has neither
+    code, _, err = fmusic(capsys, "train", "--generator", "oldgru", *tiny, "--max-steps", "2", "--output-dir", out)
+    assert code == 0, err
+    last = out / "checkpoints" / "last.pt"
+    cls = plugins.get_generator("oldgru")
+    code, _, err = fmusic(capsys, "sample", last, "-n", "1", "--length", "3", "--beam", "2", "--out-dir", tmp_path / "s")
+    assert code == 0, err
+    assert ("sample", {"beam": 2}) in cls.seen
+    code, _, err = fmusic(capsys, "evaluate", last, "--passes", "2", "--max-batches", "1")
+    assert code == 0, err
+    assert ("nll", 2) in cls.seen
+    code, _, err = fmusic(capsys, "train", "--resume-from-checkpoint", last, "--max-steps", "3")
+    assert code == 0, err
