@@ -258,3 +258,35 @@ def test_declared_evaluation_options_reach_nll(estimating_lstm, tmp_path, capsys
     assert code == 2 and "--passes: 'x' is not a valid int" in err
     code, _, err = fmusic(capsys, "evaluate", last, "--nll-forward-number", "2")
     assert code == 2 and "no such option: --nll-forward-number" in err
+
+
+# ----------------------------------------------------------------------------------------- train-time refusals
+def test_pitch_shift_of_a_representation_that_cannot_transpose_is_refused(tmp_path, capsys):
+    fakes.register()  # the fake token representation does not implement transpose
+    assert not fakes.FakeTokens().can_transpose
+    from fractalmusic.representations.pianoroll import PianoRollRepresentation
+
+    assert PianoRollRepresentation().can_transpose
+    code, _, err = fmusic(capsys, "train", "--repr", fakes.REP_NAME, "--generator", fakes.GEN_NAME,
+                          "--pitch-shift-max", "2", "--output-dir", tmp_path / "r", "--device", "cpu")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "fake-tokens representation cannot transpose" in err and "drop the pitch shift" in err
+
+
+def test_one_option_name_in_both_chosen_plugins_is_refused(tmp_path, capsys):
+    @dataclasses.dataclass
+    class ClashConfig(fakes.FakeGRUConfig):
+        n_pitches: int = 4  # also a field of the fake representation's Config
+
+    class ClashGRU(fakes.FakeGRU):
+        name = "clash-gru"
+        Config = ClashConfig
+
+    fakes.register()
+    plugins.register("generator", ClashGRU.name, ClashGRU)
+    try:
+        code, _, err = fmusic(capsys, "train", "--repr", fakes.REP_NAME, "--generator", ClashGRU.name,
+                              "--n-pitches", "5", "--output-dir", tmp_path / "r", "--device", "cpu")
+    finally:
+        plugins.unregister("generator", ClashGRU.name)
+    assert code == 2 and "--n-pitches is an option of both the fake-tokens representation and the clash-gru" in err
