@@ -246,9 +246,9 @@ def test_impossible_sizes_are_refused_before_anything_is_allocated(capsys, tmp_p
                           "--max-pieces", "30", "--num-prep-workers", "0", "--output-dir", tmp_path / "b")
     line = one_line(err)
     assert code == 2 and "this run needs at least" in line and "lower --crop-length or --batch-size" in line
-    code, _, err = fmusic(capsys, "train", "--repr", "abc", "--generator", "lstm", "--hidden-size", "40000",
+    code, _, err = fmusic(capsys, "train", "--repr", "abc", "--generator", "lstm", "--hidden-size", "200000",
                           "--max-pieces", "30", "--num-prep-workers", "0", "--output-dir", tmp_path / "c")
-    assert code == 2 and "lower the model size (--hidden-size 40000)" in one_line(err)
+    assert code == 2 and "lower the model size (--hidden-size 200000)" in one_line(err)
     assert time.monotonic() - t0 < 60
 
 
