@@ -121,9 +121,9 @@ def studio_runs(tmp_path_factory, chorale_path) -> Path:
     try:
         folk = root / "folk" / "checkpoints"
         folk.mkdir(parents=True)
-        train_abc_checkpoint(folk / "best.pt", steps=60)
-        lines = [{"step": s, "split": "train", "loss": 3.0 / s} for s in range(1, 61, 10)]
-        lines.append({"step": 60, "split": "val", "loss": 0.5})
+        train_abc_checkpoint(folk / "best.pt", steps=40)
+        lines = [{"step": s, "split": "train", "loss": 3.0 / s} for s in range(1, 41, 5)]
+        lines.append({"step": 40, "split": "val", "loss": 0.5})
         (root / "folk" / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"step": 7')
         torch.manual_seed(0)
         rep = PianoRollRepresentation()

@@ -81,7 +81,7 @@ def test_page_and_checkpoint_cards(studio, ids):
     cards = {c["generator"]: c for c in studio.get("/api/checkpoints").json()["checkpoints"]}
     assert set(cards) == {"lstm", "mar"}
     folk, mar = cards["lstm"], cards["mar"]
-    assert (folk["representation"], folk["kind"], folk["step"]) == ("abc", "tokens", 60)
+    assert (folk["representation"], folk["kind"], folk["step"]) == ("abc", "tokens", 40)
     assert folk["val_bits"] == pytest.approx(folk["val_loss_nats"] / np.log(2))
     assert folk["generator_config"]["hidden_size"] == 64 and folk["date"] and folk["corpus"]
     assert (mar["representation"], mar["kind"], mar["step"], mar["crop_length"]) == ("pianoroll", "grid", 3, 64)
@@ -89,7 +89,7 @@ def test_page_and_checkpoint_cards(studio, ids):
     assert "num_iter" in [o["name"] for o in mar["options"]]  # the generator's own option becomes a control
     assert not any(o["name"].startswith("mask_") for o in mar["options"])
     curve = studio.get(f"/api/checkpoints/{ids['lstm']}/curve").json()
-    assert len(curve["train"]) == 6 and curve["val"] == [[60, pytest.approx(0.5 / np.log(2))]]  # half line skipped
+    assert len(curve["train"]) == 8 and curve["val"] == [[40, pytest.approx(0.5 / np.log(2))]]  # half line skipped
     assert_refused(studio.get(f"/api/checkpoints/{ids['mar']}/curve"), 404)
 
 
@@ -265,10 +265,22 @@ def test_every_bad_input_gets_one_clear_4xx(studio, ids, mar_sample):
     for r, status, fragment in cases:
         message = assert_refused(r, status)
         assert fragment in message, (fragment, message)
+    jobs = len(studio.get("/api/jobs").json()["jobs"])
+    assert_refused(post("/api/sample", json={"checkpoint": ids["mar"], "wait": 1}), 400)
+    assert len(studio.get("/api/jobs").json()["jobs"]) == jobs  # refused before anything was queued
 
 
-def test_primer_upload_then_infill(studio, ids, chorale_path):
-    r = studio.post("/api/primers", content=chorale_path.read_bytes(), headers={"x-filename": "bach.mxl"})
+def test_primer_upload_then_infill(studio, ids, tmp_path):
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    inst = pretty_midi.Instrument(0)
+    for i in range(32):  # eighth notes at 120 qpm: two steps each
+        inst.notes.append(pretty_midi.Note(velocity=90, pitch=60 + (i * 5) % 19, start=i * 0.25, end=i * 0.25 + 0.25))
+    pm.instruments.append(inst)
+    primer_path = tmp_path / "primer.mid"
+    pm.write(str(primer_path))
+    r = studio.post("/api/primers", content=primer_path.read_bytes(), headers={"x-filename": "primer.mid"})
     assert r.status_code == 201, r.text
     uid = r.json()["primer_upload"]
     r = studio.post("/api/sample", json={"checkpoint": ids["mar"], "primer_upload": uid, "target_width": 64,
@@ -278,7 +290,8 @@ def test_primer_upload_then_infill(studio, ids, chorale_path):
     assert "--primer" in s["command"] and "--mask-start 16" in s["command"]
     import fractalmusic
 
-    primer = fractalmusic.load(studio.studio.catalog.get(ids["mar"]).path).encode_primer(str(chorale_path))
+    primer = fractalmusic.load(studio.studio.catalog.get(ids["mar"]).path).encode_primer(str(primer_path))
+    assert primer.shape[1] == 64 and primer[:, :16].any() and primer[:, 32:].any()
     got = new_grid(studio, s["id"])
     assert np.array_equal(got[:, :16], primer[:, :16]) and np.array_equal(got[:, 32:64], primer[:, 32:64])
 

@@ -192,24 +192,27 @@ def create_app(studio: Studio, token: str | None = None, allowed_hosts: set[str]
     @endpoint
     async def sample(request: Request):
         body = await read_json(request)
+        wait = _wait_flag(body)
         job = await asyncio.to_thread(studio.sample_job, body)
-        return await _answer(job, _wait_flag(body))
+        return await _answer(job, wait)
 
     @endpoint
     async def regenerate(request: Request):
         body = await read_json(request)
+        wait = _wait_flag(body)
         job = await asyncio.to_thread(studio.regenerate_job, body)
-        return await _answer(job, _wait_flag(body))
+        return await _answer(job, wait)
 
     @endpoint
     async def variations(request: Request):
         body = await read_json(request)
+        wait = _wait_flag(body)
         job = await asyncio.to_thread(studio.variations_job, body)
-        return await _answer(job, _wait_flag(body))
+        return await _answer(job, wait)
 
     @endpoint
     async def jobs(request: Request):
-        return ok({"jobs": [j.to_json(studio.position(j)) for j in studio.jobs.values()]})
+        return ok({"jobs": [j.to_json(studio.position(j)) for j in list(studio.jobs.values())]})
 
     @endpoint
     async def job(request: Request):
@@ -223,7 +226,7 @@ def create_app(studio: Studio, token: str | None = None, allowed_hosts: set[str]
 
     @endpoint
     async def samples(request: Request):
-        return ok({"samples": [s.to_json() for s in studio.samples.values()]})
+        return ok({"samples": [s.to_json() for s in list(studio.samples.values())]})
 
     @endpoint
     async def one_sample(request: Request):
