@@ -176,13 +176,17 @@ def verify_archive(path: Path) -> None:
 
 
 class Checkpoint(dict):
-    """A loaded, checked checkpoint: the payload dict plus decoded, typed accessors (see the module docstring)."""
+    """A loaded, checked checkpoint: the payload dict plus decoded, typed accessors (see the module docstring).
+
+    Save one again through `save_checkpoint` (which writes a plain dict): `torch.save` of this subclass itself would
+    store its class, and `weights_only` loading refuses class references."""
 
     def __init__(self, data: dict[str, Any], path: str | os.PathLike | None = None):
         super().__init__(data)
         self.path = str(path) if path is not None else "checkpoint"
         self._classes: dict[str, Any] = {}
         self._upgraded: dict[str, Any] = {}
+        self._checked: set[str] = set()  # purposes already validated (a resume checks once, not at every hand-over)
 
     # ------------------------------------------------------------- reading
     @classmethod
@@ -222,7 +226,8 @@ class Checkpoint(dict):
         if isinstance(data, Checkpoint):
             if path is not None:
                 data.path = str(path)
-            data.validate(purpose)
+            if purpose not in data._checked:
+                data.validate(purpose)
             return data
         name = str(path) if path is not None else "checkpoint"
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -297,6 +302,9 @@ class Checkpoint(dict):
                     raise self._fail(f"RNG state of rank {i}: {problem}")
         if purpose == "resume":
             self.check_resumable()
+        self._checked.add(purpose)
+        if purpose == "resume":
+            self._checked.add("sample")
 
     def _decode(self, what: str, raw: Any, required: bool) -> Any:
         if raw is None:
