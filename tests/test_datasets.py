@@ -21,17 +21,22 @@ from fractalmusic.errors import ConfigError, DataError
 SEVEN = ("maestro", "lakh", "pop909", "giantmidi", "nottingham", "thesession", "essen")
 
 
-def write_midi(path: Path, seed: int, tracks: tuple[str, ...] = ("piano",)) -> Path:
-    """A short MIDI file whose notes depend on `seed` (the data layer reads byte-identical files once)."""
+def write_midi(path: Path, seed: int, tracks: tuple[str, ...] = ("piano",), pedal: bool = False) -> Path:
+    """A short MIDI file whose notes depend on `seed` (the data layer reads byte-identical files once); `pedal`:
+    the sustain pedal is down from the start to tick 500 of every track."""
     path.parent.mkdir(parents=True, exist_ok=True)
     mf = mido.MidiFile(ticks_per_beat=96)
     for k, name in enumerate(tracks):
         track = mido.MidiTrack()
         track.append(mido.MetaMessage("track_name", name=name, time=0))
+        if pedal:
+            track.append(mido.Message("control_change", control=64, value=127, time=0))
         for i in range(6):
             pitch = 48 + (seed * 7 + i * 3 + k * 12) % 40
             track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
             track.append(mido.Message("note_off", note=pitch, velocity=0, time=48))
+        if pedal:
+            track.append(mido.Message("control_change", control=64, value=0, time=500 - 6 * 48))
         mf.tracks.append(track)
     mf.save(str(path))
     return path
@@ -373,3 +378,56 @@ def test_train_on_a_dataset_uses_its_train_and_valid_lists(tmp_path, capsys, one
     assert code == 2 and "both name the data" in stderr
     code, _, stderr = fmusic(capsys, "train", "--root", root, "--max-steps", "1", "--output-dir", tmp_path / "r3")
     assert code == 2 and "--root goes with --dataset" in stderr
+
+
+# ------------------------------------------------------------------------------------------------ MIDI transforms
+def test_sustain_pedal_holds_notes_until_release_or_restrike():
+    from fractalmusic.data.recipes import apply_sustain_pedal
+
+    #          held by the pedal  re-struck at 100  ends after pedal  before the pedal  second pedal
+    time = [0, 50, 100, 10, 300, 400]
+    duration = [48, 20, 20, 300, 50, 10]
+    pitch = [60, 62, 62, 64, 65, 67]
+    got = apply_sustain_pedal(time, duration, pitch, [(20, 248), (390, 420)])
+    assert got.tolist() == [248 - 0, 100 - 50, 248 - 100, 300, 50, 20]
+    assert apply_sustain_pedal(time, duration, pitch, []).tolist() == duration
+
+
+def test_pop909_melody_variant_keeps_the_melody_track_only(tmp_path):
+    import symusic
+
+    root = tmp_path / "POP909"
+    for i, song in enumerate(["001", "002", "909"]):
+        write_midi(root / song / f"{song}.mid", i, tracks=("MELODY", "BRIDGE", "PIANO"))
+    write_midi(root / "003" / "003.mid", 3, tracks=("PIANO",))  # no melody: left out, with why
+    split = make_split(load_recipe("pop909/melody"), root, tmp_path / "o")
+    listed = [Path(p) for s in ("train", "valid", "test") for p in read_list(split.lists[s])]
+    assert sorted(p.name for p in listed) == ["001.mid", "002.mid", "909.mid"]
+    assert all(p.is_relative_to((tmp_path / "o" / "midi").resolve()) for p in listed)
+    for p in listed:
+        assert [t.name for t in symusic.Score(str(p)).tracks] == ["MELODY"]
+    assert any("003/003.mid: no MELODY track (tracks: PIANO)" in n for n in split.notes)
+    again = make_split(load_recipe("pop909/melody"), root, tmp_path / "o")  # derived copies are kept
+    assert any("0 files written, 3 kept" in n for n in again.notes)
+
+
+def test_maestro_pedal_variant_lists_copies_with_the_pedal_applied(tmp_path, capsys):
+    import symusic
+
+    root = fake_maestro(tmp_path / "maestro-v3.0.0", write_files=False)
+    for i, (_, name) in enumerate(MAESTRO_ROWS):
+        write_midi(root / name, i, pedal=True)
+    code, stdout, stderr = fmusic(capsys, "data", "prepare", "--dataset", "maestro/pedal", "--root", root,
+                                  "--write-split", tmp_path / "o", "--split-only")
+    assert code == 0, stderr
+    assert "sustain pedal applied: 6 files written" in stdout
+    copy = (tmp_path / "o" / "midi" / MAESTRO_ROWS[0][1]).resolve()
+    assert str(copy) in read_list(tmp_path / "o" / "train.txt")
+    before = symusic.Score(str(root / MAESTRO_ROWS[0][1])).tracks[0].notes.numpy()
+    after = symusic.Score(str(copy)).tracks[0].notes.numpy()
+    assert before["duration"].tolist() == [48] * 6
+    assert (after["time"] + after["duration"]).max() == 500 and (after["duration"] >= 48).all()
+    # the plain recipe lists the dataset's own files, exactly the CSV's
+    code, _, _ = fmusic(capsys, "data", "prepare", "--dataset", "maestro", "--root", root, "--write-split",
+                        tmp_path / "p", "--split-only")
+    assert code == 0 and str((root / MAESTRO_ROWS[0][1]).resolve()) in read_list(tmp_path / "p" / "train.txt")

@@ -57,7 +57,7 @@ def list_corpora(as_json: bool):
         width = max(len(r.name) for r in recipes)
         for r in recipes:
             count = f"{r.pieces:,} tunes" if r.format != "midi" and r.pieces else f"{r.files:,} files" if r.files else ""
-            layouts = f"  layouts: {', '.join(r.variants)}" if r.variants else ""
+            layouts = f"  variants: {', '.join(r.full_name + '/' + v for v in r.variants)}" if r.variants else ""
             click.echo(f"{r.name:<{width}}  {r.title} ({count}, {r.format}, split: {_split_word(r)}){layouts}")
             click.echo(f"{'':<{width}}  licence: {r.licence}")
             click.echo(f"{'':<{width}}  get it: {r.download or r.homepage}")

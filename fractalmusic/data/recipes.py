@@ -25,6 +25,10 @@ Split rules:
   mode, abc): every setting becomes an ABC tune with headers, and the hash rule runs on the tune_id, so all
   settings of one tune land in the same split.
 
+MIDI transforms (`[midi]` of a recipe or variant: `tracks = ["MELODY"]`, `sustain_pedal = true`) are written once as
+copies under `<out>/midi/<relative path>` with symusic, and the lists name the copies (`maestro/pedal`,
+`pop909/melody`); without one, the lists name the dataset's own files.
+
 Recipes are looked up in the `datasets/` folder shipped inside the package (`fractalmusic/datasets`, which the
 top-level `datasets` of a source checkout points at), or given as a path to a `.toml` file.
 """
@@ -79,7 +83,7 @@ class Recipe:
     options: dict[str, Any]  # representation options (--steps-per-beat 8 ...)
     train_options: dict[str, Any]  # suggested fmusic train options
     notes: tuple[str, ...]
-    midi: dict[str, Any]  # what a MIDI reader should do with this dataset (pedal, tracks) and whether it does
+    midi: dict[str, Any]  # tracks to keep, sustain_pedal: written as copies before reading (midi_transform)
     source: str | None  # "music21:<folder>": the default root is that folder of music21's corpus
     variant: str | None = None
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -104,6 +108,7 @@ class Recipe:
             pieces=over.get("pieces", self.pieces),
             layout={**self.layout, **over.get("layout", {})},
             split={**self.split, **over.get("split", {})},
+            midi={**self.midi, **over.get("midi", {})},
             notes=self.notes + tuple(over.get("notes", ())),
         )
 
@@ -354,10 +359,11 @@ def _key(recipe: Recipe, root: Path, path: Path) -> str:
 
 def detect_variant(recipe: Recipe, root: Path) -> Recipe:
     """A recipe with layouts (Lakh: full, clean, matched) picks the one whose required entries `root` holds."""
-    if recipe.variant or not recipe.variants:
+    layouts = [name for name, over in recipe.variants.items() if "layout" in over]
+    if recipe.variant or not layouts:
         return recipe
     tried = []
-    for name in recipe.variants:
+    for name in layouts:
         candidate = recipe.with_variant(name)
         required = candidate.layout.get("required", [])
         absent = [entry for entry in candidate.layout.get("absent", []) if (root / entry).exists()]
@@ -515,6 +521,119 @@ def _book_split(recipe: Recipe, root: Path) -> dict[str, list[str]]:
     return out
 
 
+# ---------------------------------------------------------------------------------------- MIDI transforms
+def midi_transform(recipe: Recipe) -> dict[str, Any]:
+    """What a recipe asks to be done to its MIDI files before they are read: {"tracks": [names], "sustain_pedal":
+    bool}; empty when nothing (the lists then name the dataset's own files)."""
+    out: dict[str, Any] = {}
+    tracks = recipe.midi.get("tracks")
+    if tracks:
+        out["tracks"] = [str(t).strip().upper() for t in tracks]
+    if recipe.midi.get("sustain_pedal") is True:
+        out["sustain_pedal"] = True
+    return out
+
+
+def apply_sustain_pedal(time, duration, pitch, pedals) -> "np.ndarray":
+    """New note durations with the sustain pedal applied, all in ticks: a note released while the pedal is down
+    sounds until the pedal comes up, but no longer than the next onset of the same pitch (striking the key again
+    ends it). `pedals` is [(start, end)]; returns the durations (never shorter than given)."""
+    import numpy as np
+
+    time = np.asarray(time, dtype=np.int64)
+    duration = np.asarray(duration, dtype=np.int64)
+    pitch = np.asarray(pitch, dtype=np.int64)
+    end = time + duration
+    if len(time) and len(pedals):
+        spans = np.asarray(sorted(pedals), dtype=np.int64).reshape(-1, 2)
+        starts, stops = spans[:, 0], spans[:, 0] + np.maximum(spans[:, 1] - spans[:, 0], 0)
+        stops = np.maximum.accumulate(stops)  # overlapping pedal events: a later start never ends sooner
+        k = np.searchsorted(starts, end, side="right") - 1
+        held = (k >= 0) & (end < stops[np.maximum(k, 0)])
+        end = np.where(held, stops[np.maximum(k, 0)], end)
+        order = np.lexsort((time, pitch))  # by pitch, then onset
+        nxt = np.full(len(time), np.iinfo(np.int64).max)
+        same = pitch[order][1:] == pitch[order][:-1]
+        nxt_sorted = np.where(same, time[order][1:], np.iinfo(np.int64).max)
+        nxt[order[:-1]] = nxt_sorted
+        cut = np.where(nxt > time, np.minimum(end, nxt), end)
+        end = np.maximum(cut, time + duration)
+    return end - time
+
+
+def _transform_file(src: Path, dst: Path, transform: dict[str, Any]) -> str | None:
+    """Write `src` transformed to `dst` (symusic, ticks untouched); the reason when it cannot be."""
+    import numpy as np
+    import symusic
+
+    try:
+        score = symusic.Score(str(src))
+    except Exception as exc:  # corrupt files are reported, as the data layer would
+        return f"unreadable MIDI ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    if "tracks" in transform:
+        wanted = set(transform["tracks"])
+        keep = [t for t in score.tracks if t.name.strip().upper() in wanted]
+        if not keep:
+            names = ", ".join(t.name.strip() or "(unnamed)" for t in score.tracks) or "none"
+            return f"no {' or '.join(sorted(wanted))} track (tracks: {names})"
+        score.tracks = keep
+    if transform.get("sustain_pedal"):
+        for track in score.tracks:
+            pedals = [(int(p.time), int(p.time) + int(p.duration)) for p in track.pedals]
+            if not pedals or not len(track.notes):
+                continue
+            a = track.notes.numpy()
+            dur = apply_sustain_pedal(a["time"], a["duration"], a["pitch"], pedals)
+            track.notes = symusic.Note.from_numpy(
+                time=np.asarray(a["time"], dtype=np.int32), duration=np.asarray(dur, dtype=np.int32),
+                pitch=np.asarray(a["pitch"], dtype=np.int8), velocity=np.asarray(a["velocity"], dtype=np.int8),
+                ttype="tick")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    score.dump_midi(str(tmp))
+    os.replace(tmp, dst)
+    return None
+
+
+def _derive(recipe: Recipe, base: Path, files: dict[str, list[Path]], out: Path,
+            notes: list[str]) -> dict[str, list[Path]]:
+    """The recipe's MIDI transform applied to every listed file, written under out/midi/<relative path>; files
+    already derived from the same source and transform (newer than the source) are kept. Lists name the copies."""
+    transform = midi_transform(recipe)
+    if not transform:
+        return files
+    target = out / "midi"
+    stamp = json.dumps(transform, sort_keys=True)
+    stamp_file = target / ".transform.json"
+    fresh_ok = stamp_file.is_file() and stamp_file.read_text() == stamp
+    target.mkdir(parents=True, exist_ok=True)
+    result: dict[str, list[Path]] = {s: [] for s in SPLITS}
+    skipped: list[tuple[str, str]] = []
+    made = kept = 0
+    for split in SPLITS:
+        for src in files[split]:
+            rel = src.relative_to(base)
+            dst = target / rel
+            if fresh_ok and dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
+                kept += 1
+            else:
+                why = _transform_file(src, dst, transform)
+                if why:
+                    skipped.append((rel.as_posix(), why))
+                    continue
+                made += 1
+            result[split].append(dst)
+    stamp_file.write_text(stamp)
+    what = " and ".join(
+        ([f"only track {', '.join(transform['tracks'])}"] if "tracks" in transform else [])
+        + (["sustain pedal applied"] if transform.get("sustain_pedal") else []))
+    notes.append(f"{what}: {made:,} files written, {kept:,} kept from before, under {target}")
+    if skipped:
+        first = "; ".join(f"{n}: {w}" for n, w in skipped[:3])
+        notes.append(f"{len(skipped):,} files left out ({first}{' ...' if len(skipped) > 3 else ''})")
+    return result
+
+
 # --------------------------------------------------------------------------------------------------- driver
 def make_split(recipe: Recipe, root: str | os.PathLike | None, out_dir: str | os.PathLike,
                log: Callable[[str], Any] | None = None) -> DatasetSplit:
@@ -552,7 +671,10 @@ def make_split(recipe: Recipe, root: str | os.PathLike | None, out_dir: str | os
             if duplicates:
                 notes.append(f"{duplicates:,} further copies of files already listed were left out "
                              f"(same {recipe.split.get('key')})")
-        absolute, cut = str(base.resolve()), len(os.path.join(str(base), ""))
+        files = _derive(recipe, base, files, out, notes)
+        derived = bool(midi_transform(recipe))
+        root_of_lists = (out / "midi") if derived else base
+        absolute, cut = str(root_of_lists.resolve()), len(os.path.join(str(root_of_lists), ""))
         for split in SPLITS:
             names = sorted(os.path.join(absolute, str(p)[cut:]) for p in files[split])
             files[split] = [Path(n) for n in names]
