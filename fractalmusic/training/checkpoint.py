@@ -143,6 +143,8 @@ class PluginRef:
     def describe(self) -> str:
         if not self.dist:
             return repr(self.name)
+        if self.dist == "<runtime>":
+            return f"{self.name!r} (registered at run time)"
         version = f" {self.dist_version}" if self.dist_version and self.dist_version != "-" else ""
         return f"{self.name!r} from {self.dist}{version}"
 
@@ -407,7 +409,7 @@ class Checkpoint(dict):
                 if ref.dist and ref.dist != plugins.RUNTIME_DIST:
                     raise PluginError(f"{self.path}: trained with {kind} {ref.describe()}, which is not installed "
                                       f"({exc})") from None
-                raise
+                raise PluginError(f"{self.path}: trained with {kind} {ref.describe()}: {exc}") from None
         self._classes[kind] = cls
         return cls
 
@@ -470,7 +472,7 @@ class Checkpoint(dict):
         except FractalMusicError as exc:
             raise CheckpointError(f"{self.path}: the {rep_cls.name} representation state does not load ({exc})") \
                 from None
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
             raise self._fail(f"the {rep_cls.name} representation state does not load "
                              f"({type(exc).__name__}: {str(exc)[:160]})") from None
         try:
@@ -478,14 +480,18 @@ class Checkpoint(dict):
         except FractalMusicError as exc:
             raise CheckpointError(f"{self.path}: the {gen_cls.name} generator config does not build ({exc})") \
                 from None
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RuntimeError,
+                MemoryError) as exc:
             raise self._fail(f"the {gen_cls.name} generator config does not build "
                              f"({type(exc).__name__}: {str(exc)[:160]})") from None
         try:
             generator.load_state_dict(self.model_state)
         except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+            detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0] \
+                if lines else type(exc).__name__
             raise CheckpointError(f"{self.path}: checkpoint weights do not fit the {gen_cls.name} generator: "
-                                  f"{str(exc).strip().splitlines()[0][:200]}") from None
+                                  f"{detail[:200]}") from None
         generator.to(device).eval()
         return representation, generator
 
