@@ -76,9 +76,13 @@ def test_devices_2_on_cpu_trains_two_processes_and_resumes_on_one(tmp_path, caps
     """The issue's command: two gloo processes, world size 2, one checkpoint, resumed with --devices 1."""
     env = {"OMP_NUM_THREADS": "1"}
     run = tmp_path / "run"
-    tunes = tmp_path / "tunes.abc"  # a small book instead of the folk corpus: the test is about processes
-    tunes.write_text("\n".join(f"X:{i}\nT:t{i}\nM:6/8\nL:1/8\nK:G\n|:GAB {'cde'[i % 3]}BA|G3 D3:|\n" for i in range(24)))
-    common = ("--data", tunes, "--val-fraction", "0.2", "--num-prep-workers", "0", "--no-progress", "--no-tensorboard",
+    # a small Nottingham-like layout instead of the folk corpus (the test is about processes), through --dataset:
+    # rank 0 builds the split, the other finds it
+    root = tmp_path / "nottingham"
+    (root / "ABC_cleaned").mkdir(parents=True)
+    (root / "ABC_cleaned" / "jigs.abc").write_text("\n".join(
+        f"X:{i}\nT:t{i}\nM:6/8\nL:1/8\nK:G\n|:GAB {'cde'[i % 3]}BA|G3 {'DEF'[i % 3]}3:|\n" for i in range(40)))
+    common = ("--dataset", "nottingham", "--root", root, "--num-prep-workers", "0", "--no-progress", "--no-tensorboard",
               "--val-check-interval-steps", "5", "--checkpoint-every-n-steps", "5", "--batch-size", "4",
               "--crop-length", "32")
     out = run_cli("train", "--devices", "2", "--device", "cpu", "--repr", "abc", "--generator", "lstm",
@@ -103,7 +107,7 @@ def test_devices_2_on_cpu_trains_two_processes_and_resumes_on_one(tmp_path, caps
     assert load_checkpoint(run / "checkpoints" / "last.pt")["world_size"] == 1
 
 
-def test_devices_errors_in_process(capsys):
+def test_devices_errors_in_process(capsys, tmp_path):
     code, _, err = fmusic(capsys, "train", "--devices", "0,1", "--device", "cpu")
     assert code == 2 and "give a process count instead (--devices 2)" in err
     code, _, err = fmusic(capsys, "train", "--devices", "2", "--device", "cpu", "--num-nodes", "2")
@@ -114,6 +118,9 @@ def test_devices_errors_in_process(capsys):
     assert "starting" not in out
     code, out, err = fmusic(capsys, "train", "--devices", "2", "--device", "cpu", "--hiden-size", "8")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--hidden-size" in err and "starting" not in out
+    code, out, err = fmusic(capsys, "train", "--devices", "2", "--device", "cpu", "--dataset", "maestro", "--root",
+                            tmp_path)
+    assert code == 2 and "has no maestro-v3.0.0.csv" in err and "starting" not in out
 
 
 @pytest.mark.slow

@@ -373,6 +373,10 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str],
         data_cfg = config_from_dict(fdata.DataConfig, parsed["data"], where="data options")
 
     if check_only:
+        if data_cfg.dataset or data_cfg.root:
+            from fractalmusic.data.recipes import check_dataset_options
+
+            check_dataset_options(data_cfg)
         return {}
 
     # ---- processes, devices, the run folder: fail before any slow work
@@ -395,7 +399,9 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str],
         if data_cfg.dataset or data_cfg.root:
             from fractalmusic.data.recipes import resolve_data_config
 
-            data_cfg = resolve_data_config(data_cfg, log=echo)
+            resolved = resolve_data_config(data_cfg, log=echo) if ctx.is_main else None
+            distributed.barrier(ctx)  # rank 0 wrote the lists (and any copies); the others find them done
+            data_cfg = resolved if ctx.is_main else resolve_data_config(data_cfg, log=None)
 
         # ---- representation and data (rank 0 first: it fills the cache the others then read)
         if ckpt is not None:

@@ -589,7 +589,7 @@ def _transform_file(src: Path, dst: Path, transform: dict[str, Any]) -> str | No
                 pitch=np.asarray(a["pitch"], dtype=np.int8), velocity=np.asarray(a["velocity"], dtype=np.int8),
                 ttype="tick")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")  # several processes may derive the same file
     score.dump_midi(str(tmp))
     os.replace(tmp, dst)
     return None
@@ -704,6 +704,18 @@ def work_dir(cache_root: Path, recipe: Recipe, root: Path) -> Path:
     """Where `fmusic train --dataset` keeps the split it builds: a folder per recipe and root under the cache."""
     key = hashlib.sha256(f"{recipe.full_name}\x00{root.resolve()}".encode("utf-8")).hexdigest()[:12]
     return cache_root / "datasets" / f"{recipe.full_name.replace('/', '-')}-{key}"
+
+
+def check_dataset_options(cfg) -> None:
+    """The cheap part of `resolve_data_config`: the recipe exists, --root exists and has the recipe's layout
+    markers, --data/--root are not misused (what `fmusic train --devices` checks before starting processes)."""
+    if not getattr(cfg, "dataset", None):
+        if getattr(cfg, "root", None):
+            raise ConfigError("--root goes with --dataset NAME (the recipe of the dataset that lies there)")
+        return
+    recipe = load_recipe(cfg.dataset)
+    base = resolve_root(recipe, cfg.root)
+    _check_required(detect_variant(recipe, base), base)
 
 
 def resolve_data_config(cfg, log: Callable[[str], Any] | None = None):
