@@ -101,6 +101,7 @@ class Attention(nn.Module):
     def forward(self, x, cos, sin, mask, past_k=None, past_v=None):
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        cos, sin = cos.to(q.dtype), sin.to(q.dtype)  # under autocast q is bf16/fp16 while the tables are not
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if past_k is not None:
             k = torch.cat([past_k, k], dim=2)
