@@ -159,6 +159,19 @@ def test_maestro_layout_errors_are_one_line_exit_2(tmp_path, capsys, damage, mes
     assert "Traceback" not in stderr
 
 
+def test_maestro_split_is_written_even_when_no_file_is_readable_music(tmp_path, capsys):
+    root = fake_maestro(tmp_path / "maestro-v3.0.0", write_files=False)
+    for _, name in MAESTRO_ROWS:  # empty files: the split needs only their names
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+    code, stdout, stderr = fmusic(capsys, "data", "prepare", "--dataset", "maestro", "--root", root,
+                                  "--write-split", tmp_path / "o", "--num-prep-workers", "0")
+    assert code == 0, stderr
+    assert len(read_list(tmp_path / "o" / "train.txt")) == 3 and len(read_list(tmp_path / "o" / "test.txt")) == 1
+    assert stderr.startswith("warning: the split lists are written, but the cache was not filled: no readable music")
+    assert len(stderr.strip().splitlines()) == 1
+
+
 def test_dataset_needs_an_existing_root(tmp_path, capsys):
     code, _, stderr = fmusic(capsys, "data", "prepare", "--dataset", "maestro", "--split-only")
     assert code == 2 and "needs --root" in stderr and "maestro-v3.0.0-midi.zip" in stderr

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from fractalmusic.errors import ConfigError
+from fractalmusic.errors import ConfigError, DataError
 
 _DATA_HELP_TAIL = (
     "Data options (as for fmusic train): --data, --val-data, --val-fraction, --split-seed, --crop-length, "
@@ -218,7 +218,14 @@ def prepare(ctx, repr_name: str | None, split_dir: str | None, split_only: bool)
     if cfg.no_cache:
         raise ConfigError("fmusic data prepare fills the cache; --no-cache would make it do nothing")
     started = time.perf_counter()
-    prepared = prepare_data(cfg, representation, log=click.echo)
+    try:
+        prepared = prepare_data(cfg, representation, log=click.echo)
+    except DataError as exc:
+        if not (dataset and split_dir is not None):
+            raise
+        # the split asked for is written; say in one line why the cache could not be filled
+        click.echo(f"warning: the split lists are written, but the cache was not filled: {exc}", err=True)
+        return
     report = prepared.report
     click.echo(
         f"prepared {report.n_train + report.n_val} pieces for {representation.name} "
