@@ -279,9 +279,13 @@ class Catalog:
                 crop = int(conf["crop_length"])
                 break
         has_text = _has_text_form(rep_cls)
-        formats = ["mid", "wav", "png"]
-        if getattr(rep_cls, "uses_abc_text", False):
-            formats = ["abc"] + formats
+        own = [str(f) for f in (getattr(rep_cls, "output_formats", ()) or ())]  # written by the representation
+        declared = getattr(rep_cls, "default_output_formats", None)
+        if declared:
+            formats = [str(f) for f in declared]
+        else:
+            formats = (["abc"] if getattr(rep_cls, "uses_abc_text", False) else []) + ["mid", "wav", "png"]
+        extra = [f for f in ["musicxml"] + own if f not in formats]
         return {
             "representation": rep_name,
             "generator": gen_name,
@@ -299,7 +303,8 @@ class Catalog:
             "default_length": (crop or 128) if kind == "grid" else 1000,
             "text_primer": bool(has_text),
             "formats": formats,
-            "extra_formats": ["musicxml"],
+            "extra_formats": extra,
+            "own_formats": own,
             "options": sample_option_specs(gen_cls),
         }
 

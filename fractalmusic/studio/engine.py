@@ -6,6 +6,7 @@ phase and, for token models, how far it is; a cancel stops it at the next networ
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import os
@@ -331,9 +332,10 @@ class Studio:
         common["temperature"] = temperature
         common["seed"] = secrets.randbelow(SEED_LIMIT) if seed is None else seed
         common.update({k: v for k, v in settings["request"].items() if k not in _PREPARE_KEYS})
-        formats = [f for f in source.files if f in FORMATS] or list(card["formats"])
+        formats = [f for f in source.files if f in source.settings["formats"]] or list(card["formats"])
         if "mid" not in source.files:
-            raise BadRequest(f"sample {source.id} has no MIDI file (its ABC did not parse): nothing to keep")
+            why = "its ABC did not parse" if source.abc else "its representation writes none"
+            raise BadRequest(f"sample {source.id} has no MIDI file ({why}), so it has no notes to keep or regenerate")
         if card["kind"] == "grid":
             if body.get("keep_bars") is not None:
                 raise BadRequest("keep_bars is for token models; piano-roll models take mask_start/mask_end")
@@ -371,7 +373,7 @@ class Studio:
         request = dict(source.settings["request"])
         request["n"] = _int(body, "num_samples", 1, MAX_SAMPLES, default=1)
         request["seed"] = secrets.randbelow(SEED_LIMIT) if seed is None else seed
-        formats = [f for f in source.files if f in FORMATS]
+        formats = list(source.settings["formats"])
         return self._submit("variations", entry, card, request, formats,
                             primer_arg=source.settings.get("primer_arg"), parent=source.id, region=source.region)
 
@@ -434,15 +436,16 @@ class Studio:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise BadRequest("formats must be a list such as [\"mid\", \"wav\", \"png\"]")
         out = []
+        allowed = list(FORMATS) + [f for f in card.get("own_formats", []) if f not in FORMATS]
         for v in value:
             name = {"midi": "mid", "xml": "musicxml"}.get(v.lower(), v.lower())
-            if name not in FORMATS:
-                raise BadRequest(f"unknown format {v!r} (choose from {', '.join(FORMATS)})")
+            if name not in allowed:
+                raise BadRequest(f"unknown format {v!r} (choose from {', '.join(allowed)})")
             if name == "abc" and "abc" not in card["formats"]:
                 raise BadRequest(f"the {card['representation']} representation writes no ABC")
             if name not in out:
                 out.append(name)
-        if "mid" not in out:
+        if "mid" not in out and "mid" in card["formats"]:
             out.insert(0, "mid")  # the piano roll and every regeneration read the MIDI file
         return out
 
@@ -662,13 +665,16 @@ class Studio:
         pieces = model.decode(arrays)
         batch = f"b{job.id[1:]:0>4}"
         out = self.out_dir / batch
-        report = api.write_samples(pieces, out, job.formats, soundfont=self.soundfont)
+        extra = {}
+        if "representation" in inspect.signature(api.write_samples).parameters:  # formats it writes itself
+            extra["representation"] = model.representation
+        report = api.write_samples(pieces, out, job.formats, soundfont=self.soundfont, **extra)
         spb = getattr(model.representation, "steps_per_beat", None)
         for i, (arr, piece) in enumerate(zip(arrays, pieces)):
             stem = f"sample_{i:03d}"
             files = {}
             for p in report.files:
-                if p.stem == stem and p.suffix.lstrip(".") in FORMATS:
+                if p.stem == stem and p.suffix.lstrip(".") in job.formats:
                     files[p.suffix.lstrip(".")] = p.name
             sid = self._next("s")
             sample = Sample(

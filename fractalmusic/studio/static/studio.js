@@ -327,6 +327,8 @@ async function showSample(card, sample, push) {
     if (f === "svg") continue;
     dl.append(el("a", { href: withToken(url + "?download=1"), "data-testid": "download-" + f, download: "" }, f));
   }
+  $(".roll-scroll", node).hidden = !sample.files.mid;   // no MIDI (plain text): no roll to show or reshape
+  $(".toolbar", node).hidden = !sample.files.mid && !sample.files.wav;
   card.roll = await api("GET", sample.roll_url);
   if (push && card.history.length === 1) {       // first view: fill the card's width
     const g = rollGeometry(card), room = $(".roll-scroll", node).clientWidth - 2;
@@ -335,6 +337,11 @@ async function showSample(card, sample, push) {
   drawRoll(card);
   const notation = $("[data-testid=notation]", node);
   notation.textContent = "";
+  if (sample.files.txt) {                       // a text representation: show the text itself
+    const pre = el("pre", { class: "text", "data-testid": "text" });
+    fetch(withToken(sample.files.txt)).then((r) => r.text()).then((t) => { pre.textContent = t; });
+    notation.append(pre);
+  }
   const engrave = () => {
     notation.textContent = "";
     const img = el("img", { alt: "notation", "data-testid": "notation-img" });
