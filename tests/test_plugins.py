@@ -259,24 +259,27 @@ def test_checkpoint_of_a_package_that_is_gone_says_which(twins, tmp_path, monkey
         Checkpoint.load(tmp_path / "x.pt").build()
 
 
-def test_name_mismatch_retired_api_and_collisions_refused(twins, tmp_path, monkeypatch):
-    res = run_cli("plugins", "--json", env=_env(twins), cwd=tmp_path)
-    assert res.exit_code == 0, res.output
-    rows = {r["name"]: r for r in json.loads(res.stdout)["plugins"]}
+def test_name_mismatch_retired_api_and_collisions_refused(twins, tmp_path, monkeypatch, capsys):
+    from conftest import fmusic
+
+    monkeypatch.syspath_prepend(str(twins))
+    code, stdout, err = fmusic(capsys, "plugins", "--json")
+    assert code == 0, err
+    rows = {r["name"]: r for r in json.loads(stdout)["plugins"]}
     assert rows["gpt"]["status"] == "error" and "named 'gpt2' but registered as 'gpt'" in rows["gpt"]["error"]
     assert rows["retired"]["status"] == "error"
     assert "plugin API 0, which is retired" in rows["retired"]["error"] and "1..2" in rows["retired"]["error"]
     assert "'seed' is also an option of the trainer" in rows["seedgen"]["error"]
     assert "'temperature' is also an option of fmusic sample" in rows["tempgen"]["error"]
     assert "train_defaults names 'lrr'" in rows["defaultsgen"]["error"] and "'lr'" in rows["defaultsgen"]["error"]
-    res = run_cli("plugins", env=_env(twins), cwd=tmp_path)
-    assert "fm_twin_gru 0.3 [tokens] API 1" in res.stdout and "named 'gpt2' but registered as 'gpt'" in res.stdout
-    assert "plugins declaring 1..2 load" in res.stdout
+    assert rows["twin"]["package"] in ("fm_twin_gru", "fm_twin_lstm") and rows["twin"]["version"] == "0.3"
+    code, stdout, _ = fmusic(capsys, "plugins")
+    assert "fm_twin_gru 0.3 [tokens] API 1" in stdout and "named 'gpt2' but registered as 'gpt'" in stdout
+    assert "plugins declaring 1..2 load" in stdout
     # selecting one: a single line that names the plugin and the reason
-    res = run_cli("train", "--generator", "gpt", "--max-steps", "1", env=_env(twins), cwd=tmp_path)
-    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
-    assert "'gpt' from fm_mismatch 0.3 failed to load" in res.stderr and "gpt2" in res.stderr
-    monkeypatch.syspath_prepend(str(twins))
+    code, _, err = fmusic(capsys, "train", "--generator", "gpt", "--max-steps", "1", "--output-dir", tmp_path / "r")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "'gpt' from fm_mismatch 0.3 failed to load" in err and "gpt2" in err
     with pytest.raises(PluginError, match="'seedgen'.*'seed' is also an option of the trainer"):
         plugins.get_generator("seedgen")
 
