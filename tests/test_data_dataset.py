@@ -181,5 +181,5 @@ def test_memory_mapped_store_gives_the_same_items(tmp_path, monkeypatch):
     for i in range(len(mem)):
         assert np.array_equal(mem[i]["grid"], mapped[i]["grid"])
     clone = pickle.loads(pickle.dumps(mapped))  # what a DataLoader worker receives: the path, not the data
-    assert clone.store._pack is None and np.array_equal(clone[3]["grid"], mapped[3]["grid"])
+    assert clone.store._maps == {} and np.array_equal(clone[3]["grid"], mapped[3]["grid"])
     assert len(pickle.dumps(mapped.store)) < 2000

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fractalmusic.config import config_to_dict
-from fractalmusic.data.cache import Cache, make_key
+from fractalmusic.data.cache import Cache, PackWriter, make_key, shard_paths
 from fractalmusic.data.config import DataConfig, default_corpus
 from fractalmusic.data.corpora import resolve_corpus
 from fractalmusic.data.dataset import (
@@ -230,8 +230,30 @@ def _storage_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.int32)
 
 
-def _gather(refs: list[PieceRef], cache: Cache, notes: bool) -> list:
-    return [ref.file.pieces(cache, notes)[ref.index] for ref in refs]
+class _LazyPieces:
+    """The pieces of `refs`, loaded from the cache one file at a time as they are iterated (and let go again
+    unless they were in memory already), so fitting a vocabulary on a corpus larger than memory works."""
+
+    def __init__(self, refs: list[PieceRef], cache: Cache, notes: bool):
+        self.refs, self.cache, self.notes = refs, cache, notes
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int):
+        ref = self.refs[i]
+        return ref.file.pieces(self.cache, self.notes)[ref.index]
+
+    def __iter__(self):
+        for ref in self.refs:
+            loaded = ref.file.loaded is not None
+            yield ref.file.pieces(self.cache, self.notes)[ref.index]
+            if not loaded and self.cache.enabled:
+                ref.file.release()
+
+
+def _gather(refs: list[PieceRef], cache: Cache, notes: bool) -> _LazyPieces:
+    return _LazyPieces(refs, cache, notes)
 
 
 def _fit(representation, train_refs, cache: Cache, notes: bool) -> str:
@@ -309,40 +331,34 @@ def _encode_file(entry: FileEntry, representation, cache: Cache, notes: bool, dt
     return {"data": data, "lengths": np.asarray(lengths, dtype=np.int64), "meta": {"failures": failures}}
 
 
-def _encoded(
-    refs: list[PieceRef],
-    representation,
-    cache: Cache,
-    notes: bool,
-    entries: dict[str, dict],
-) -> tuple[list[tuple[dict, int]], list[int], list[tuple[int, str]]]:
-    """Per-file encodings for `refs`: ([(entry, piece index)] of the usable refs, their positions in `refs`,
-    [(position, why)] of the others). `entries` (file key -> entry) is shared by the splits, so a book split by
-    tune is encoded or loaded once."""
-    fingerprint = representation.fingerprint()
-    dtype = _storage_dtype(int(representation.vocab_size))
-    out, kept, failed = [], [], []
-    for pos, ref in enumerate(refs):
-        fkey = ref.file.key
-        if fkey not in entries:
-            key = make_key("encoded", fkey, fingerprint, dtype.str)
-            enc = cache.load_encoded(key)
-            if enc is None:
-                enc = _encode_file(ref.file, representation, cache, notes, dtype)
-                try:
-                    cache.save_encoded(key, enc["data"], enc["lengths"], enc["meta"])
-                except OSError:
-                    pass
-            enc["offsets"] = np.concatenate([[0], np.cumsum(enc["lengths"])])
+def _encoded_piece(
+    ref: PieceRef, representation, cache: Cache, notes: bool, dtype: np.dtype, fingerprint: str, entries: dict
+) -> tuple[np.ndarray | None, str | None]:
+    """(stored block, None) for one piece, or (None, why it cannot be used): from its file's cached encoding, or
+    encoded now (and cached at once, so an interrupted preparation keeps it). Encodings of files holding several
+    pieces stay in `entries` (shared by the splits: a book split by tune is encoded once); the others are dropped
+    after use, with the file's notes, so memory does not grow with the corpus."""
+    fkey = ref.file.key
+    enc = entries.get(fkey)
+    if enc is None:
+        key = make_key("encoded", fkey, fingerprint, dtype.str)
+        enc = cache.load_encoded(key)
+        if enc is None:
+            enc = _encode_file(ref.file, representation, cache, notes, dtype)
+            try:
+                cache.save_encoded(key, enc["data"], enc["lengths"], enc["meta"])
+            except OSError:
+                pass
+        enc["offsets"] = np.concatenate([[0], np.cumsum(enc["lengths"])])
+        if ref.file.n_pieces > 1:
             entries[fkey] = enc
-        enc = entries[fkey]
-        why = enc["meta"].get("failures", {}).get(str(ref.index))
-        if why:
-            failed.append((pos, why))
-            continue
-        out.append((enc, ref.index))
-        kept.append(pos)
-    return out, kept, failed
+        elif cache.enabled:
+            ref.file.release()
+    why = enc["meta"].get("failures", {}).get(str(ref.index))
+    if why:
+        return None, why
+    a, b = int(enc["offsets"][ref.index]), int(enc["offsets"][ref.index + 1])
+    return enc["data"][a:b], None
 
 
 def _split_store(
@@ -357,45 +373,64 @@ def _split_store(
 ) -> PieceStore | None:
     """One split's pieces, encoded, as a PieceStore (None if none is usable).
 
-    With the cache, a split is stored as one pack (`packs/<key>.npy`, the pieces end to end, plus a JSON note of
-    their lengths and of the pieces that failed to encode), keyed by the representation's fingerprint and the
-    split's pieces: a warm run loads one file per split (or memory-maps it) instead of one per music file.
+    With the cache, a split is stored as one pack: shards (`packs/<key>.<k>.npy`, pieces end to end, about 256 MB
+    each) written while the pieces are encoded, then an index (`packs/<key>.json`: shards, piece lengths, the
+    pieces that failed to encode), keyed by the representation's fingerprint and the split's pieces. A warm run
+    opens one index per split and memory-maps the shards (or loads them, --cache-in-memory); building a pack holds
+    at most one shard in memory, so a corpus larger than memory can be packed and trained on.
     """
     if not refs:
         return None
     dtype = _storage_dtype(int(representation.vocab_size))
     key = make_key("split", representation.fingerprint(), dtype.str, [f"{r.file.key}:{r.index}" for r in refs])
     note = cache.load_json("packs", key, count=False) if cache.enabled else None
-    data = None
-    if note is not None:
-        data = cache.load_array("packs", key, mmap=not in_memory)
-    if data is None or note is None or int(np.sum(note["lengths"])) != data.shape[0]:
-        encoded, kept, failed = _encoded(refs, representation, cache, notes, entries)
-        blocks = []
-        for enc, i in encoded:
-            a, b = int(enc["offsets"][i]), int(enc["offsets"][i + 1])
-            blocks.append(enc["data"][a:b])
-        note = {"kept": kept, "failed": failed, "lengths": [int(x.shape[0]) for x in blocks]}
-        if blocks:
-            data = np.concatenate(blocks, axis=0)
-        else:
-            data = np.zeros((0, 128) if kind == "grid" else (0,), dtype=dtype)
-        if cache.enabled:
-            try:  # the array first, the note last: a note always describes a complete pack
-                cache.save_array("packs", key, data)
+    paths = None
+    if note is not None and "shards" in note and sum(int(s["pieces"]) for s in note["shards"]) == len(note["kept"]):
+        paths = shard_paths(cache, note["shards"])
+    if cache.enabled:
+        cache._count("packs", paths is not None)
+    blocks: list[np.ndarray] = []
+    if paths is None:
+        fingerprint = representation.fingerprint()
+        writer = PackWriter(cache, key) if cache.enabled else None
+        kept, failed, lengths = [], [], []
+        for pos, ref in enumerate(refs):
+            block, why = _encoded_piece(ref, representation, cache, notes, dtype, fingerprint, entries)
+            if why:
+                failed.append((pos, why))
+                continue
+            kept.append(pos)
+            lengths.append(int(block.shape[0]))
+            if writer is not None:
+                try:
+                    writer.add(block)
+                except OSError:  # a full or read-only cache folder: keep this split in memory instead
+                    writer = None
+                    blocks = [_encoded_piece(refs[k], representation, cache, notes, dtype, fingerprint, entries)[0]
+                              for k in kept[:-1]]  # fmt: skip
+            if writer is None:
+                blocks.append(block)
+        note = {"kept": kept, "failed": failed, "lengths": lengths}
+        if writer is not None:
+            try:  # the shards first, the index last: an index always describes complete shards
+                note["shards"] = writer.finish()
                 cache.save_json("packs", key, note)
+                paths = [cache.root / "packs" / sh["name"] for sh in note["shards"]]
             except OSError:
-                pass
-            if not in_memory:
-                data = cache.load_array("packs", key, mmap=True)
+                blocks = [_encoded_piece(refs[k], representation, cache, notes, dtype, fingerprint, entries)[0]
+                          for k in kept]  # fmt: skip
     for pos, why in note["failed"]:
         skipped.append((refs[int(pos)].source, why))
     kept_refs = [refs[int(pos)] for pos in note["kept"]]
     if not kept_refs:
         return None
     sources = [r.source for r in kept_refs]
-    if not in_memory and cache.enabled and cache.path("packs", key, ".npy").exists():
-        return PieceStore(kind, pack_path=cache.path("packs", key, ".npy"), lengths=note["lengths"], sources=sources)
+    if paths is not None and not in_memory:
+        pieces = [int(sh["pieces"]) for sh in note["shards"]]
+        return PieceStore(kind, shard_paths=paths, shard_pieces=pieces, lengths=note["lengths"], sources=sources)
+    if paths is not None:
+        blocks = [np.load(p, allow_pickle=False) for p in paths]
+    data = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, 128) if kind == "grid" else (0,), dtype=dtype)
     offsets = np.concatenate([[0], np.cumsum(note["lengths"])]).astype(np.int64)
     arrays = [data[offsets[i] : offsets[i + 1]] for i in range(len(kept_refs))]
     if kind == "grid":

@@ -9,9 +9,15 @@ Layout under the cache root (`--cache-dir`, `$FRACTALMUSIC_CACHE_DIR` or `~/.cac
     data-v1/pieces/ab/<key>.npz    one music file: its pieces' notes + JSON meta (or the reason it failed)
     data-v1/encoded/ab/<key>.npz   the same file's pieces encoded by one representation state
     data-v1/vocab/<key>.json       a representation state fitted on one training set
-    data-v1/packs/<key>.npy        one split's encoded pieces end to end (memory-mapped with --no-cache-in-memory)
-    data-v1/packs/<key>.json       their lengths, and the pieces that could not be encoded
+    data-v1/packs/<key>.<k>.npy    one split's encoded pieces end to end, in shards of about SHARD_BYTES (256 MB)
+                                   that never split a piece (memory-mapped with --no-cache-in-memory)
+    data-v1/packs/<key>.json       the index: shard names and rows, piece lengths, pieces that could not be encoded
     data-v1/index/<key>.json       a whole corpus's piece list (the JSON parts of its files' entries, less text)
+
+Every entry is written as soon as it is made (a file's pieces when it is read, its encoding when it is encoded,
+each pack shard when full, the pack's index last), so an interrupted preparation keeps what it did: the next run
+reads and encodes only what is missing, and a pack whose index was never written is rebuilt from the per-file
+encodings.
 
 Keys are sha256 digests of what the entry depends on: the file's bytes, the reader version, whether ABC was
 parsed into notes, and for encodings the representation's fingerprint.
@@ -32,6 +38,7 @@ from fractalmusic.files import atomic_write
 from fractalmusic.piece import NOTE_DTYPE, Piece
 
 CACHE_LAYOUT = "data-v1"
+SHARD_BYTES = 256 << 20  # a pack shard is closed at the first piece boundary past this size
 
 
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -227,3 +234,51 @@ class Cache:
             return
         data = np.ascontiguousarray(data)
         _atomic(self.path(kind, key, ".npy"), lambda f: np.save(f, data, allow_pickle=False))
+
+
+class PackWriter:
+    """Writes one split's encoded pieces into pack shards (`packs/<key>.<k>.npy`) as they come, so that a corpus
+    larger than memory is packed holding at most one shard (plus one piece) in memory. `finish()` -> the shards'
+    index: [{"name": file name, "rows": rows, "pieces": pieces}]. Each shard is written atomically."""
+
+    def __init__(self, cache: Cache, key: str, shard_bytes: int | None = None):
+        self.cache = cache
+        self.key = key
+        self.shard_bytes = int(SHARD_BYTES if shard_bytes is None else shard_bytes)
+        self.shards: list[dict[str, Any]] = []
+        self._blocks: list[np.ndarray] = []
+        self._bytes = 0
+
+    def add(self, block: np.ndarray) -> None:
+        self._blocks.append(np.ascontiguousarray(block))
+        self._bytes += block.nbytes
+        if self._bytes >= self.shard_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._blocks:
+            return
+        data = np.concatenate(self._blocks, axis=0)
+        name = f"{self.key}.{len(self.shards)}.npy"
+        _atomic(self.cache.root / "packs" / name, lambda f: np.save(f, data, allow_pickle=False))
+        self.shards.append({"name": name, "rows": int(data.shape[0]), "pieces": len(self._blocks)})
+        self._blocks, self._bytes = [], 0
+
+    def finish(self) -> list[dict[str, Any]]:
+        self._flush()
+        return self.shards
+
+
+def shard_paths(cache: Cache, shards: list[dict[str, Any]]) -> list[Path] | None:
+    """The shard files of a pack index, or None when one is missing or has another number of rows."""
+    paths = []
+    for shard in shards:
+        path = cache.root / "packs" / str(shard["name"])
+        try:
+            rows = np.load(path, mmap_mode="r", allow_pickle=False).shape[0]
+        except Exception:
+            return None
+        if rows != int(shard["rows"]):
+            return None
+        paths.append(path)
+    return paths

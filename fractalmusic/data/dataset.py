@@ -35,11 +35,13 @@ GRID_HEIGHT = 128
 
 
 class PieceStore:
-    """Encoded pieces, in memory or as views into one memory-mapped pack file.
+    """Encoded pieces, in memory or as views into memory-mapped pack shards.
 
     Tokens are 1-D arrays; grids are `[128, T]` arrays (a pack stores grids time-major, `[sum T, 128]`, so a
-    crop reads contiguous bytes). Pickling a store that memory-maps carries only the path: DataLoader workers
-    map the file themselves instead of receiving a copy of it.
+    crop reads contiguous bytes). A pack is one or more shard files (`shard_paths`, each holding whole pieces,
+    `shard_pieces` of them); a shard is mapped on first use, so resident memory holds only the pages read (the
+    kernel drops them under pressure). Pickling a store that memory-maps carries only the paths: DataLoader
+    workers map the files themselves instead of receiving a copy of them.
     """
 
     def __init__(
@@ -49,22 +51,37 @@ class PieceStore:
         pack_path: str | Path | None = None,
         lengths: np.ndarray | list[int] | None = None,
         sources: list[str] | None = None,
+        shard_paths: list[str | Path] | None = None,
+        shard_pieces: list[int] | None = None,
     ):
         if kind not in ("tokens", "grid"):
             raise ValueError(f"unknown representation kind {kind!r}")
         self.kind = kind
-        self.pack_path = str(pack_path) if pack_path is not None else None
-        self._pack: np.ndarray | None = None
+        if pack_path is not None and shard_paths is None:
+            shard_paths = [pack_path]
+        self.shard_paths = [str(p) for p in shard_paths] if shard_paths is not None else None
+        self.pack_path = self.shard_paths[0] if self.shard_paths else None
+        self._maps: dict[int, np.ndarray] = {}
         if arrays is not None:
             self.arrays = list(arrays)
             self.lengths = np.array([a.shape[-1] for a in self.arrays], dtype=np.int64)
         else:
-            if pack_path is None or lengths is None:
-                raise ValueError("a PieceStore needs arrays, or a pack path and lengths")
+            if self.shard_paths is None or lengths is None:
+                raise ValueError("a PieceStore needs arrays, or pack shard paths and lengths")
             self.arrays = None
             self.lengths = np.asarray(lengths, dtype=np.int64)
+        n = len(self.lengths)
+        if self.arrays is None:
+            counts = list(shard_pieces) if shard_pieces is not None else [n]
+            if len(counts) != len(self.shard_paths) or sum(counts) != n:
+                raise ValueError("shard piece counts do not add up to the pieces")
+            self._shard_of = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+            starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            # each piece's row offset inside its own shard
+            cum = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+            self._local = cum[:-1] - cum[starts[self._shard_of]]
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
-        self.sources = list(sources) if sources is not None else [f"piece {i}" for i in range(len(self.lengths))]
+        self.sources = list(sources) if sources is not None else [f"piece {i}" for i in range(n)]
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -78,16 +95,18 @@ class PieceStore:
         """Tokens or time steps in all pieces."""
         return int(self.lengths.sum())
 
-    def _mapped(self) -> np.ndarray:
-        if self._pack is None:
-            self._pack = np.load(self.pack_path, mmap_mode="r", allow_pickle=False)
-        return self._pack
+    def _mapped(self, shard: int = 0) -> np.ndarray:
+        arr = self._maps.get(shard)
+        if arr is None:
+            arr = np.load(self.shard_paths[shard], mmap_mode="r", allow_pickle=False)
+            self._maps[shard] = arr
+        return arr
 
     def __getitem__(self, i: int) -> np.ndarray:
         if self.arrays is not None:
             return self.arrays[i]
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        block = self._mapped()[a:b]
+        a = int(self._local[i])
+        block = self._mapped(int(self._shard_of[i]))[a : a + int(self.lengths[i])]
         return block.T if self.kind == "grid" else block
 
     def window(self, i: int, start: int, width: int) -> np.ndarray:
@@ -97,7 +116,7 @@ class PieceStore:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_pack"] = None
+        state["_maps"] = {}
         return state
 
 

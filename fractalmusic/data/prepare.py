@@ -82,6 +82,7 @@ def _read_batch_in_worker(items: list, notes: bool) -> list:
     return [_read_in_worker(path, notes, *extra) for path, extra in items]
 
 
+KEEP_LOADED_NOTES = 2_000_000  # notes of freshly read pieces kept in memory for the rest of a run (about 54 MB)
 MIN_FILES_PER_WORKER = 4  # fewer files than this per worker are read in-process (starting workers costs more)
 
 
@@ -354,6 +355,7 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
     if not entries:
         return 0
     bar = _progress(len(entries), f"reading {name}")
+    kept_notes = 0
 
     def finish(e: FileEntry, outcome) -> None:
         pieces, tune_errors, error = outcome
@@ -363,7 +365,14 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
         except OSError:  # a full or read-only cache folder must not stop training
             pass
         e.meta = meta
-        e.loaded = pieces if pieces else None
+        # keep what was just read for the rest of this run while it is small; past KEEP_LOADED_NOTES notes the
+        # cache serves it again on demand, so reading a corpus larger than memory does not hold it all
+        nonlocal kept_notes
+        if pieces and (not cache.enabled or kept_notes + len(arr) <= KEEP_LOADED_NOTES):
+            e.loaded = pieces
+            kept_notes += len(arr)
+        else:
+            e.loaded = None
         bar.update(1)
 
     try:

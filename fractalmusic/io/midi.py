@@ -328,35 +328,35 @@ def _read_with_symusic(data: bytes, where: str) -> Piece:
 
 def _score_to_piece(score, fmt: int, tpb: int, title: str | None, where: str) -> Piece:
     ons, ends, pitches, vels, progs, drums = [], [], [], [], [], []
-    last = 0
-    for track in score.tracks:
+    tracks = list(score.tracks)
+    for track in tracks:
         arr = track.notes.numpy()
         if fmt == 0 and title is None and track.name.strip():
             title = track.name.strip()
         if not len(arr["time"]):
             continue
         on = arr["time"].astype(np.int64)
-        end = on + arr["duration"].astype(np.int64)
         ons.append(on)
-        ends.append(end)
+        ends.append(on + arr["duration"])
         pitches.append(arr["pitch"])
         vels.append(arr["velocity"])
         progs.append(np.full(len(on), track.program, dtype=np.int16))
         drums.append(np.full(len(on), bool(track.is_drum)))
-        for events in (track.controls, track.pitch_bends):
-            if len(events):
-                last = max(last, int(events[-1].time))
     on = np.concatenate(ons) if ons else np.zeros(0, dtype=np.int64)
     end = np.concatenate(ends) if ons else np.zeros(0, dtype=np.int64)
     if len(on) and (on.min() < 0 or (end < on).any()):
-        raise PieceReadError(where, f"too long (tick values beyond {2**31 - 1:,})")
+        raise PieceReadError(where, f"lasts beyond {2**31 - 1:,} ticks, over the limit for one piece")
     open_at_end = end >= CLOSE_DELTA
-    if len(on):
-        last = max(last, int(on.max()), int(end[~open_at_end].max()) if (~open_at_end).any() else 0)
-    for events in (score.tempos, score.time_signatures, score.key_signatures, score.markers):
-        if len(events):
-            last = max(last, int(events[-1].time))
-    end[open_at_end] = last  # notes never switched off end with the file
+    if open_at_end.any():  # notes never switched off end with the file's last event
+        last = max(int(on.max()), int(end[~open_at_end].max()) if (~open_at_end).any() else 0)
+        for track in tracks:
+            for events in (track.controls, track.pitch_bends):
+                if len(events):
+                    last = max(last, int(events[-1].time))
+        for events in (score.tempos, score.time_signatures, score.key_signatures, score.markers):
+            if len(events):
+                last = max(last, int(events[-1].time))
+        end[open_at_end] = last
     keep = np.flatnonzero(end > on)  # zero-length notes carry nothing
     notes = np.zeros(len(keep), dtype=NOTE_DTYPE)
     if len(notes):

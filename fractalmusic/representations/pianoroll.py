@@ -96,9 +96,11 @@ class PianoRollRepresentation(Representation):
 
     def _grid(self, piece: Piece, dtype, time_major: bool) -> np.ndarray:
         notes = piece.notes
+        keep = (notes["pitch"] >= 0) & (notes["pitch"] < N_PITCHES)
         if not self.config.include_drums:
-            notes = notes[~notes["is_drum"]]
-        notes = notes[(notes["pitch"] >= 0) & (notes["pitch"] < N_PITCHES)]
+            keep &= ~notes["is_drum"]
+        if not keep.all():  # copying rows of the packed note records costs more than this test
+            notes = notes[keep]
         spb = self.steps_per_beat
         on = np.maximum(beats_to_steps(notes["onset"], spb), 0)
         end = np.maximum(beats_to_steps(notes["onset"] + notes["duration"], spb), on + 1)

@@ -188,8 +188,8 @@ class WordsRepresentation(Representation):
             return [_code_word(c) for c in units.tolist()], kind
         return units, kind
 
-    def _piece_units(self, piece: Piece) -> tuple[Any, str]:
-        """(ABC words, "abc") or (MIDI word codes, "midi"), as `piece_words` chooses."""
+    def _piece_units(self, piece: Piece, as_ids: bool = False) -> tuple[Any, str]:
+        """(ABC words, "abc") or (MIDI word codes, or ids with `as_ids`, "midi"), as `piece_words` chooses."""
         source = self.config.source
         if source == "abc" or (source == "auto" and piece.abc):
             if not piece.abc:
@@ -202,7 +202,7 @@ class WordsRepresentation(Representation):
             except ImportError as exc:  # pragma: no cover - io is part of the package
                 raise DataError(f"cannot parse ABC into notes for MIDI words: {exc}") from None
             piece = ensure_notes(piece)
-        return self.midi_codes(piece), "midi"
+        return self.midi_codes(piece, as_ids), "midi"
 
     def fit(self, pieces: Iterable[Piece]) -> "WordsRepresentation":
         counts: Counter[str] = Counter()
@@ -301,6 +301,15 @@ class WordsRepresentation(Representation):
                 self._code_index[_code(int(kind[i]), value[i])] = i
         self._kind = kind
         self._value = value
+        # MIDI word kind -> dense value -> id table (<unk> where the vocabulary lacks the word)
+        self._id_tables: dict[int, np.ndarray] = {}
+        for k in (K_BAR, K_POS, K_PITCH, K_DUR, K_VEL, K_TEMPO):
+            rows = np.flatnonzero(kind == k)
+            size = int(value[rows].max()) + 1 if len(rows) else 0
+            table = np.full(min(size, 1 << 20), UNK, dtype=np.int64)
+            small = rows[value[rows] < len(table)]
+            table[value[small]] = small
+            self._id_tables[k] = table
 
     def _require_fitted(self) -> None:
         if self._words is None:
@@ -309,15 +318,30 @@ class WordsRepresentation(Representation):
     # ------------------------------------------------------------------ MIDI words
     # MIDI words are built as int64 codes (kind << 40 | value; TS_n/d: n << 20 | d) on arrays, without a loop over
     # notes; `midi_words` spells them, `encode` maps them onto ids, `fit` counts them.
-    def midi_codes(self, piece: Piece) -> np.ndarray:
-        """The MIDI words of a piece (see `midi_words`) as int64 codes."""
+    def midi_codes(self, piece: Piece, as_ids: bool = False) -> np.ndarray:
+        """The MIDI words of a piece (see `midi_words`) as int64 codes, or (`as_ids`) straight as vocabulary ids."""
         spb = self.steps_per_beat
-        notes = piece.notes[~piece.notes["is_drum"]]
+        notes = piece.notes
+        if notes["is_drum"].any():
+            notes = notes[~notes["is_drum"]]
+
+        def word(kind: int, values):
+            if not as_ids:
+                return (kind << _SHIFT) | values
+            table = self._id_tables[kind]
+            values = np.asarray(values)
+            return np.where(values < len(table), table[np.minimum(values, len(table) - 1)], UNK) if len(table) else (
+                np.full(values.shape, UNK, dtype=np.int64))
+
+        def ts_word(num: int, den: int):
+            code = _ts_code(num, den)
+            return self._code_index.get(code, UNK) if as_ids else code
+
         on = np.maximum(beats_to_steps(notes["onset"], spb), 0)
         dur = np.clip(beats_to_steps(notes["onset"] + notes["duration"], spb) - on, 1, self.config.max_duration_steps)
         vel = np.asarray(velocity_to_bin(notes["velocity"], int(self.config.velocity_bins)), dtype=np.int64)
         pitch = notes["pitch"].astype(np.int64)
-        order = np.lexsort((pitch, on))
+        order = np.argsort(on * 128 + np.clip(pitch, 0, 127), kind="stable")  # by onset, then pitch
         on, dur, pitch, vel = on[order], dur[order], pitch[order], vel[order]
 
         sigs = sorted((b, int(n), int(d)) for b, n, d in piece.time_signatures if _valid_ts(n, d))
@@ -326,7 +350,7 @@ class WordsRepresentation(Representation):
         tempo_steps = beats_to_steps([b for b, _ in tempos], spb)
         tempo_vals = _tempo_bins(np.array([q for _, q in tempos], dtype=np.float64))
         first_ts = changes[0][1:]
-        head = np.array([_ts_code(*first_ts), _code(K_TEMPO, tempo_vals[0])], dtype=np.int64)
+        head = np.array([ts_word(*first_ts), word(K_TEMPO, tempo_vals[:1])[0]], dtype=np.int64)
         if not len(on):
             return head
         last_on = int(on[-1])
@@ -347,7 +371,7 @@ class WordsRepresentation(Representation):
             flags = np.zeros(count, dtype=bool)
             flags[0] = new_ts != ts
             ts_flags.append(flags)
-            ts_codes.append(np.full(count, _ts_code(*new_ts), dtype=np.int64))
+            ts_codes.append(np.full(count, ts_word(*new_ts), dtype=np.int64))
             ts = new_ts
             start += bar_len * count
         bar_start = np.concatenate(starts)
@@ -372,25 +396,19 @@ class WordsRepresentation(Representation):
 
         out = np.empty(len(head) + int(block.sum()), dtype=np.int64)
         out[: len(head)] = head
-        out[bar_at] = _code(K_BAR, 0)
+        out[bar_at] = word(K_BAR, np.zeros(1, dtype=np.int64))[0]
         out[(bar_at + 1)[ts_flag]] = ts_code[ts_flag]
-        out[(bar_at + 1 + ts_flag)[tempo_flag]] = (K_TEMPO << _SHIFT) | tempo_now[tempo_flag]
-        out[note_at[pos_flag]] = (K_POS << _SHIFT) | (on - bar_start[bar_of])[pos_flag]
+        out[(bar_at + 1 + ts_flag)[tempo_flag]] = word(K_TEMPO, tempo_now[tempo_flag])
+        out[note_at[pos_flag]] = word(K_POS, (on - bar_start[bar_of])[pos_flag])
         at = note_at + pos_flag
-        out[at] = (K_PITCH << _SHIFT) | pitch
-        out[at + 1] = (K_DUR << _SHIFT) | dur
-        out[at + 2] = (K_VEL << _SHIFT) | vel
+        out[at] = word(K_PITCH, np.clip(pitch, 0, None))
+        out[at + 1] = word(K_DUR, dur)
+        out[at + 2] = word(K_VEL, vel)
         return out
 
     def midi_words(self, piece: Piece) -> list[str]:
         """REMI-like event words of a piece's notes (drums left out) on the steps_per_beat grid."""
         return [_code_word(c) for c in self.midi_codes(piece).tolist()]
-
-    def _codes_to_ids(self, codes: np.ndarray) -> np.ndarray:
-        uniq, inverse = np.unique(codes, return_inverse=True)
-        table = self._code_index
-        ids = np.array([table.get(c, UNK) for c in uniq.tolist()], dtype=np.int64)
-        return ids[inverse.reshape(-1)]
 
     def _decode_midi(self, ids: list[int], repairs: dict[str, int]) -> Piece:
         def count(name: str) -> None:
@@ -510,11 +528,11 @@ class WordsRepresentation(Representation):
     # ------------------------------------------------------------------ conversion
     def encode(self, piece: Piece) -> np.ndarray:
         self._require_fitted()
-        units, kind = self._piece_units(piece)
+        units, kind = self._piece_units(piece, as_ids=True)
         out = np.empty(len(units) + 2, dtype=np.int64)
         out[0], out[-1] = BOS, EOS
         if kind == "midi":
-            out[1:-1] = self._codes_to_ids(units)
+            out[1:-1] = units
         else:
             index = self._index
             out[1:-1] = [index.get(w, UNK) for w in units]
