@@ -84,6 +84,8 @@ def test_page_and_checkpoint_cards(studio, ids):
     assert (folk["representation"], folk["kind"], folk["step"]) == ("abc", "tokens", 40)
     assert folk["val_bits"] == pytest.approx(folk["val_loss_nats"] / np.log(2))
     assert folk["generator_config"]["hidden_size"] == 64 and folk["date"] and folk["corpus"]
+    assert folk["has_curve"] and folk["training"]  # its metrics.jsonl changed just now
+    assert not mar["has_curve"] and not mar["training"]
     assert (mar["representation"], mar["kind"], mar["step"], mar["crop_length"]) == ("pianoroll", "grid", 3, 64)
     assert mar["val_bits"] is not None
     assert "num_iter" in [o["name"] for o in mar["options"]]  # the generator's own option becomes a control
@@ -254,9 +256,9 @@ def test_every_bad_input_gets_one_clear_4xx(studio, ids, mar_sample):
         (post("/api/primers", content=b"MThd garbage", headers={"x-filename": "bad.mid"}), 422, "cannot be read"),
         (post("/api/primers", content=b"x" * (65 * 1024), headers={"x-filename": "big.mid"}), 413, "limit"),
         (post("/api/primers", content=b"MThd", headers={"x-filename": "../../x.mid"}), 400, "plain file name"),
-        (post("/api/primers", content=b"MThd"), 400, "X-Filename"),
+        (post("/api/primers", content=b"MThd"), 415, "X-Filename"),
         (studio.get("/api/jobs/j999"), 404, "no job"),
-        (post("/api/jobs/j999/cancel"), 404, "no job"),
+        (post("/api/jobs/j999/cancel", json={}), 404, "no job"),
         (studio.get("/api/samples/s999/roll"), 404, "no sample"),
         (studio.get("/api/nothing-here"), 404, "no API endpoint"),
         (studio.delete("/api/checkpoints"), 405, "not allowed"),
@@ -306,7 +308,8 @@ def test_jobs_queue_report_progress_and_cancel(studio, ids):
     deadline = time.time() + 30
     while studio.get(f"/api/jobs/{job['id']}").json()["passes"] == 0 and time.time() < deadline:
         time.sleep(0.05)
-    r = studio.post(f"/api/jobs/{job['id']}/cancel")
+    assert_refused(studio.post(f"/api/jobs/{job['id']}/cancel"), 415)  # a cross-site form could send that
+    r = studio.post(f"/api/jobs/{job['id']}/cancel", json={})
     assert r.status_code == 200
     while time.time() < deadline:
         states = [studio.get(f"/api/jobs/{j['id']}").json() for j in (job, queued)]

@@ -88,6 +88,12 @@ class Guard:
             return await error("this studio answers only requests addressed to its own host name", 403)(
                 scope, receive, send)
         path = scope.get("path", "")
+        if scope.get("method") == "POST" and path.startswith("/api"):
+            # only bodies a cross-site form cannot send without the browser asking first (no CORS here)
+            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype != "application/json" and "x-filename" not in headers:
+                return await error("POST bodies must be JSON (Content-Type: application/json), or a primer file "
+                                   "with an X-Filename header", 415)(scope, receive, send)
         if self.token and path.startswith("/api"):
             given = headers.get("x-studio-token", "")
             auth = headers.get("authorization", "")
