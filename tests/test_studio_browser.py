@@ -2,7 +2,8 @@
 
 Open the page, sample from a tiny ABC LSTM (notation, piano roll, audio) and from a tiny MAR (a chorale primer
 uploaded, a region infilled), select a time range on the MAR's piano roll, regenerate it, and check through the API
-that every cell outside the range is unchanged; then undo. `.ci/run` installs chromium; without it the test is skipped and says why.
+that every cell outside the range is unchanged; then undo. `.ci/run` installs chromium; without it the test is
+skipped and says why.
 FMUSIC_STUDIO_SCREENSHOT=path.png also saves the final page there (docs/studio.png is made this way).
 """
 from __future__ import annotations
@@ -14,7 +15,6 @@ import socket
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -255,6 +255,7 @@ class Studio:
         self._lock = threading.Lock()
         self._notation_lock = threading.Lock()
         self._ids: dict[str, itertools.count] = {}
+        self._passes_seen: dict[tuple, int] = {}  # request shape -> network calls it took (progress of grid jobs)
         self._model_key: tuple | None = None
         self._model = None
         self._worker = threading.Thread(target=self._work, name="fmusic-studio-worker", daemon=True)
@@ -520,8 +521,8 @@ class Studio:
 
         suffix = Path(name).suffix.lower()
         if suffix not in SUPPORTED_SUFFIXES:
-            raise BadRequest(f"primer files must be one of {' '.join(SUPPORTED_SUFFIXES)}, not {suffix or 'no suffix'!r}",
-                             415)
+            raise BadRequest(f"primer files must be one of {' '.join(SUPPORTED_SUFFIXES)}, "
+                             f"not {suffix or 'no suffix'!r}", 415)
         if not data:
             raise BadRequest("the uploaded primer is empty")
         uid = self._next("u")
@@ -593,7 +594,7 @@ class Studio:
         if sample.kind == "grid" and sample.raw is not None:
             ps, ts = np.nonzero(sample.raw)
             out["width"] = int(sample.raw.shape[1])
-            out["cells"] = [[int(p), int(t), int(sample.raw[p, t])] for p, t in zip(ps, ts)]
+            out["cells"] = [[int(p), int(t), int(sample.raw[p, t])] for p, t in zip(ps, ts, strict=True)]
         return out
 
     # ----------------------------------------------------------------- the worker
@@ -652,14 +653,17 @@ class Studio:
         request = model.prepare(n, length, **req)
         self._check(job)
         job.phase = "sampling"
+        shape = (job.entry.id, n, length, request.keep_from, None if request.mask is None else int(request.mask.sum()),
+                 repr(sorted((k, v) for k, v in request.sample_kwargs.items() if k not in ("seed", "temperature"))))
         if model.kind != "grid":
-            job.expected_passes = length + 1
-        hooks = self._hooks(model.generator, job)
+            job.expected_passes = length + 1  # one network call per token (rows may stop earlier at eos)
+        else:
+            job.expected_passes = self._passes_seen.get(shape)  # the same request shape ran before: about as many
         try:
-            arrays = model.run(request)
+            arrays = self._run_hooked(model, request, job)
         finally:
-            for h in hooks:
-                h.remove()
+            if job.passes and not job.cancel_event.is_set():
+                self._passes_seen[shape] = job.passes
         self._check(job)
         job.phase, job.progress = "writing files", None
         pieces = model.decode(arrays)
@@ -670,7 +674,7 @@ class Studio:
             extra["representation"] = model.representation
         report = api.write_samples(pieces, out, job.formats, soundfont=self.soundfont, **extra)
         spb = getattr(model.representation, "steps_per_beat", None)
-        for i, (arr, piece) in enumerate(zip(arrays, pieces)):
+        for i, (arr, piece) in enumerate(zip(arrays, pieces, strict=True)):
             stem = f"sample_{i:03d}"
             files = {}
             for p in report.files:
@@ -687,6 +691,14 @@ class Studio:
             )
             self.samples[sid] = sample
             job.samples.append(sid)
+
+    def _run_hooked(self, model, request, job: Job) -> list[np.ndarray]:
+        hooks = self._hooks(model.generator, job)
+        try:
+            return model.run(request)
+        finally:
+            for h in hooks:
+                h.remove()
 
     @staticmethod
     def _check(job: Job) -> None:
