@@ -339,6 +339,36 @@ def test_remote_mode_needs_the_token(studio_runs, tmp_path):
         assert c.get("/", headers={"host": "localhost:8765"}).status_code == 200
 
 
+def test_given_checkpoints_and_a_checkpoint_that_would_run_code(studio_runs, tmp_path):
+    """--checkpoint files are offered as given; a pickle that runs code when loaded is refused (weights_only)."""
+    import os
+
+    import torch
+    from starlette.testclient import TestClient
+
+    from fractalmusic.studio.app import build
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    torch.save({"format": "fractalmusic", "boom": Evil()}, runs / "evil.pt")
+    (runs / "notes.pt").write_text("not a checkpoint")
+    app, _ = build(runs=[runs], checkpoints=[studio_runs / "mar" / "checkpoints" / "best.pt"],
+                   out_dir=tmp_path / "o", allowed_hosts={"testserver"})
+    with TestClient(app) as c:
+        cards = {card["label"]: card for card in c.get("/api/checkpoints").json()["checkpoints"]}
+        assert set(cards) == {"mar/best.pt", "evil.pt", "notes.pt"}
+        assert cards["mar/best.pt"]["generator"] == "mar" and "error" not in cards["mar/best.pt"]
+        assert "refused" in cards["evil.pt"]["error"] and "generator" not in cards["evil.pt"]
+        assert "not a fractalmusic checkpoint" in cards["notes.pt"]["error"]
+        message = assert_refused(c.post("/api/sample", json={"checkpoint": cards["evil.pt"]["id"]}), 422)
+        assert "refused" in message
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_serve_command_refuses_a_public_host_without_allow_remote(studio_runs, capsys):
     code, _, err = fmusic(capsys, "serve", "--runs", studio_runs, "--host", "0.0.0.0")
     assert code == 2 and err.startswith("error: ") and "--allow-remote" in err and len(err.strip().splitlines()) == 1

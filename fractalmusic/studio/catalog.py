@@ -257,16 +257,19 @@ class Catalog:
         from fractalmusic import plugins
         from fractalmusic.training.checkpoint import load_checkpoint
 
-        ckpt = load_checkpoint(path, map_location="cpu")  # weights_only=True inside
+        ckpt = load_checkpoint(path, map_location="cpu")  # weights_only=True inside; checks the file
         rep_name = ckpt["representation"]["name"]
         gen_name = ckpt["generator"]["name"]
-        rep_state = _json_field(ckpt["representation"].get("state")) or {}
-        gen_config = _json_field(ckpt["generator"].get("config")) or {}
+        if hasattr(ckpt, "plugin_class"):  # the Checkpoint class: the providing package's plugin, upgraded state
+            rep_cls, gen_cls = ckpt.plugin_class("representation"), ckpt.plugin_class("generator")
+            rep_state, gen_config = ckpt.representation_state, ckpt.generator_config
+        else:
+            rep_cls, gen_cls = plugins.get_representation(rep_name), plugins.get_generator(gen_name)
+            rep_state = _json_field(ckpt["representation"].get("state")) or {}
+            gen_config = _json_field(ckpt["generator"].get("config")) or {}
         data_config = _json_field(ckpt.get("data_config")) or {}
         train_config = _json_field(ckpt.get("train_config")) or {}
         metrics = _json_field(ckpt.get("metrics")) or {}
-        rep_cls = plugins.get_representation(rep_name)
-        gen_cls = plugins.get_generator(gen_name)
         kind = getattr(rep_cls, "kind", "tokens")
         params = sum(int(v.numel()) for v in ckpt.get("model", {}).values() if hasattr(v, "numel"))
         loss = validation_loss(metrics)
@@ -286,7 +289,13 @@ class Catalog:
         else:
             formats = (["abc"] if getattr(rep_cls, "uses_abc_text", False) else []) + ["mid", "wav", "png"]
         extra = [f for f in ["musicxml"] + own if f not in formats]
+        provided = {}
+        for kind_name in ("representation", "generator"):
+            ref = getattr(ckpt, f"{kind_name}_ref", None)
+            if ref is not None and hasattr(ref, "describe"):
+                provided[kind_name] = ref.describe()
         return {
+            "provided_by": provided,
             "representation": rep_name,
             "generator": gen_name,
             "kind": kind,

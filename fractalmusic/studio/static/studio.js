@@ -70,6 +70,8 @@ async function loadModels() {
         ["corpus", m.corpus ?? "–"],
         ["date", m.date],
         ["parameters", m.parameters ? m.parameters.toLocaleString() : "–"],
+        ["plugins", m.provided_by && m.provided_by.generator ?
+          `${m.provided_by.representation}, ${m.provided_by.generator}`.replace(/'/g, "") : "–"],
         ["generator", summarise(m.generator_config)],
         ["representation", summarise(m.representation_config)],
       ];
