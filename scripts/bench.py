@@ -11,6 +11,8 @@ Sections:
   realmidi  real piano and pop MIDI (--midi-dir; how to get 30 such files: see REAL_MIDI_HOWTO): symusic's own
             read + piano roll vs ours (grid and MIDI words, read alone, the `fmusic data stats` preparation path),
             the old mido event reader and pretty_midi, interleaved in one process.
+  bigcorpus generated multi-track corpus (--big-files x --big-beats): preparation into memory-mapped pack shards,
+            then --big-seconds of training crops; resident memory (RssAnon must stay flat) over the run.
   throughput  trainer tokens/s or cells/s of every built-in generator at its defaults on its default corpus.
   sampling  LSTM (MIT lab size: embedding 256, hidden 1024) tokens/s: 16 tunes at once with carried state, one at a
             time with carried state, and the naive loop that re-feeds the last 100 tokens for every new token.
@@ -224,6 +226,107 @@ def bench_realmidi(args) -> None:
         rows,
     )
     RESULTS["realmidi"] = {"files": len(files), "notes": n_notes, "files_per_s": rate}
+
+
+# ------------------------------------------------------------------------------------------------ big corpus
+def _proc_status() -> dict[str, int]:
+    """VmRSS, VmHWM, RssAnon, RssFile of this process in MB."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                out[key] = int(line.split()[1]) // 1024
+    return out
+
+
+def _reset_peak() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: VmHWM starts again from VmRSS
+    except OSError:
+        pass
+
+
+def _write_generated_midi(folder: Path, n_files: int, beats: int, seed: int = 0) -> int:
+    """`n_files` type-1 MIDI files of three monophonic voices, `beats` beats each (4 ticks per beat), written as
+    bytes with numpy (no per-note Python loop). Returns the bytes written."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for i in range(n_files):
+        chunks = []
+        for voice in range(3):
+            durs = rng.integers(1, 9, size=beats)  # 1..8 sixteenths
+            durs = durs[np.cumsum(durs) <= beats * 4]
+            pitch = (36 + 12 * voice + rng.integers(0, 24, size=len(durs))).astype(np.uint8)
+            ev = np.zeros((len(durs), 8), dtype=np.uint8)
+            ev[:, 1], ev[:, 2], ev[:, 3] = 0x90 | voice, pitch, 80  # on, delta 0 after the previous off
+            ev[:, 4], ev[:, 5], ev[:, 6] = durs, 0x80 | voice, pitch  # off after its duration (velocity 0)
+            body = ev.tobytes()
+            body += b"\x00\xff\x2f\x00"
+            chunks.append(b"MTrk" + len(body).to_bytes(4, "big") + body)
+        data = b"MThd\x00\x00\x00\x06\x00\x01" + (3).to_bytes(2, "big") + (4).to_bytes(2, "big") + b"".join(chunks)
+        (folder / f"gen{i:06d}.mid").write_bytes(data)
+        total += len(data)
+    return total
+
+
+def bench_bigcorpus(args) -> None:
+    """A generated corpus whose encoded pack is several hundred MB to GB: preparation (resident memory while the
+    pack is built shard by shard) and an epoch of training crops from the memory-mapped shards (resident memory
+    over time: anonymous memory must stay flat; mapped pages are file-backed and reclaimable)."""
+    import numpy as np
+    import torch
+
+    from fractalmusic.data import DataConfig, build_datasets
+    from fractalmusic.representations.pianoroll import PianoRollRepresentation
+
+    root = Path(args.big_dir or tempfile.mkdtemp(prefix="fractalmusic-big-"))
+    folder = root / "midi"
+    if not any(folder.glob("*.mid")):
+        t = time.perf_counter()
+        size = _write_generated_midi(folder, args.big_files, args.big_beats)
+        log(f"[bench] wrote {args.big_files} MIDI files ({size / 1e6:.0f} MB) in {time.perf_counter() - t:.0f} s")
+    cfg = DataConfig(data=str(folder), cache_dir=str(root / "cache"), cache_in_memory=False, crop_length=128,
+                     val_fraction=0.01)
+    _reset_peak()
+    before = _proc_status()
+    t = time.perf_counter()
+    train, val, report = build_datasets(cfg, PianoRollRepresentation(), log=None)
+    prep_s = time.perf_counter() - t
+    after = _proc_status()
+    pack_mb = sum(Path(p).stat().st_size for p in train.store.shard_paths) / 1e6
+    rows = [["MIDI files", f"{report.files:,}"], ["pack (training split)", f"{pack_mb:,.0f} MB in "
+             f"{len(train.store.shard_paths)} shards"], ["preparation", f"{prep_s:.0f} s ({report.files / prep_s:.0f} files/s, "
+             f"{cfg.num_prep_workers} processes)"],
+            ["RSS before / after preparation, peak during", f"{before['VmRSS']} / {after['VmRSS']} MB, peak {after['VmHWM']} MB"]]  # fmt: skip
+    loader = torch.utils.data.DataLoader(train, batch_size=16, shuffle=True, num_workers=0, collate_fn=train.collate)
+    _reset_peak()
+    samples = []
+    t = time.perf_counter()
+    n = 0
+    epoch = 0
+    while time.perf_counter() - t < args.big_seconds:  # epochs until the time is up, as training would
+        train.set_epoch(epoch)
+        for batch in loader:
+            n += 1
+            if n % 50 == 1:
+                st = _proc_status()
+                samples.append((time.perf_counter() - t, st["VmRSS"], st["RssAnon"], st["RssFile"]))
+            if time.perf_counter() - t > args.big_seconds:
+                break
+        epoch += 1
+    st = _proc_status()
+    samples.append((time.perf_counter() - t, st["VmRSS"], st["RssAnon"], st["RssFile"]))
+    anon = [a for _, _, a, _ in samples]
+    rows.append(["crops read", f"{n * 16:,} in {samples[-1][0]:.0f} s ({epoch} epochs)"])
+    rows.append(["RssAnon over the run (min / max)", f"{min(anon)} / {max(anon)} MB"])
+    rows.append(["VmRSS first / last (file-backed pages of the shards included)",
+                 f"{samples[0][1]} / {samples[-1][1]} MB (RssFile {samples[0][3]} -> {samples[-1][3]} MB)"])
+    table(f"Generated corpus: {args.big_files} files x {args.big_beats} beats, memory-mapped shards", ["what", "value"], rows)
+    RESULTS["bigcorpus"] = {"pack_mb": pack_mb, "prep_s": prep_s, "samples": samples, "before": before, "after": after}
 
 
 # ------------------------------------------------------------------------------------------------ sampling
@@ -482,7 +585,7 @@ def bench_throughput(args) -> None:
     RESULTS["throughput"] = res
 
 
-SECTIONS = {"prep": bench_prep, "realmidi": bench_realmidi, "throughput": bench_throughput, "sampling": bench_sampling, "training": bench_training, "fractal": bench_fractal}
+SECTIONS = {"prep": bench_prep, "realmidi": bench_realmidi, "bigcorpus": bench_bigcorpus, "throughput": bench_throughput, "sampling": bench_sampling, "training": bench_training, "fractal": bench_fractal}
 
 
 def main() -> None:
@@ -491,6 +594,10 @@ def main() -> None:
     ap.add_argument("--json", help="write raw results here")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     ap.add_argument("--chorales", type=int, default=40, help="chorales converted to MIDI for the prep section")
+    ap.add_argument("--big-files", type=int, default=4000, help="generated MIDI files for the bigcorpus section")
+    ap.add_argument("--big-beats", type=int, default=1000, help="beats per generated file")
+    ap.add_argument("--big-seconds", type=float, default=120.0, help="seconds of crops read in the bigcorpus section")
+    ap.add_argument("--big-dir", default=None, help="folder for the generated corpus and its cache (kept)")
     ap.add_argument("--midi-dir", default=os.environ.get("FRACTALMUSIC_BENCH_MIDI"),
                     help="folder of real MIDI files for the realmidi section (see its how-to)")
     ap.add_argument("--sample-tokens", type=int, default=400)

@@ -26,6 +26,7 @@ Grids transpose only the crop.
 from __future__ import annotations
 
 import math
+import mmap
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,10 @@ class PieceStore:
         arr = self._maps.get(shard)
         if arr is None:
             arr = np.load(self.shard_paths[shard], mmap_mode="r", allow_pickle=False)
+            try:  # crops are read at random places: no readahead of pages nobody asked for
+                arr._mmap.madvise(mmap.MADV_RANDOM)
+            except (AttributeError, OSError, ValueError):
+                pass
             self._maps[shard] = arr
         return arr
 
