@@ -101,22 +101,22 @@ def check_music_file(path: str | os.PathLike) -> None:
 # ------------------------------------------------------------------------------------------- pieces
 def piece_problem(piece, steps_per_beat: float | None = None) -> str | None:
     """Why a piece is too long to use (MAX_PIECE_BEATS; with `steps_per_beat`, MAX_GRID_STEPS), or None."""
-    beats = float(piece.end_beat)
-    if beats > MAX_PIECE_BEATS:
+    return beats_problem(float(piece.end_beat), steps_per_beat)
+
+
+def summary_problem(summary: dict, steps_per_beat: float | None = None) -> str | None:
+    """`piece_problem` from a cached piece summary (its end_beat), without loading the piece."""
+    return beats_problem(float(summary.get("end_beat") or 0.0), steps_per_beat)
+
+
+def beats_problem(beats: float, steps_per_beat: float | None = None) -> str | None:
+    """Why a piece of `beats` beats is too long (see `piece_problem`), or None."""
+    if not beats <= MAX_PIECE_BEATS:  # also NaN
         return f"lasts {_num(beats)} beats, over the limit of {_num(MAX_PIECE_BEATS)} beats for one piece"
     if steps_per_beat and beats * steps_per_beat > MAX_GRID_STEPS:
         return (f"lasts {_num(beats)} beats = {_num(beats * steps_per_beat)} steps, over the limit of "
                 f"{_num(MAX_GRID_STEPS)} steps for one piano roll")
     return None
-
-
-def summary_problem(summary: dict, steps_per_beat: float | None = None) -> str | None:
-    """`piece_problem` from a cached piece summary (its end_beat), without loading the piece."""
-
-    class _P:
-        end_beat = float(summary.get("end_beat") or 0.0)
-
-    return piece_problem(_P, steps_per_beat)
 
 
 # ------------------------------------------------------------------------------------------- sampling

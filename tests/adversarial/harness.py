@@ -101,6 +101,7 @@ class Context:
         def alarm(_signum, _frame):
             raise CaseTimeout(f"fmusic {' '.join(map(str, args))} ran past {limit:.0f} s")
 
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # put back afterwards
         previous = signal.signal(signal.SIGALRM, alarm)
         signal.setitimer(signal.ITIMER_REAL, limit)
         start = time.monotonic()
@@ -114,6 +115,9 @@ class Context:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+            for signum, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
             os.chdir(old_cwd)
             os.environ.clear()
             os.environ.update(old_env)
