@@ -51,10 +51,13 @@ def _slow(function):
 
 
 def _usable(kind: str) -> list[tuple[str, type]]:
-    """(selector, class) of every plugin of `kind` that loads; duplicates by package:name."""
+    """(selector, class) of every installed plugin of `kind` that loads (not the ones other tests register at run
+    time); duplicates by package:name."""
     out = []
     for info in plugins.list_plugins():
         if info.kind != kind or info.status not in ("ok", "duplicate") or info.obj is None:
+            continue
+        if info.dist == getattr(plugins, "RUNTIME_DIST", "<runtime>"):
             continue
         selector = info.qualified if info.status == "duplicate" else info.name
         out.append((selector, info.obj))
