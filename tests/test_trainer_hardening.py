@@ -229,11 +229,12 @@ def test_a_signal_stop_from_the_api_raises_training_interrupted(tmp_path, monkey
         return real(batch)
 
     monkeypatch.setattr(t.generator, "loss", signalled_in_third_step)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted) as info:
         t.fit()
     assert info.value.exit_code == 143 and info.value.step == 3
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before  # handlers restored
 
 
 # ------------------------------------------------------------------------------------------------ memory
@@ -249,6 +250,9 @@ def test_impossible_sizes_are_refused_before_anything_is_allocated(capsys, tmp_p
     code, _, err = fmusic(capsys, "train", "--repr", "abc", "--generator", "lstm", "--hidden-size", "200000",
                           "--max-pieces", "30", "--num-prep-workers", "0", "--output-dir", tmp_path / "c")
     assert code == 2 and "lower the model size (--hidden-size 200000)" in one_line(err)
+    code, _, err = fmusic(capsys, "train", "--repr", "abc", "--generator", "lstm", "--val-batch-size", "100000000",
+                          "--max-pieces", "30", "--num-prep-workers", "0", "--output-dir", tmp_path / "d")
+    assert code == 2 and "lower --crop-length or --val-batch-size" in one_line(err)
     assert time.monotonic() - t0 < 60
 
 

@@ -416,6 +416,7 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str],
         # ---- will it fit? (model size, crop x batch against the device's memory) before anything large exists
         check_training_memory(gen_cls, ckpt.generator_config if ckpt is not None
                               else parsed["generator"], representation.spec(), batch_size=train_cfg.batch_size,
+                              val_batch_size=train_cfg.val_batch_size,
                               crop_length=data_cfg.crop_for(representation.spec().kind), device=ctx.device,
                               precision=train_cfg.precision, grad_checkpoint=train_cfg.grad_checkpoint,
                               options=parsed["generator"])

@@ -211,13 +211,16 @@ def activation_bytes_per_unit(gen_cls, gen_config: dict[str, Any], spec, grad_ch
 
 def estimate_training_memory(gen_cls, gen_config: dict[str, Any], spec, *, batch_size: int, crop_length: int,
                              device: torch.device | str = "cpu", precision: str = "32", grad_checkpoint: bool = False,
-                             options: dict[str, Any] | None = None) -> MemoryEstimate:
+                             options: dict[str, Any] | None = None,
+                             val_batch_size: int | None = None) -> MemoryEstimate:
     available, where = available_memory(device)
     n_params = count_parameters(gen_cls, gen_config, spec, options)
     param_bytes = (n_params or 0) * BYTES_PER_PARAMETER
     height = int(getattr(spec, "height", 128) or 128) if spec.kind == "grid" else 1
     units = int(batch_size) * (int(crop_length) + (1 if spec.kind == "tokens" else 0))
-    batch_bytes = units * height * 9  # int64 values + bool mask
+    # int64 values + bool mask; a bigger validation batch (no gradients) needs at least its own tensors
+    widest = max(int(batch_size), int(val_batch_size or 0))
+    batch_bytes = widest * (units // int(batch_size)) * height * 9
     act = 0
     small_enough = n_params is not None and n_params <= PROBE_MAX_PARAMETERS
     if small_enough and (available is None or param_bytes < available):
@@ -229,11 +232,12 @@ def estimate_training_memory(gen_cls, gen_config: dict[str, Any], spec, *, batch
 
 def check_training_memory(gen_cls, gen_config: dict[str, Any], spec, *, batch_size: int, crop_length: int,
                           device: torch.device | str = "cpu", precision: str = "32", grad_checkpoint: bool = False,
-                          options: dict[str, Any] | None = None) -> MemoryEstimate:
+                          options: dict[str, Any] | None = None,
+                          val_batch_size: int | None = None) -> MemoryEstimate:
     """ConfigError (one line: what is needed, what there is, what to lower) when the run clearly cannot fit."""
     est = estimate_training_memory(gen_cls, gen_config, spec, batch_size=batch_size, crop_length=crop_length,
                                    device=device, precision=precision, grad_checkpoint=grad_checkpoint,
-                                   options=options)
+                                   options=options, val_batch_size=val_batch_size)
     if est.available is None or est.at_least <= est.available:
         return est
     unit = "time steps" if spec.kind == "grid" else "tokens"
@@ -248,6 +252,8 @@ def check_training_memory(gen_cls, gen_config: dict[str, Any], spec, *, batch_si
         lower = f"lower the model size ({given})" if given else "choose a smaller model"
     else:
         lower = "lower --crop-length or --batch-size"
+        if val_batch_size and val_batch_size > batch_size and est.batch_bytes > est.activation_bytes // 2:
+            lower = "lower --crop-length or --val-batch-size"
         if not grad_checkpoint and est.activation_bytes > est.batch_bytes:
             lower += " (or add --grad-checkpoint)"
     raise ConfigError(f"this run needs at least {est.at_least / GiB:.1f} GiB ({'; '.join(parts)}), more than the "
