@@ -23,7 +23,7 @@ import numpy as np
 from fractalmusic.data.cache import Cache, file_digest, make_key, piece_summary
 from fractalmusic.data.corpora import Corpus
 from fractalmusic.data.split import content_key
-from fractalmusic.data.workers import die_with_parent
+from fractalmusic.data.workers import die_with_parent, stop_pool
 from fractalmusic.errors import PieceReadError
 from fractalmusic.piece import NOTE_DTYPE, Piece
 
@@ -384,17 +384,21 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
             try:
                 with ProcessPoolExecutor(max_workers=n_workers, initializer=die_with_parent,
                                          initargs=(os.getpid(),)) as pool:  # workers die with this process
-                    futures = {
-                        pool.submit(
-                            _read_batch_in_worker,
-                            [(str(e.path), (e.reader,) if e.reader is not None else ()) for e in batch],
-                            notes,
-                        ): batch
-                        for batch in batches
-                    }
-                    for fut in as_completed(futures):
-                        for e, outcome in zip(futures[fut], fut.result()):
-                            finish(e, outcome)
+                    try:
+                        futures = {
+                            pool.submit(
+                                _read_batch_in_worker,
+                                [(str(e.path), (e.reader,) if e.reader is not None else ()) for e in batch],
+                                notes,
+                            ): batch
+                            for batch in batches
+                        }
+                        for fut in as_completed(futures):
+                            for e, outcome in zip(futures[fut], fut.result()):
+                                finish(e, outcome)
+                    except (KeyboardInterrupt, SystemExit):  # Ctrl-C: stop now, not after every queued file
+                        stop_pool(pool)
+                        raise
                 todo = []
             except BrokenProcessPool:  # a worker died (a crash inside a parser, or memory): go on in-process
                 todo = [e for e in todo if e.meta is None]

@@ -29,7 +29,11 @@ def _watch(parent_pid: int) -> None:
 
 
 def die_with_parent(parent_pid: int) -> None:
-    """Pool initializer: end this worker when `parent_pid` (the pid of the process that made the pool) dies."""
+    """Pool initializer: end this worker when `parent_pid` (the pid of the process that made the pool) dies.
+
+    Workers also ignore SIGINT: Ctrl-C reaches the whole process group, and it is the parent's to handle (it stops
+    the pool with `stop_pool`), not something each worker should answer with a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -39,3 +43,15 @@ def die_with_parent(parent_pid: int) -> None:
     if _parent_gone(parent_pid):  # the parent died before the signal was armed
         os._exit(1)
     threading.Thread(target=_watch, args=(parent_pid,), name="die-with-parent", daemon=True).start()
+
+
+def stop_pool(pool) -> None:
+    """Stop a ProcessPoolExecutor now (Ctrl-C, an error in the parent): queued tasks are dropped and the workers
+    ended, instead of every queued file being read before the parent may exit."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        try:
+            proc.terminate()
+        except (OSError, ValueError, AttributeError):
+            pass

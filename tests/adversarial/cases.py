@@ -436,6 +436,39 @@ def case_sigkill_prepare(ctx: Context):
     ctx.outcome = f"{len(workers)} workers exited within seconds of the parent's SIGKILL"
 
 
+@case("reading", "Ctrl-C (SIGINT to the process group) during `fmusic data prepare`: exit 130 in seconds, one "
+      "line, no worker left (queued files are not read first)")
+def case_sigint_prepare(ctx: Context):
+    d = ctx.tmp / "corpus"
+    d.mkdir()
+    for p in sorted(chorale().parent.glob("bwv*.mxl"))[:40]:
+        shutil.copy(p, d)
+    proc = ctx.spawn("data", "prepare", "--data", d, "--repr", "pianoroll", "--num-prep-workers", "2",
+                     start_new_session=True)
+    try:
+        workers = []
+        deadline = time.monotonic() + 90
+        while not workers and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            workers = _children(proc.pid)
+        assert workers, "no worker processes appeared"
+        os.killpg(proc.pid, signal.SIGINT)
+        start = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+        seconds = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    ctx.outcome = f"exit {proc.returncode} {seconds:.1f} s after SIGINT: {lines[0] if lines else ''}"
+    assert "Traceback" not in stderr, stderr[-1500:]
+    assert proc.returncode == 130 and len(lines) == 1, stderr[-1500:]
+    assert seconds < 15, f"took {seconds:.1f} s to stop"
+    time.sleep(0.5)
+    assert not [w for w in workers if _alive(w)]
+
+
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
