@@ -36,8 +36,9 @@ RUNTIME_DIST = "<runtime>"
 
 # Plugins registered at run time (notebooks, tests): kind -> name -> class
 _RUNTIME: dict[str, dict[str, Any]] = {"representation": {}, "generator": {}}
-# Where each loaded class came from: id(class) -> (kind, entry-point name, distribution, version)
-_PROVENANCE: dict[int, tuple[str, str, str, str]] = {}
+# Where each loaded class came from: id(class) -> (class, kind, entry-point name, distribution, version); the class
+# is kept so that its id is never reused by another
+_PROVENANCE: dict[int, tuple[Any, str, str, str, str]] = {}
 
 
 @dataclass
@@ -92,7 +93,7 @@ def discover(kind: str) -> list[PluginInfo]:
         found.append(info)
     for name, obj in _RUNTIME[kind].items():
         found.append(PluginInfo(name, kind, f"{obj.__module__}:{obj.__qualname__}", RUNTIME_DIST, "-", "ok", obj=obj))
-        _PROVENANCE[id(obj)] = (kind, name, RUNTIME_DIST, "-")
+        _PROVENANCE[id(obj)] = (obj, kind, name, RUNTIME_DIST, "-")
     names = [p.name for p in found if p.status != "disabled"]
     for p in found:
         if p.status != "disabled" and names.count(p.name) > 1:
@@ -131,7 +132,7 @@ def _load(info: PluginInfo) -> PluginInfo:
             info.status = "error"
         return info
     info.obj = obj
-    _PROVENANCE[id(obj)] = (info.kind, info.name, info.dist, info.version)
+    _PROVENANCE[id(obj)] = (obj, info.kind, info.name, info.dist, info.version)
     if info.status != "duplicate":
         info.status = "ok"
     return info
@@ -171,9 +172,9 @@ def check_plugin(obj, kind: str, entry_name: str | None = None) -> str | None:
 def provenance(cls) -> dict[str, str] | None:
     """{"kind", "entry_point", "dist", "version"} of a class loaded through the registry; None if it was not."""
     found = _PROVENANCE.get(id(cls))
-    if found is None:
+    if found is None or found[0] is not cls:
         return None
-    kind, name, dist, version = found
+    _, kind, name, dist, version = found
     return {"kind": kind, "entry_point": name, "dist": dist, "version": version}
 
 
@@ -232,7 +233,7 @@ def register(kind: str, name: str, cls) -> None:
     if problem:
         raise PluginError(problem)
     _RUNTIME[kind][name] = cls
-    _PROVENANCE[id(cls)] = (kind, name, RUNTIME_DIST, "-")
+    _PROVENANCE[id(cls)] = (cls, kind, name, RUNTIME_DIST, "-")
 
 
 def unregister(kind: str, name: str) -> None:
