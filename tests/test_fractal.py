@@ -382,3 +382,33 @@ def test_time_mask_narrower_than_length(warm_mar):
     s = warm_mar.sample(1, 48, primer=primer, mask=mask, seed=0, num_iter=(4, 2, 2, 1))
     keep = ~mask
     assert np.array_equal(s[0, :, :32][:, keep], primer[:, keep])
+
+
+@pytest.mark.parametrize("cls", [MARGenerator, ARGenerator])
+def test_attention_in_slices_gives_the_same_loss_and_grads(cls, monkeypatch):
+    """CUDA's efficient attention refuses over 65,535 sequences per call: the levels slice the batch instead."""
+    from fractalmusic.generators.fractal import transformer
+
+    def run():
+        m = make(cls)
+        torch.manual_seed(3)
+        out = m.loss(toy_batch(b=2, w=32))
+        out["loss"].backward()
+        return out["loss"].detach(), [p.grad.clone() for p in m.parameters() if p.grad is not None]
+
+    calls = []
+    real = transformer.F.scaled_dot_product_attention
+
+    def counting(q, *a, **kw):
+        calls.append(q.shape[0])
+        return real(q, *a, **kw)
+
+    loss_whole, grads_whole = run()
+    monkeypatch.setattr(transformer, "MAX_ATTENTION_BATCH", 5)
+    monkeypatch.setattr(transformer.F, "scaled_dot_product_attention", counting)
+    loss_sliced, grads_sliced = run()
+    assert calls and max(calls) <= 5
+    assert torch.allclose(loss_whole, loss_sliced, atol=1e-6)
+    assert len(grads_whole) == len(grads_sliced)
+    for a, b in zip(grads_whole, grads_sliced):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -33,6 +33,27 @@ class KVCache:
         return self.k[:, :, :end], self.v[:, :, :end]
 
 
+# CUDA's memory-efficient attention kernel refuses more than 65,535 sequences in one call ("Efficient attention
+# cannot produce valid seed and offset outputs when the batch size exceeds (65535)"). The finer fractal levels run
+# one short sequence per patch, so a batch of 32 rolls at crop 128 already has 32 x 8 x 8 x 16 of them at level 2.
+MAX_ATTENTION_BATCH = 32768
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout: float,
+               causal: bool) -> torch.Tensor:
+    """`scaled_dot_product_attention`, called in slices of at most MAX_ATTENTION_BATCH sequences."""
+    n = q.shape[0]
+    if n <= MAX_ATTENTION_BATCH:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
+    parts = []
+    for start in range(0, n, MAX_ATTENTION_BATCH):
+        end = min(start + MAX_ATTENTION_BATCH, n)
+        part_mask = mask if mask is None or mask.dim() < 4 or mask.shape[0] == 1 else mask[start:end]
+        parts.append(F.scaled_dot_product_attention(q[start:end], k[start:end], v[start:end], attn_mask=part_mask,
+                                                    dropout_p=dropout, is_causal=causal))
+    return torch.cat(parts)
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
@@ -49,12 +70,7 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)  # (indexing would make backward zero-fill three full-size gradients)
         if cache is not None:
             k, v = cache.append(k, v)
-        y = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=mask,
-            dropout_p=self.attn_dropout if self.training else 0.0,
-            is_causal=causal and mask is None,
-        )
+        y = _attention(q, k, v, mask, self.attn_dropout if self.training else 0.0, causal and mask is None)
         return self.proj_drop(self.proj(y.transpose(1, 2).reshape(n, length, dim)))
 
 
