@@ -58,6 +58,7 @@ def run_all(names: list[str]) -> list[dict]:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 ctx.outcome = f"{type(exc).__name__}: {first[:200]}" + (f" (ran: {ctx.outcome})" if ctx.outcome else "")
             seconds = time.monotonic() - start
+            ctx.outcome = _short(ctx.outcome.replace(str(tmp), "<tmp>").replace(str(shared["base"]), "<shared>"))
             if c.pending:
                 status = {"pass": "PASSED BUT MARKED PENDING", "FAIL": "pending"}.get(status, status)
             rows.append({"name": name, "area": c.area, "expected": c.expected, "status": status,
@@ -66,6 +67,10 @@ def run_all(names: list[str]) -> list[dict]:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return rows
+
+
+def _short(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _cell(text: str) -> str:

@@ -67,7 +67,6 @@ class Result:
     def brief(self) -> str:
         """exit code, seconds and the first stderr line, for the table."""
         first = self.lines[0] if self.lines else (self.stdout.strip().splitlines() or [""])[0]
-        first = first if len(first) <= 150 else first[:147] + "..."
         return f"exit {self.code} in {self.seconds:.1f} s: {first}".rstrip(": ")
 
 
