@@ -5,7 +5,7 @@ and refuses with one line that names the limit and what to lower, instead of run
 disk or running for hours. The limits are generous for real music (see docs/RELIABILITY.md for the reasoning):
 
     reading     MAX_FILE_BYTES, MAX_ABC_LINE_CHARS, MAX_ABC_TUNE_CHARS, MAX_TITLE_CHARS, MAX_TUNES_PER_BOOK,
-                MAX_PIECE_BEATS, MAX_GRID_STEPS (a piano roll of one piece)
+                MAX_NOTES, MAX_PIECE_BEATS, MAX_GRID_STEPS (a piano roll of one piece)
     sampling    MAX_NUM_SAMPLES, MAX_TOKEN_LENGTH, MAX_GRID_WIDTH, and an estimate of the memory the outputs
                 need against what the device has free
     rendering   MAX_WAV_SECONDS, MAX_PNG_STEPS (wider rolls are drawn at a coarser time resolution)
@@ -26,6 +26,7 @@ MAX_ABC_TUNE_CHARS = 16384  # one tune's text: music21's ABC parser slows down q
 MAX_TITLE_CHARS = 1000  # a T: field
 MAX_TUNES_PER_BOOK = 20000  # tunes read from one ABC file; the rest are skipped, counted in one line
 MAX_PIECE_BEATS = 20000  # one piece's duration (about 2.8 hours at 120 quarter notes per minute)
+MAX_NOTES = 1_000_000  # notes in one piece, whatever its format (the MIDI reader checks it while parsing)
 MAX_GRID_STEPS = 131072  # one piece as a piano roll, in time steps (duration x steps per beat)
 
 # ------------------------------------------------------------------------------------------- sampling
@@ -100,13 +101,20 @@ def check_music_file(path: str | os.PathLike) -> None:
 
 # ------------------------------------------------------------------------------------------- pieces
 def piece_problem(piece, steps_per_beat: float | None = None) -> str | None:
-    """Why a piece is too long to use (MAX_PIECE_BEATS; with `steps_per_beat`, MAX_GRID_STEPS), or None."""
-    return beats_problem(float(piece.end_beat), steps_per_beat)
+    """Why a piece is too big to use (MAX_NOTES, MAX_PIECE_BEATS; with `steps_per_beat`, MAX_GRID_STEPS), or None."""
+    return notes_problem(int(piece.n_notes)) or beats_problem(float(piece.end_beat), steps_per_beat)
 
 
 def summary_problem(summary: dict, steps_per_beat: float | None = None) -> str | None:
-    """`piece_problem` from a cached piece summary (its end_beat), without loading the piece."""
-    return beats_problem(float(summary.get("end_beat") or 0.0), steps_per_beat)
+    """`piece_problem` from a cached piece summary (its n_notes and end_beat), without loading the piece."""
+    return (notes_problem(int(summary.get("n_notes") or 0))
+            or beats_problem(float(summary.get("end_beat") or 0.0), steps_per_beat))
+
+
+def notes_problem(n_notes: int) -> str | None:
+    if n_notes > MAX_NOTES:
+        return f"has {n_notes:,} notes, over the limit of {MAX_NOTES:,} for one piece"
+    return None
 
 
 def beats_problem(beats: float, steps_per_beat: float | None = None) -> str | None:

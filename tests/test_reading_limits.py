@@ -114,6 +114,9 @@ def test_pieces_longer_than_the_beat_limit_are_refused():
     short = Piece(notes=make_notes([(0.0, 4.0, 60)]))
     assert limits.piece_problem(short) is None
     assert "steps for one piano roll" in limits.piece_problem(Piece(notes=make_notes([(0.0, 19000.0, 60)])), 96)
+    assert limits.summary_problem({"n_notes": 1_000_001, "end_beat": 10.0}) == (
+        "has 1,000,001 notes, over the limit of 1,000,000 for one piece")
+    assert limits.summary_problem({"n_notes": 10, "end_beat": 30000.0}).startswith("lasts 30,000 beats")
 
 
 # ------------------------------------------------------------------------------------------------ copies
