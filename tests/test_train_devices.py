@@ -63,13 +63,17 @@ def failing_worker(delay: float) -> None:
 
 
 def test_a_crash_in_one_process_stops_all_with_its_one_line(monkeypatch):
+    import signal
+
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     plan = distributed.LaunchPlan(nproc=2)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     started = time.perf_counter()
     with pytest.raises(LaunchError) as info:
         launch(plan, failing_worker, (120.0,))
     assert time.perf_counter() - started < 60  # rank 0 was stopped, not waited for
     assert info.value.rank == 1 and info.value.message == "ValueError: boom in rank 1 of 2"
+    assert {s: signal.getsignal(s) for s in before} == before  # the agent's signal handlers are not left behind
 
 
 def test_devices_2_on_cpu_trains_two_processes_and_resumes_on_one(tmp_path, capsys, one_thread):

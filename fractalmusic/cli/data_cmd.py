@@ -86,15 +86,10 @@ def _recipe_row(recipe) -> dict:
 
 def _dataset_of(args: list[str]) -> str | None:
     """The --dataset value among the leftover options (any spelling), without parsing the rest."""
-    for i, tok in enumerate(args):
-        if tok.split("=", 1)[0].replace("_", "-") == "--dataset":
-            if "=" in tok:
-                return tok.split("=", 1)[1]
-            return args[i + 1] if i + 1 < len(args) else None
-    return None
+    return _peek_value(args, "--dataset")
 
 
-def _build(args: list[str], repr_name: str | None, log=None):
+def _build(args: list[str], repr_name: str | None, log=None, split=None):
     """(DataConfig, representation) from the command's leftover options; --dataset NAME --root DIR becomes the
     recipe's train/valid lists (and, with no --repr, the recipe's representation and options)."""
     from fractalmusic import plugins
@@ -116,7 +111,17 @@ def _build(args: list[str], repr_name: str | None, log=None):
     )
     cfg = config_from_dict(DataConfig, parsed["data"], where="data")
     representation = rep_cls(**parsed["representation"])
-    if cfg.dataset or cfg.root:
+    if split is not None:  # the split prepare just wrote (--write-split): read its lists, do not build another
+        import dataclasses
+
+        if cfg.data or cfg.val_data:
+            raise ConfigError(f"--{'data' if cfg.data else 'val-data'} and --dataset {cfg.dataset} both name the "
+                              "data; give one of them")
+
+        valid = str(split.lists["valid"]) if split.counts["valid"] else None
+        cfg = dataclasses.replace(cfg, data=str(split.lists["train"]), val_data=valid,
+                                  val_fraction=cfg.val_fraction if valid else 0.0)
+    elif cfg.dataset or cfg.root:
         from fractalmusic.data.recipes import resolve_data_config
 
         cfg = resolve_data_config(cfg, log=log)
@@ -191,30 +196,29 @@ def prepare(ctx, repr_name: str | None, split_dir: str | None, split_only: bool)
     dataset = _dataset_of(args)
     if split_only and not dataset:
         raise ConfigError("--split-only goes with --dataset NAME --root DIR")
+    split = None
     if dataset and split_dir is not None:
-        from fractalmusic.data.config import DataConfig
         from fractalmusic.data.recipes import load_recipe, make_split
 
-        root = _root_of(args)
         started = time.perf_counter()
-        split = make_split(load_recipe(dataset), root, split_dir, log=click.echo)
+        split = make_split(load_recipe(dataset), _root_of(args), split_dir, log=click.echo)
         click.echo(f"split written to {', '.join(str(split.lists[s]) for s in ('train', 'valid', 'test'))} "
                    f"in {time.perf_counter() - started:.1f} s")
         if split_only:
             return
     elif split_only:
         from fractalmusic.data.config import DataConfig
-        from fractalmusic.data.recipes import load_recipe, make_split, work_dir, resolve_root
+        from fractalmusic.data.recipes import detect_variant, load_recipe, make_split, resolve_root, work_dir
 
         recipe = load_recipe(dataset)
         base = resolve_root(recipe, _root_of(args))
-        cache_dir = _peek_value(args, "--cache-dir")
-        folder = work_dir(DataConfig(cache_dir=cache_dir).resolved_cache_dir(), recipe, base)
-        split = make_split(recipe, base, folder, log=click.echo)
+        recipe = detect_variant(recipe, base)
+        folder = work_dir(DataConfig(cache_dir=_peek_value(args, "--cache-dir")).resolved_cache_dir(), recipe, base)
+        make_split(recipe, base, folder, log=click.echo)
         click.echo(f"split lists: {folder} (fmusic train --dataset {dataset} --root {base} uses them)")
         return
 
-    cfg, representation = _build(args, repr_name, log=click.echo)
+    cfg, representation = _build(args, repr_name, log=click.echo, split=split)
     if cfg.no_cache:
         raise ConfigError("fmusic data prepare fills the cache; --no-cache would make it do nothing")
     started = time.perf_counter()

@@ -366,6 +366,11 @@ def launch(plan: LaunchPlan, entrypoint, args: tuple, *, log=None) -> None:
         nodes = f" on machine {plan.node_rank} of {plan.num_nodes} (rendezvous {endpoint})" if plan.num_nodes > 1 else ""
         log(f"starting {plan.nproc} process{'es' if plan.nproc > 1 else ''} ({where}){nodes}: world size {plan.world_size}, "
             f"backend {'nccl' if plan.gpu_ids is not None else 'gloo'}")
+    # the agent installs its own SIGTERM/SIGINT/SIGHUP/SIGQUIT handlers and leaves them: put back the caller's
+    import signal
+
+    names = [n for n in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT") if hasattr(signal, n)]
+    handlers = {n: signal.getsignal(getattr(signal, n)) for n in names}
     try:
         elastic_launch(config, entrypoint)(*args)
     except ChildFailedError as exc:
@@ -378,3 +383,6 @@ def launch(plan: LaunchPlan, entrypoint, args: tuple, *, log=None) -> None:
     finally:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)
+        for n, handler in handlers.items():
+            if handler is not None:
+                signal.signal(getattr(signal, n), handler)
