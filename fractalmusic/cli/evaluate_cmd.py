@@ -93,6 +93,8 @@ def _parse_data_options(tokens: list[str], specs: list | None = None) -> tuple[d
 
 class EvaluateCommand(PluginOptionsCommand):
     section_title = "Evaluation options of this checkpoint's model"
+    note_without_checkpoint = ("Evaluation options of the checkpoint's own generator are listed by "
+                               "`fmusic evaluate CHECKPOINT --help`.")
 
     def specs_for(self, ckpt) -> list:
         from fractalmusic.api import eval_option_specs

@@ -100,6 +100,7 @@ class PluginOptionsCommand(click.Command):
     `ctx.meta["fmusic.checkpoint"]` so that it is read once."""
 
     section_title = "Options of this checkpoint's model"
+    note_without_checkpoint = NO_CHECKPOINT_NOTE
 
     def specs_for(self, ckpt) -> list[OptionSpec]:
         raise NotImplementedError
@@ -119,7 +120,7 @@ class PluginOptionsCommand(click.Command):
         path = find_checkpoint_arg(list(args), self.params)
         specs: list[OptionSpec] = []
         if path is None:
-            self._plugin_note = NO_CHECKPOINT_NOTE.replace("fmusic sample", ctx.command_path or "fmusic sample")
+            self._plugin_note = self.note_without_checkpoint
         else:
             from fractalmusic.training.checkpoint import Checkpoint
 
@@ -159,8 +160,8 @@ class PluginOptionsCommand(click.Command):
         return f"no such option: {option}{suggest(option, known)} (options of the {gen} generator here: {own})"
 
     def format_options(self, ctx, formatter):
-        common = [p for p in self.get_params(ctx)
-                  if not (p.name or "").startswith(PLUGIN_PREFIX) and p.get_help_record(ctx) is not None]
+        common = [p for p in self.get_params(ctx) if isinstance(p, click.Option)
+                  and not (p.name or "").startswith(PLUGIN_PREFIX) and p.get_help_record(ctx) is not None]
         rows = [p.get_help_record(ctx) for p in common]
         with formatter.section("Options"):
             formatter.write_dl([r for r in rows if r])
