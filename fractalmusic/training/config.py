@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from fractalmusic.errors import ConfigError
 
-DEFAULT_MAX_STEPS = 2000  # used when neither --max-steps nor --epochs is given
+DEFAULT_MAX_STEPS = 2000  # used when none of --max-steps, --epochs, --max-minutes is given
 
 
 @dataclass
 class TrainConfig:
-    max_steps: int | None = None  # optimizer steps to train (default 2000 unless --epochs is given)
+    max_steps: int | None = None  # optimizer steps to train (default 2000 unless --epochs or --max-minutes is given)
     epochs: int | None = None  # passes over the training data (with --max-steps: whichever ends first)
     batch_size: int = 32  # sequences / rolls per optimizer step, per process (before accumulation)
     val_batch_size: int | None = None  # validation batch size (default: --batch-size)
@@ -44,7 +44,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (several GPUs: launch with torchrun)
     compile: bool = False  # torch.compile the model's loss
     early_stopping_patience: int | None = None  # stop after N checks without a better monitored loss (default: off)
-    max_minutes: float | None = None  # wall-clock budget: stop cleanly and checkpoint when it is spent
+    max_minutes: float | None = None  # wall-clock budget of the run (resumes included): the lr schedule is fitted to it, then stop cleanly and checkpoint
     progress: bool = True  # progress bar (only on a terminal; plain log lines otherwise)
     tensorboard: bool = True  # TensorBoard event files under OUTPUT/logs when tensorboard is installed
 
@@ -101,7 +101,7 @@ class TrainConfig:
 
     @property
     def effective_max_steps(self) -> int | None:
-        """--max-steps, or the default when neither --max-steps nor --epochs bounds the run."""
-        if self.max_steps is None and self.epochs is None:
+        """--max-steps, or the default when none of --max-steps, --epochs, --max-minutes bounds the run."""
+        if self.max_steps is None and self.epochs is None and self.max_minutes is None:
             return DEFAULT_MAX_STEPS
         return self.max_steps

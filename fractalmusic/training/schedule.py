@@ -76,3 +76,70 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tupl
     if device_type == "cuda":
         kwargs["fused"] = True  # one kernel for the whole update
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, **kwargs)
+
+
+class BudgetHorizon:
+    """The cosine horizon of a run bounded by a wall-clock budget (`--max-minutes`), from its measured speed.
+
+    After `settle_steps` steps of this process (the first ones are slow: allocator, caches), the step rate is
+    measured in wall-clock seconds (validation and checkpoints included, since they spend the budget too) and
+    every `every` steps (an estimate is a few arithmetic operations) the horizon is re-estimated as
+
+        horizon = step + (margin * budget - elapsed) * steps_per_second
+
+    so that the schedule reaches its end when the budget does, on a fast or a slow machine. `cap` (--max-steps)
+    bounds it. The warm-up is shortened to at most a fifth of the horizon, so that a short budget still anneals.
+    `state_dict` keeps the last estimate: a resumed run starts from it and goes on measuring.
+    """
+
+    def __init__(self, budget_s: float, warmup_steps: int, cap: int | None = None, settle_steps: int = 5,
+                 every: int = 1, margin: float = 0.98):
+        self.budget_s = float(budget_s)
+        self.warmup_steps = int(warmup_steps)
+        self.cap = cap
+        self.settle_steps = max(1, int(settle_steps))
+        self.every = max(1, int(every))
+        self.margin = float(margin)
+        self.horizon: int | None = None  # None until the first estimate (or a resumed one)
+        self._start: tuple[int, float] | None = None  # (step, elapsed) where measuring began
+        self._seen = 0  # steps this process has run
+        self.announced = False  # the first estimate has been reported
+
+    def warmup_for(self, horizon: int) -> int:
+        return min(self.warmup_steps, max(0, horizon // 5))
+
+    def update(self, step: int, elapsed: float) -> int | None:
+        """Call after each optimizer step (`step` done, `elapsed` seconds of the budget spent). Returns a new
+        horizon when one was estimated at this step, else None."""
+        self._seen += 1
+        if self._seen == self.settle_steps:
+            self._start = (step, elapsed)
+            return None
+        if self._start is None or (self._seen - self.settle_steps) % self.every:
+            return None
+        steps = step - self._start[0]
+        seconds = elapsed - self._start[1]
+        if steps <= 0 or seconds <= 0:
+            return None
+        left = self.margin * self.budget_s - elapsed
+        horizon = step + max(1, int(left * steps / seconds))
+        if self.cap is not None:
+            horizon = min(horizon, self.cap)
+        self.horizon = max(horizon, step + 1)
+        return self.horizon
+
+    def apply(self, scheduler: "WarmupCosine", horizon: int) -> None:
+        scheduler.decay_steps = int(horizon)
+        scheduler.warmup_steps = self.warmup_for(int(horizon))
+        scheduler._apply()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"horizon": self.horizon, "budget_s": self.budget_s}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """A resumed estimate counts only when it was made for the same budget."""
+        if not state:
+            return
+        horizon, budget = state.get("horizon"), state.get("budget_s")
+        if isinstance(horizon, int) and horizon > 0 and budget == self.budget_s:
+            self.horizon = horizon if self.cap is None else min(horizon, self.cap)

@@ -47,10 +47,10 @@ from fractalmusic.training.checkpoint import (
     to_json,
     topk_name,
 )
-from fractalmusic.training.config import TrainConfig
+from fractalmusic.training.config import DEFAULT_MAX_STEPS, TrainConfig
 from fractalmusic.training.lock import RunLock
 from fractalmusic.training.logs import RunLogger, loss_stats
-from fractalmusic.training.schedule import WarmupCosine, make_optimizer, param_groups
+from fractalmusic.training.schedule import BudgetHorizon, WarmupCosine, make_optimizer, param_groups
 
 
 class TrainingError(FractalMusicError):
@@ -98,7 +98,8 @@ class RunMeter:
     Sums stay on the device (tensors) until a line is logged, so the hot loop never waits for the device.
     """
 
-    t0: float = field(default_factory=time.monotonic)  # start of the timed span
+    clock: Callable[[], float] = time.monotonic  # seconds (a test injects a fake clock)
+    t0: float | None = None  # start of the timed span (default: now)
     excluded: float = 0.0  # seconds spent validating and checkpointing inside the timed span
     units_total: float = 0.0  # units (tokens / cells) predicted in logged windows
     step_lr: float | None = None  # the learning rate the last step used
@@ -108,7 +109,7 @@ class RunMeter:
     win_n: Any = 0
     win_extra: dict[str, Any] = field(default_factory=dict)
     win_batches: int = 0
-    win_t: float = field(default_factory=time.monotonic)
+    win_t: float | None = None
     win_excluded: float = 0.0
     # since the last checkpoint: the loss sum and units (monitors the train loss when there is no validation set)
     ck_loss: Any = 0.0
@@ -118,8 +119,14 @@ class RunMeter:
     recent: list[tuple[int, Any]] = field(default_factory=list)
     first_loss: Any = None
 
+    def __post_init__(self) -> None:
+        if self.t0 is None:
+            self.t0 = self.clock()
+        if self.win_t is None:
+            self.win_t = self.t0
+
     def elapsed(self) -> float:
-        return time.monotonic() - self.t0
+        return self.clock() - self.t0
 
     def add(self, loss: torch.Tensor, n: Any, extras) -> None:
         """One micro-batch: `loss` is its mean loss per unit (detached), `n` its units."""
@@ -152,7 +159,7 @@ class RunMeter:
 
     def reset_window(self) -> None:
         self.win_loss, self.win_n, self.win_extra, self.win_batches = 0.0, 0, {}, 0
-        self.win_t = time.monotonic()
+        self.win_t = self.clock()
         self.win_excluded = 0.0
 
     def exclude(self, seconds: float) -> None:
@@ -313,8 +320,10 @@ class Trainer:
         dist_ctx: distributed.DistContext | None = None,
         echo: Callable[[str], None] = print,
         extra_hparams: dict[str, Any] | None = None,
+        clock: Callable[[], float] | None = None,
     ):
         self.config = cfg = config
+        self.clock = clock or time.monotonic  # wall clock of --max-minutes and throughput (tests inject one)
         self.generator = generator
         self.representation = representation
         self.train_data = train_data
@@ -387,7 +396,9 @@ class Trainer:
         self._resumed_from: str | None = None
         self.reference_loss: float | None = None  # the run's first training loss (divergence is judged against it)
         self.last_saved: tuple[str, int] | None = None  # (path, step) of the last checkpoint known good
-        self.meter = RunMeter()
+        self.meter = RunMeter(clock=self.clock)
+        self.horizon: BudgetHorizon | None = None  # the lr horizon fitted to --max-minutes
+        self._resumed_horizon: dict[str, Any] | None = None
         self._stop_signal: int | None = None  # set by the SIGINT/SIGTERM handler while fit runs
         self._in_update = False  # between the optimizer update and the step count catching up with it
         self.checkpoints: CheckpointManager | None = None
@@ -422,7 +433,7 @@ class Trainer:
     def _total_steps(self, per_epoch: int) -> int:
         cfg = self.config
         limits = [s for s in (cfg.effective_max_steps, cfg.epochs * per_epoch if cfg.epochs else None) if s]
-        return min(limits)
+        return min(limits) if limits else None  # None: only --max-minutes bounds the run
 
     def _finished(self) -> bool:
         cfg = self.config
@@ -466,6 +477,7 @@ class Trainer:
         self._prior_elapsed = float(state.get("elapsed_s", 0.0))
         ref = state.get("reference_loss")
         self.reference_loss = float(ref) if isinstance(ref, (int, float)) else None
+        self._resumed_horizon = state.get("lr_horizon")
         self.last_metrics = from_json(ckpt.get("metrics"), {}) or {}
         old = from_json(ckpt.get("train_config"), {}) or {}
         same_world = int(ckpt.get("world_size", 1)) == self.ctx.world_size
@@ -542,9 +554,17 @@ class Trainer:
 
         per_epoch = self._steps_per_epoch()
         total = self._total_steps(per_epoch)
-        decay = cfg.decay_steps or total
+        decay = cfg.decay_steps or total or DEFAULT_MAX_STEPS  # (a --max-minutes run: until measured)
         self.scheduler = WarmupCosine(self.optimizer, cfg.lr, cfg.warmup_steps, decay, cfg.lr_schedule,
                                       cfg.min_lr_ratio)
+        self.horizon = None
+        if cfg.max_minutes is not None and cfg.decay_steps is None and cfg.lr_schedule == "cosine":
+            # the cosine ends when the budget does: its horizon follows the measured speed (capped by the steps)
+            self.horizon = BudgetHorizon(cfg.max_minutes * 60.0, cfg.warmup_steps, cap=total,
+                                         every=10 if self.ctx.distributed else 1)
+            self.horizon.load_state_dict(self._resumed_horizon)
+            if self.horizon.horizon is not None:
+                self.horizon.apply(self.scheduler, self.horizon.horizon)
         self.scheduler.load_state_dict({"step": self.step})
         start_step = self.step
 
@@ -569,7 +589,7 @@ class Trainer:
             self.logger.close()
             return self._stats(0, 0.0, 0.0)
 
-        self.meter = meter = RunMeter()
+        self.meter = meter = RunMeter(clock=self.clock)
         self.stop_reason = None
         interrupted = False
         try:
@@ -717,13 +737,15 @@ class Trainer:
         stop = None if finished else self._signal_stop()  # a signal during the last step changes nothing
         signalled = stop is not None
         if stop is None and cfg.max_minutes is not None and (not self.ctx.distributed or s % 10 == 0 or finished):
-            over = self.meter.elapsed() > cfg.max_minutes * 60.0
+            over = self._prior_elapsed + self.meter.elapsed() > cfg.max_minutes * 60.0
             if distributed.any_rank(self.ctx, over):
                 stop = "max_minutes"
         end = finished or stop is not None
+        if self.horizon is not None and not end:
+            self._update_horizon()
         if s % cfg.log_every_n_steps == 0 or end:
             self._log_train(step_epoch)
-        t_side = time.monotonic()
+        t_side = self.clock()
         metric = None
         do_ckpt = s % cfg.checkpoint_every_n_steps == 0 or end
         if signalled:
@@ -759,9 +781,27 @@ class Trainer:
                 stop = late
                 if not do_ckpt:
                     self._checkpoint(None, False)
-        self.meter.exclude(time.monotonic() - t_side)
+        self.meter.exclude(self.clock() - t_side)
         self.stop_reason = stop
         return stop is not None
+
+    def _update_horizon(self) -> None:
+        """Re-estimate the cosine horizon from the measured speed (all processes agree on rank 0's figure)."""
+        h = self.horizon
+        new = h.update(self.step, self._prior_elapsed + self.meter.elapsed())
+        if self.ctx.distributed:
+            # every process must use the same lr: take the mean estimate (all call update at the same steps)
+            got = distributed.all_reduce_sum(self.ctx, [float(new if new is not None else 0), 1.0])
+            new = int(got[0] // got[1]) if got[0] > 0 else None
+            h.horizon = new if new is not None else h.horizon
+        if new is None:
+            return
+        h.apply(self.scheduler, new)
+        if not h.announced:
+            h.announced = True
+            self.logger.message(f"--max-minutes {self.config.max_minutes:g}: about {new} steps fit the budget at "
+                                f"the speed measured so far; the learning rate anneals by then (re-estimated "
+                                f"as it goes)")
 
     def _signal_stop(self) -> str | None:
         """"sigint" / "sigterm" when a stop signal has arrived (on any process: all stop after the same step)."""
@@ -832,7 +872,7 @@ class Trainer:
             return
         loss = loss_sum / n
         self._check_divergence(loss)
-        now = time.monotonic()
+        now = self.clock()
         seconds = max(1e-9, now - m.win_t - m.win_excluded)
         m.units_total += n
         record: dict[str, Any] = {"step": self.step, "epoch": epoch, "split": "train"}
@@ -844,6 +884,8 @@ class Trainer:
             record[k] = v / batches
         if m.grad_norm is not None:
             record["grad_norm"] = float(m.grad_norm)
+        if self.horizon is not None and self.horizon.horizon is not None:
+            record["lr_horizon"] = self.horizon.horizon
         if self.config.precision == "16":
             record["loss_scale"] = float(self.scaler.get_scale())
         record["elapsed_s"] = self._prior_elapsed + (now - m.t0)
@@ -921,6 +963,7 @@ class Trainer:
                 "monitor": self.monitor,
                 "elapsed_s": self._prior_elapsed + self.meter.elapsed(),
                 "reference_loss": self.reference_loss,
+                "lr_horizon": self.horizon.state_dict() if self.horizon is not None else None,
             }),
         )
 
