@@ -8,7 +8,8 @@ disk or running for hours. The limits are generous for real music (see docs/RELI
                 MAX_NOTES, MAX_PIECE_BEATS, MAX_GRID_STEPS (a piano roll of one piece)
     sampling    MAX_NUM_SAMPLES, MAX_TOKEN_LENGTH, MAX_GRID_WIDTH, and an estimate of the memory the outputs
                 need against what the device has free
-    rendering   MAX_WAV_SECONDS, MAX_PNG_STEPS (wider rolls are drawn at a coarser time resolution)
+    rendering   MAX_WAV_SECONDS, MAX_PNG_STEPS (wider rolls are drawn at a coarser time resolution),
+                MAX_MUSICXML_NOTES
 
 Nothing here imports torch or a music library at module level.
 """
@@ -38,6 +39,7 @@ MEMORY_HEADROOM = 0.8  # an estimate may use at most this share of the memory th
 # ------------------------------------------------------------------------------------------- rendering
 MAX_WAV_SECONDS = 1800.0  # 30 minutes of audio (22,050 samples a second: about 320 MB while rendering)
 MAX_PNG_STEPS = 16384  # columns of a piano-roll picture before it is drawn coarser (the picture is <= 4,000 px)
+MAX_MUSICXML_NOTES = 4000  # music21 writes MusicXML in time that grows with the square of the notes (8,000: 90 s)
 
 
 def _num(n: float) -> str:
@@ -197,6 +199,15 @@ def check_wav_seconds(seconds: float, what: str = "the piece") -> None:
         raise FractalMusicError(
             f"{what} lasts {_num(seconds)} s; WAV rendering is limited to {_num(MAX_WAV_SECONDS)} s "
             "(write MIDI or PNG instead, or shorten it)"
+        )
+
+
+def check_musicxml_notes(n_notes: int, what: str = "the piece") -> None:
+    """FractalMusicError when writing MusicXML of `n_notes` notes would take minutes (MAX_MUSICXML_NOTES)."""
+    if n_notes > MAX_MUSICXML_NOTES:
+        raise FractalMusicError(
+            f"{what} has {n_notes:,} notes; MusicXML is written for at most {MAX_MUSICXML_NOTES:,} (music21 slows "
+            "down with the square of the notes): write MIDI instead"
         )
 
 

@@ -177,6 +177,16 @@ def test_wav_over_the_limit_is_refused_before_rendering(tmp_path):
     assert np.abs(audio[: 4000]).max() > 0.5
 
 
+def test_musicxml_of_too_many_notes_is_refused_before_music21(tmp_path):
+    from fractalmusic.io import write_piece
+
+    piece = Piece(notes=make_notes([(i * 0.25, 0.25, 60) for i in range(limits.MAX_MUSICXML_NOTES + 1)]))
+    start = time.monotonic()
+    with pytest.raises(FractalMusicError, match="has 4,001 notes; MusicXML is written for at most 4,000"):
+        write_piece(piece, tmp_path / "x.musicxml")
+    assert time.monotonic() - start < 5 and not (tmp_path / "x.musicxml").exists()
+
+
 def test_png_of_a_long_piece_is_drawn_coarser(tmp_path):
     from fractalmusic.io.image import render_png, roll_image
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from fractalmusic.errors import ConfigError, FractalMusicError, PieceReadError
-from fractalmusic.limits import check_music_file, piece_problem
+from fractalmusic.limits import check_music_file, check_musicxml_notes, piece_problem
 from fractalmusic.piece import Piece
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -132,6 +132,7 @@ def write_piece(piece: Piece, path, soundfont=None) -> Path:
     if fmt == "musicxml":
         from fractalmusic.io.music21_io import write_musicxml
 
+        check_musicxml_notes(piece.n_notes, str(piece.source or piece.title or "the piece"))
         return write_musicxml(piece, path)
     if fmt == "wav":
         from fractalmusic.io.audio import render_wav
