@@ -91,7 +91,11 @@ async function loadModels() {
   if (before && state.models.some((m) => m.id === before)) select.value = before;
   if (select.value) pickModel(select.value);
   if (state.curveTimer) clearInterval(state.curveTimer);
-  if (state.models.some((m) => m.training)) state.curveTimer = setInterval(refreshCurves, 5000);
+  if (state.listTimer) clearTimeout(state.listTimer);
+  if (state.models.some((m) => m.training)) {
+    state.curveTimer = setInterval(refreshCurves, 5000);                  // live loss curves
+    state.listTimer = setTimeout(() => loadModels().catch(() => {}), 30000);  // new checkpoints, step, loss
+  }
 }
 
 function summarise(obj) {
@@ -133,11 +137,13 @@ function refreshCurves() {
 
 function pickModel(id) {
   const m = state.models.find((x) => x.id === id);
+  const same = state.selected && m && state.selected.id === m.id && state.formFor === m.id;
   state.selected = m || null;
   for (const card of document.querySelectorAll(".model")) {
     card.classList.toggle("selected", card.dataset.checkpointId === id);
   }
-  if (!m) return;
+  if (!m || same) return;                        // a refreshed list keeps what was typed in the form
+  state.formFor = m.id;
   $("#length-label").textContent = m.kind === "grid" ? "target width (steps)" : "length (tokens)";
   $("#length").placeholder = String(m.default_length);
   $("#length").step = m.kind === "grid" ? "4" : "1";
@@ -539,6 +545,7 @@ function undo(card) {
 window.addEventListener("DOMContentLoaded", () => {
   $("#sample-form").addEventListener("submit", onSample);
   $("#cancel-button").addEventListener("click", onCancel);
+  $("#refresh-models").addEventListener("click", () => loadModels().catch((e) => say(e.message, true)));
   $("#checkpoint").addEventListener("change", (ev) => pickModel(ev.target.value));
   loadModels().catch((e) => say(e.message, true));
   document.body.dataset.ready = "1";
