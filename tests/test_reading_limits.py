@@ -140,6 +140,22 @@ def test_copies_are_one_piece_and_never_straddle_the_split(tmp_path):
     assert any("195 copies of pieces already read dropped before the split" in x for x in prepared.report.lines())
 
 
+def test_validation_pieces_that_copy_a_training_piece_are_dropped(tmp_path):
+    from fractalmusic.data.build import prepare_data
+    from fractalmusic.data.config import DataConfig
+    from fractalmusic.representations.abc import ABCRepresentation
+
+    tune = "X:{n}\nT:Tune {k}\nM:4/4\nL:1/8\nK:G\nGABc dBAG|FGAB c{k}AFD|\n\n"
+    (tmp_path / "train.abc").write_text("".join(tune.format(n=n, k=n) for n in range(3)))
+    (tmp_path / "valid.abc").write_text(tune.format(n=9, k=1) + tune.format(n=10, k=7))  # a copy of tune 1, and 7
+    cfg = DataConfig(data=str(tmp_path / "train.abc"), val_data=str(tmp_path / "valid.abc"),
+                     cache_dir=str(tmp_path / "cache"))
+    prepared = prepare_data(cfg, ABCRepresentation(), log=None)
+    assert [r.source.split("#")[1] for r in prepared.val_refs] == ["X10"]
+    assert any("valid.abc: 1 validation pieces that copy a training piece dropped before the split (valid.abc#X9 = "
+               "train.abc#X1)" in x for x in prepared.report.lines())
+
+
 # ------------------------------------------------------------------------------------------------ sizes
 def test_sample_sizes_are_checked_against_limits_and_free_memory(monkeypatch):
     limits.check_sample_size("grid", 4, 128)
