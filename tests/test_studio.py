@@ -374,6 +374,13 @@ def test_serve_command_refuses_a_public_host_without_allow_remote(studio_runs, c
     assert code == 2 and err.startswith("error: ") and "--allow-remote" in err and len(err.strip().splitlines()) == 1
     code, _, err = fmusic(capsys, "serve", "--runs", studio_runs / "nope")
     assert code == 2 and len(err.strip().splitlines()) == 1
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = fmusic(capsys, "serve", "--runs", studio_runs, "--port", busy.getsockname()[1])
+    assert code == 2 and "cannot listen on 127.0.0.1" in err and len(err.strip().splitlines()) == 1
 
 
 def test_serve_on_all_interfaces_prints_a_token_that_every_api_call_needs(studio_runs, tmp_path, monkeypatch,
