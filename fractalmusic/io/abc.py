@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fractalmusic import abcsyntax
 from fractalmusic.files import read_file_bytes
 from fractalmusic.errors import PieceReadError
 from fractalmusic.io.midi import key_signature, plain_key
@@ -25,11 +26,6 @@ from fractalmusic.limits import MAX_ABC_LINE_CHARS, MAX_ABC_TUNE_CHARS, MAX_TITL
 from fractalmusic.piece import DEFAULT_QPM, NOTE_DTYPE, Piece
 
 _X_LINE = re.compile(r"^X:")
-_FIELD = re.compile(r"^([A-Za-z]):(.*)$")
-_MODE_WORDS = {
-    "m", "min", "minor", "maj", "major", "ion", "ionian", "aeo", "aeolian", "dor", "dorian",
-    "phr", "phrygian", "lyd", "lydian", "mix", "mixolydian", "loc", "locrian",
-}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- text
@@ -70,94 +66,44 @@ def split_abc_book(text: str) -> list[str]:
     return _split(text)[1]
 
 
-def _strip_comment(value: str) -> str:
-    out = re.split(r"(?<!\\)%", value, maxsplit=1)[0]
-    return out.strip()
-
-
 def parse_abc_header(tune_text: str) -> dict[str, str]:
     """Header fields of one tune: field letter -> value of its first occurrence, read up to the K: line.
 
     e.g. {"X": "626", "T": "Lamentation of Owen Roe O'Neill, The", "M": "3/4", "L": "1/8", "K": "Gm"}.
+    (`fractalmusic.abcsyntax.header_fields`.)
     """
-    out: dict[str, str] = {}
-    for line in tune_text.split("\n"):
-        m = _FIELD.match(line.strip())
-        if not m:
-            continue
-        letter, value = m.group(1), _strip_comment(m.group(2))
-        out.setdefault(letter, value)
-        if letter == "K":
-            break
-    return out
+    return abcsyntax.header_fields(tune_text)
 
 
 def _file_fields(header_lines: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in header_lines:
-        m = _FIELD.match(line.strip())
-        if m:
-            out.setdefault(m.group(1), _strip_comment(m.group(2)))
+        line = line.strip()
+        letter = abcsyntax.field_of(line, in_header=True)
+        if letter is not None and letter != "+":
+            out.setdefault(letter, abcsyntax.strip_comment(line[2:]))
     return out
 
 
 def abc_meter(value: str | None) -> tuple[int, int]:
-    """M: field -> (numerator, denominator). 'C' is 4/4, 'C|' is 2/2, 'none' or anything unreadable is 4/4."""
-    v = (value or "").strip()
-    if v == "C":
-        return 4, 4
-    if v == "C|":
-        return 2, 2
-    m = re.match(r"^\(?\s*([\d\s+]+?)\s*\)?\s*/\s*(\d+)", v)
-    if m:
-        try:
-            num = sum(int(x) for x in m.group(1).split("+") if x.strip())
-            den = int(m.group(2))
-        except ValueError:
-            return 4, 4
-        if num > 0 and den > 0 and den & (den - 1) == 0:
-            return num, den
-    return 4, 4
+    """M: field -> (numerator, denominator) of a Piece's time signature. 'C' is 4/4, 'C|' is 2/2; no metre ('none',
+    empty or unreadable, see `fractalmusic.abcsyntax`) records the default 4/4."""
+    return abcsyntax.parse_meter(value) or abcsyntax.DEFAULT_SIGNATURE
 
 
 def abc_unit(header: dict[str, str]) -> Fraction:
     """L: as a fraction of a whole note; ABC's default is 1/16 for meters below 3/4, else 1/8."""
-    m = re.match(r"^\s*(\d+)\s*/\s*(\d+)", header.get("L", ""))
-    if m and int(m.group(1)) > 0 and int(m.group(2)) > 0:
-        return Fraction(int(m.group(1)), int(m.group(2)))
-    num, den = abc_meter(header.get("M"))
-    return Fraction(1, 16) if Fraction(num, den) < Fraction(3, 4) else Fraction(1, 8)
+    return abcsyntax.unit_length(header)
 
 
 def abc_tempo(header: dict[str, str]) -> float | None:
     """Q: field -> quarter notes per minute ('Q:1/4=120', 'Q:3/8=60', old-style 'Q:120' in L units)."""
-    q = header.get("Q", "")
-    m = re.search(r"((?:\d+\s*/\s*\d+\s*)+)=\s*(\d+(?:\.\d+)?)", q)
-    if m:
-        unit = sum(Fraction(int(a), int(b)) for a, b in re.findall(r"(\d+)\s*/\s*(\d+)", m.group(1)))
-        qpm = float(m.group(2)) * float(unit) * 4
-        return qpm if qpm > 0 else None
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*", re.sub(r'"[^"]*"', "", q))
-    if m and float(m.group(1)) > 0:
-        return float(m.group(1)) * float(abc_unit(header)) * 4
-    return None
+    return abcsyntax.parse_tempo(header.get("Q"), abc_unit(header)) if header.get("Q") else None
 
 
 def abc_key_name(value: str | None) -> str | None:
     """K: field -> compact key name: 'Gm', 'D', 'Ador', 'Dmix' ('D mix' joined; clef and other words dropped)."""
-    tokens = (value or "").split()
-    if not tokens or tokens[0].lower() == "none":
-        return None
-    first = tokens[0]
-    if "=" in first:
-        return None
-    m = re.match(r"^([A-Ga-g][#b]?)(.*)$", first)
-    if not m:
-        return first  # HP, Hp: bagpipe keys
-    tonic, rest = m.group(1), m.group(2)
-    if not rest and len(tokens) > 1 and tokens[1].lower() in _MODE_WORDS:
-        rest = tokens[1]
-    return tonic[0].upper() + tonic[1:] + rest
+    return abcsyntax.key_name(value)
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -307,20 +253,12 @@ def top_voice(piece: Piece, steps_per_beat: int = 4) -> np.ndarray:
     return out
 
 
-_NATURAL_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_LETTER_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
-_SHARP_ORDER = "FCGDAEB"
+_NATURAL_PC = dict(zip(abcsyntax.LETTERS, abcsyntax.NATURAL))
+_LETTER_FIFTHS = abcsyntax.FIFTHS
 
 
 def _key_alters(fifths: int) -> dict[str, int]:
-    alters = {letter: 0 for letter in _NATURAL_PC}
-    if fifths > 0:
-        for letter in _SHARP_ORDER[:fifths]:
-            alters[letter] = 1
-    elif fifths < 0:
-        for letter in _SHARP_ORDER[::-1][: -fifths]:
-            alters[letter] = -1
-    return alters
+    return dict(zip(abcsyntax.LETTERS, abcsyntax.key_alterations(fifths)))
 
 
 def _spell(pitch: int, fifths: int, minor: bool) -> tuple[str, int, int]:

@@ -5,13 +5,36 @@
 * `transpose_abc(text, semitones)`: key-aware text transposition (see its docstring).
 * `header_facts(text)`: title, key, metre and tempo read from the header (no music21 needed).
 
-Everything here is pure Python over regular expressions; nothing parses the music into notes.
+Everything here is pure Python over regular expressions; nothing parses the music into notes. Fields, M:, L:, Q:
+and K: are read by `fractalmusic.abcsyntax` (re-exported here where older code imports them).
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Iterable
+
+from fractalmusic.abcsyntax import (  # noqa: F401  (field_of, line_fields, KeySpec, parse_key: re-exported)
+    COMMENT as _COMMENT,
+    FIELD_LINE as _FIELD_LINE,
+    FIFTHS_TO_LETTER as _FIFTHS_TO_LETTER,
+    HEADER_FIELD_LINE as _HEADER_FIELD_LINE,
+    LETTER_INDEX as _LETTER_INDEX,
+    LETTERS as _LETTERS,
+    MODE_OFFSET as _MODE_OFFSET,
+    NATURAL as _NATURAL,
+    KeySpec,
+    field_of,
+    header_fields,
+    key_alterations as _key_alterations,
+    key_name,
+    line_fields,
+    normalise_key,
+    parse_key,
+    parse_meter,
+    parse_tempo,
+    parse_unit,
+    unit_length,
+)
 
 HEADER_MODES = ("musical", "all")
 ANNOTATION_MODES = ("keep", "drop")
@@ -22,31 +45,7 @@ MUSICAL_FIELDS = frozenset("XTMLKQRPVUm")
 # The words representation also leaves out X (an index) and T (a title): they name a tune, not its music.
 WORD_SKIP_FIELDS = frozenset("XT")
 
-# A field line: "K:G", "w: la la", "+:" (continuation). In the body "A:|" and "d::" are music (note + repeat),
-# not fields; in the header ("N::1st setting") anything of that shape is a field.
-_FIELD_LINE = re.compile(r"^([A-Za-z+]):(?![|:])")
-_HEADER_FIELD_LINE = re.compile(r"^([A-Za-z+]):")
 _SPACES = re.compile(r"[ \t]+")
-_COMMENT = re.compile(r"(?<!\\)%.*$")
-
-
-def field_of(line: str, in_header: bool = False) -> str | None:
-    """The field letter of a field line ("K" for "K:G"), or None for music and comment lines."""
-    m = (_HEADER_FIELD_LINE if in_header else _FIELD_LINE).match(line)
-    return m.group(1) if m else None
-
-
-def line_fields(lines: Iterable[str]) -> list[str | None]:
-    """field_of for each line of a tune, header rules until the first K: field or music line."""
-    out: list[str | None] = []
-    in_header = True
-    for line in lines:
-        line = line.strip()
-        field = field_of(line, in_header)
-        if in_header and (field == "K" or (field is None and line and not line.startswith("%"))):
-            in_header = False
-        out.append(field)
-    return out
 
 
 # --------------------------------------------------------------------------------------------- normalisation
@@ -138,101 +137,6 @@ annotations and decorations from body lines (see `drop_annotations`). In "musica
 
 
 # --------------------------------------------------------------------------------------------- keys
-_NATURAL = (0, 2, 4, 5, 7, 9, 11)  # semitones of C D E F G A B above C
-_LETTERS = "CDEFGAB"
-_LETTER_INDEX = {c: i for i, c in enumerate(_LETTERS)}
-_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}  # position on the line of fifths
-_FIFTHS_TO_LETTER = {v: _LETTER_INDEX[k] for k, v in _FIFTHS.items()}
-_SHARP_ORDER = (3, 0, 4, 1, 5, 2, 6)  # F C G D A E B as letter indices
-# mode -> sharps of its key signature relative to the major key on the same tonic
-_MODE_OFFSET = {"maj": 0, "ion": 0, "mix": -1, "dor": -2, "min": -3, "aeo": -3, "phr": -4, "loc": -5, "lyd": 1}
-_MODE_CANON = {"maj": "maj", "ion": "maj", "mix": "mix", "dor": "dor", "min": "min", "aeo": "min", "phr": "phr",
-               "loc": "loc", "lyd": "lyd"}
-_CLEF_WORDS = frozenset(["treble", "bass", "alto", "tenor", "baritone", "soprano", "mezzosoprano", "perc", "none"])
-_KEY_HEAD = re.compile(r"\s*([A-Ga-g])([#b]?)")
-_KEY_MODE = re.compile(r"\s*([A-Za-z]+)(?![A-Za-z=\d])")
-
-
-@dataclass(frozen=True)
-class KeySpec:
-    """A parsed K: value: tonic letter index (C=0 .. B=6), its alteration, canonical mode and the tonic's span."""
-
-    letter: int
-    accidental: int
-    mode: str  # "maj" "min" "dor" "phr" "lyd" "mix" "loc"
-    start: int  # span of the tonic (letter + accidental) in the value, to rewrite it
-    end: int
-
-    @property
-    def sharps(self) -> int:
-        """Key signature: > 0 sharps, < 0 flats."""
-        tonic = _FIFTHS[_LETTERS[self.letter]] + 7 * self.accidental
-        return tonic + _MODE_OFFSET[self.mode]
-
-    @property
-    def tonic_name(self) -> str:
-        return _LETTERS[self.letter] + ("#" * self.accidental if self.accidental > 0 else "b" * -self.accidental)
-
-    @property
-    def name(self) -> str:
-        """Compact key name as the io layer writes it: "G", "Em", "Ador", "Bbmix"."""
-        return self.tonic_name + {"maj": "", "min": "m"}.get(self.mode, self.mode)
-
-
-def parse_key(value: str) -> KeySpec | None:
-    """Parse a K: value such as "G", "Gm", "E Minor", "Ador", "Bb mix clef=bass".
-
-    None when the key cannot be read as tonic + mode: "none", bagpipe keys (HP), unknown modes, or explicit
-    accidentals ("D exp ^f", "G ^c").
-    """
-    value = _COMMENT.sub("", value)
-    m = _KEY_HEAD.match(value)
-    if not m:
-        return None
-    letter = _LETTER_INDEX[m.group(1).upper()]
-    accidental = {"": 0, "#": 1, "b": -1}[m.group(2)]
-    start, end = m.start(1), m.end(2)
-    rest = value[end:]
-    mode = "maj"
-    mm = _KEY_MODE.match(rest)
-    if mm:
-        word = mm.group(1).lower()
-        if word == "m":
-            mode = "min"
-        elif word[:3] in _MODE_CANON:
-            mode = _MODE_CANON[word[:3]]
-        elif word in _CLEF_WORDS:
-            pass
-        else:
-            return None
-        rest = rest[mm.end():]
-    for item in rest.split():
-        if item[0] in "^_=":
-            return None  # explicit accidentals: no honest transposition of the signature
-        if "=" not in item and item.lower() not in _CLEF_WORDS:
-            return None
-    return KeySpec(letter, accidental, mode, start, end)
-
-
-def normalise_key(value: str) -> str:
-    """Canonical key word value: "Gm" -> "Gmin", "E Minor" -> "Emin", "D" -> "Dmaj"; unreadable keys stripped."""
-    spec = parse_key(value)
-    if spec is None:
-        return _SPACES.sub(" ", _COMMENT.sub("", value).strip())
-    return spec.tonic_name + spec.mode
-
-
-def _key_alterations(sharps: int) -> tuple[int, ...]:
-    alt = [0] * 7
-    if sharps > 0:
-        for i in _SHARP_ORDER[:sharps]:
-            alt[i] = 1
-    elif sharps < 0:
-        for i in _SHARP_ORDER[::-1][: -sharps]:
-            alt[i] = -1
-    return tuple(alt)
-
-
 def _natabs(n: int) -> int:
     """Semitones above middle C of the natural note on diatonic step n (0 = C4, 7 = C5, -1 = B3)."""
     return 12 * (n // 7) + _NATURAL[n % 7]
@@ -242,72 +146,18 @@ def _natabs(n: int) -> int:
 def header_facts(text: str) -> dict:
     """Title, key, metre and tempo from an ABC header (first occurrence of each; body fields ignored).
 
-    Returns {"title": str|None, "key": str|None ("G", "Em", "Ador"), "time_signature": (num, den)|None,
-    "qpm": float|None, "unit": (num, den)|None}.
+    Returns {"title": str|None, "key": str|None ("G", "Em", "Ador"), "time_signature": (num, den)|None (no metre:
+    see fractalmusic.abcsyntax), "qpm": float|None, "unit": (num, den)|None}.
     """
-    facts: dict = {"title": None, "key": None, "time_signature": None, "qpm": None, "unit": None}
-    q_value = None
-    for line in text.splitlines():
-        field = field_of(line.strip(), in_header=True)
-        if field is None:
-            continue
-        value = _COMMENT.sub("", line.strip()[2:]).strip()
-        if field == "T" and facts["title"] is None and value:
-            facts["title"] = value
-        elif field == "M" and facts["time_signature"] is None:
-            facts["time_signature"] = _parse_meter(value)
-        elif field == "L" and facts["unit"] is None:
-            facts["unit"] = _parse_fraction(value)
-        elif field == "Q" and q_value is None:
-            q_value = value
-        elif field == "K":
-            spec = parse_key(value)
-            facts["key"] = spec.name if spec else None
-            break  # the header ends at K:
-    if q_value:
-        facts["qpm"] = _parse_tempo(q_value, facts["unit"])
-    return facts
-
-
-def _parse_fraction(value: str) -> tuple[int, int] | None:
-    m = re.match(r"\s*(\d+)\s*/\s*(\d+)", value)
-    if not m or int(m.group(2)) == 0 or int(m.group(1)) == 0:
-        return None
-    return int(m.group(1)), int(m.group(2))
-
-
-def _parse_meter(value: str) -> tuple[int, int] | None:
-    v = value.strip()
-    if v == "C":
-        return (4, 4)
-    if v == "C|":
-        return (2, 2)
-    m = re.match(r"\s*\(?([\d+]+)\)?\s*/\s*(\d+)", v)
-    if not m:
-        return None
-    try:
-        num = sum(int(x) for x in m.group(1).split("+") if x)
-    except ValueError:
-        return None
-    den = int(m.group(2))
-    if num <= 0 or den <= 0 or den & (den - 1):
-        return None
-    return num, den
-
-
-def _parse_tempo(value: str, unit: tuple[int, int] | None) -> float | None:
-    v = re.sub(r'"[^"]*"', " ", value)
-    m = re.search(r"((?:\d+/\d+\s*)+)=\s*(\d+(?:\.\d+)?)", v)
-    if m:
-        beat = sum(int(a) / int(b) for a, b in re.findall(r"(\d+)/(\d+)", m.group(1)) if int(b))
-        qpm = float(m.group(2)) * beat * 4
-    else:
-        m = re.search(r"(\d+(?:\.\d+)?)", v)
-        if not m:
-            return None
-        u = unit or (1, 8)
-        qpm = float(m.group(1)) * u[0] / u[1] * 4
-    return qpm if 1.0 <= qpm <= 2000.0 else None
+    fields = header_fields(text)
+    unit = parse_unit(fields.get("L"))
+    return {
+        "title": fields.get("T") or None,
+        "key": key_name(fields["K"]) if "K" in fields else None,
+        "time_signature": parse_meter(fields.get("M")),
+        "qpm": parse_tempo(fields["Q"], unit_length(fields)) if fields.get("Q") else None,
+        "unit": (unit.numerator, unit.denominator) if unit is not None else None,
+    }
 
 
 # --------------------------------------------------------------------------------------------- transposition
