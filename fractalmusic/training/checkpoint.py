@@ -200,6 +200,8 @@ class Checkpoint(dict):
             raise CheckpointError(f"{path}: no such checkpoint file")
         if path.is_dir():
             raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+        if not path.is_file():  # a FIFO or a device: opening it could block forever (issue 13, bounded reading)
+            raise CheckpointError(f"{path}: not a regular file (a FIFO or a device), not a checkpoint file")
         try:
             with open(path, "rb") as f:
                 magic = f.read(4)

@@ -617,6 +617,17 @@ def case_checkpoint_truncated_and_junk(ctx: Context):
     ctx.outcome = f"{a} | {b}"
 
 
+@case("checkpoints", "a FIFO given as the checkpoint to sample, resume and evaluate: one line each, never opened")
+def case_checkpoint_fifo(ctx: Context):
+    os.mkfifo(ctx.tmp / "pipe.pt")
+    lines = [ctx.one_line(ctx.fmusic(*args, limit=30), contains="not a regular file", within=30) for args in (
+        ("sample", ctx.tmp / "pipe.pt", "--out-dir", ctx.tmp / "s"),
+        ("train", "--resume-from-checkpoint", ctx.tmp / "pipe.pt", "--max-steps", "2", "--output-dir", ctx.tmp / "r"),
+        ("evaluate", ctx.tmp / "pipe.pt"),
+    )]
+    ctx.outcome = f"exit 2 x3: {lines[0]}"
+
+
 # ================================================================================================ training
 def _slow_steps() -> dict[str, str]:
     try:
