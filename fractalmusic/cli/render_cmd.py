@@ -77,7 +77,13 @@ def command(input_path: Path, formats: str, out_dir: Path, soundfont: Path | Non
     if tune is not None and not is_abc:
         raise ConfigError("--tune applies to ABC files only")
 
-    pieces = read_pieces(input_path, notes=False) if is_abc else read_pieces(input_path)
+    left_out: list = []  # tunes of a book over the reading limits: named, not dropped silently
+    pieces = read_pieces(input_path, notes=False, errors=left_out) if is_abc else read_pieces(input_path)
+    for source, reason in left_out:
+        if tune is None:
+            click.echo(f"warning: skipped {source}: {reason}", err=True)
+        elif str(source).endswith(f"#X{tune.strip()}"):  # the tune asked for is over the limits: say so
+            raise PieceReadError(source, reason)
     stem = input_path.stem
     jobs: list[tuple[str, object]] = []
     if is_abc:

@@ -195,6 +195,20 @@ def case_render_5mb_abc_line(ctx: Context):
                  contains=("line 6 is 5,242,880 characters long", "limit"), within=30)
 
 
+@case("rendering", "render of a book with a good tune and one over the line limit: the good one is written, the "
+      "other named in one warning; --tune of the bad one: exit 2, one line")
+def case_render_book_with_a_long_tune(ctx: Context):
+    book = write(ctx.tmp / "book.abc", TUNE.format(n=1, title="good") + "X:2\nT:long\nK:C\n" + "C" * 9000 + "\n")
+    res = ctx.fmusic("render", book, "--to", "abc", "--out-dir", ctx.tmp / "out", limit=60)
+    no_crash(res)
+    assert res.code == 0, res.stderr
+    assert res.lines == [f"warning: skipped {book}#X2: line 4 is 9,000 characters long (limit 8,192)"], res.stderr
+    assert (ctx.tmp / "out" / "book.abc").exists()
+    line = ctx.one_line(ctx.fmusic("render", book, "--tune", "2", "--to", "abc", "--out-dir", ctx.tmp / "out",
+                                   limit=60), contains="line 4 is 9,000 characters long")
+    ctx.outcome = f"exit 0 with {res.lines[0]} | --tune 2: exit 2: {line}"
+
+
 @case("reading", "data stats of a 5 MB one-line ABC file: exit 2 in seconds, one line")
 def case_stats_5mb_abc_line(ctx: Context):
     path = write(ctx.tmp / "long.abc", one_line_abc())
