@@ -121,8 +121,9 @@ def test_vectorised_grid_and_words_match_the_per_note_versions(rows, metres, tem
     words_rep = WordsRepresentation(source="midi", steps_per_beat=spb)
     assert words_rep.midi_words(piece) == words_reference(words_rep, piece)
     words_rep.fit([piece])
-    ids = words_rep.encode(piece)
+    ids = words_rep.encode(piece)  # through the words remembered while fitting
     assert words_rep.words_of(ids) == ["<bos>"] + words_reference(words_rep, piece) + ["<eos>"]
+    assert np.array_equal(words_rep.encode(piece.copy()), ids)  # built afresh
 
 
 def test_heavily_overlapping_notes_take_the_running_sum_path():
@@ -257,3 +258,14 @@ def test_grid_wider_than_the_limit_is_refused():
     rep = PianoRollRepresentation(steps_per_beat=96)
     with pytest.raises(Exception, match="grid steps is more than"):
         rep.encode(piece)
+
+
+def test_words_remembered_between_fit_and_encode_stay_out_of_pickles():
+    import pickle
+
+    piece = make_piece([(0, 6, 60, 90, False), (6, 6, 64, 80, False)], [], [])
+    rep = WordsRepresentation(source="midi").fit([piece])
+    assert rep._codes_memo  # fit kept the piece's words for encode
+    clone = pickle.loads(pickle.dumps(rep))  # what a DataLoader worker receives
+    assert clone._codes_memo == {} and np.array_equal(clone.encode(piece), rep.encode(piece))
+    assert rep._codes_memo == {} and rep._memo_tokens == 0  # used once, then let go

@@ -214,8 +214,8 @@ def _varlen(buf: bytes, i: int) -> tuple[int, int]:
 
 def _scan_track(buf: bytes, want_title: bool, stop_at_note: bool, limit: int) -> tuple[bool, list, str | None]:
     """Walk a track's events (up to `limit` bytes): (has a note-on, its program changes as (tick, channel,
-    program) before the first note-on, its first track name). Stops at the first note-on when `stop_at_note` and
-    the name is found or not wanted."""
+    program) before the first note-on, its first track name). Stops at the first note-on when `stop_at_note` (a
+    title is the track name given before the music starts)."""
     i, n = 0, min(len(buf), limit)
     running = tick = 0
     note = False
@@ -248,7 +248,7 @@ def _scan_track(buf: bytes, want_title: bool, stop_at_note: bool, limit: int) ->
             high = running & 0xF0
             if high == 0x90 and buf[i + 1] > 0:
                 note = True
-                if stop_at_note and (title is not None or not want_title):
+                if stop_at_note:
                     break
             elif high == 0xC0 and not note:
                 programs.append((tick, running & 0x0F, buf[i] & 0x7F))

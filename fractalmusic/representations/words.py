@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -144,6 +145,10 @@ class WordsRepresentation(Representation):
         super().__init__(config, **overrides)
         # with source="midi" ABC tunes must be parsed into notes, so the data layer should not skip that
         self.uses_abc_text = self.config.source != "midi"
+        # MIDI word codes computed while fitting, kept (weakly keyed by the note array) until the piece is encoded,
+        # so `fit` then `encode` of one corpus builds each piece's words once
+        self._codes_memo: dict[int, tuple[Any, np.ndarray]] = {}
+        self._memo_tokens = 0
         self._words: list[str] | None = None
         self._set_words([])
         self._words = None
@@ -202,6 +207,10 @@ class WordsRepresentation(Representation):
             except ImportError as exc:  # pragma: no cover - io is part of the package
                 raise DataError(f"cannot parse ABC into notes for MIDI words: {exc}") from None
             piece = ensure_notes(piece)
+        if as_ids:
+            codes = self._recall(piece)
+            if codes is not None:
+                return self._codes_to_ids(codes), "midi"
         return self.midi_codes(piece, as_ids), "midi"
 
     def fit(self, pieces: Iterable[Piece]) -> "WordsRepresentation":
@@ -218,6 +227,7 @@ class WordsRepresentation(Representation):
             used += 1
             if kind == "midi":
                 midi = True
+                self._remember(piece, units)
                 uniq, n = np.unique(units, return_counts=True)
                 code_counts.update(dict(zip(uniq.tolist(), n.tolist())))
                 sigs.update((int(n), int(d)) for _, n, d in piece.time_signatures if _valid_ts(n, d))
@@ -405,6 +415,41 @@ class WordsRepresentation(Representation):
         out[at + 1] = word(K_DUR, dur)
         out[at + 2] = word(K_VEL, vel)
         return out
+
+    _MEMO_TOKENS = 4_000_000  # codes kept between fit and encode (32 MB); beyond that, encode computes them again
+
+    def _remember(self, piece: Piece, codes: np.ndarray) -> None:
+        if self._memo_tokens + len(codes) > self._MEMO_TOKENS:
+            return
+        self._codes_memo[id(piece.notes)] = (weakref.ref(piece.notes), codes)
+        self._memo_tokens += len(codes)
+
+    def _recall(self, piece: Piece) -> np.ndarray | None:
+        entry = self._codes_memo.pop(id(piece.notes), None)
+        if entry is None:
+            return None
+        self._memo_tokens -= len(entry[1])
+        return entry[1] if entry[0]() is piece.notes else None  # the very same array, not a later one at its address
+
+    def _codes_to_ids(self, codes: np.ndarray) -> np.ndarray:
+        """Ids of MIDI word codes (<unk> for words not in the vocabulary), one table lookup per word kind."""
+        kinds = codes >> _SHIFT
+        values = codes & ((1 << _SHIFT) - 1)
+        ids = np.full(len(codes), UNK, dtype=np.int64)
+        for kind, table in self._id_tables.items():
+            sel = np.flatnonzero(kinds == kind)
+            if len(sel):
+                v = values[sel]
+                inside = v < len(table)
+                ids[sel[inside]] = table[v[inside]]
+        for i in np.flatnonzero(kinds == K_TS).tolist():
+            ids[i] = self._code_index.get(int(codes[i]), UNK)
+        return ids
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_codes_memo"], state["_memo_tokens"] = {}, 0  # weak references do not pickle, nor need to
+        return state
 
     def midi_words(self, piece: Piece) -> list[str]:
         """REMI-like event words of a piece's notes (drums left out) on the steps_per_beat grid."""
