@@ -131,7 +131,15 @@ def beats_problem(beats: float, steps_per_beat: float | None = None) -> str | No
 
 # ------------------------------------------------------------------------------------------- sampling
 def available_memory(device=None) -> int | None:
-    """Bytes free now on `device` (a torch.device or name; CPU: MemAvailable), None when the platform won't say."""
+    """Bytes free now on `device` (a torch.device or name), None when the platform won't say: the trainer's answer
+    (`fractalmusic.training.budget.available_memory`: free GPU memory, or MemAvailable lowered to a container's
+    memory limit), else free GPU memory or MemAvailable read here."""
+    try:
+        from fractalmusic.training.budget import available_memory as budget_memory
+
+        return budget_memory(device if device is not None else "cpu")[0]
+    except Exception:  # noqa: BLE001 - no trainer installed, or a device name it does not know: answer below
+        pass
     kind = getattr(device, "type", None) or (str(device).split(":")[0] if device is not None else "cpu")
     if kind == "cuda":
         try:
