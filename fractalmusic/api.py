@@ -323,6 +323,7 @@ class Model:
             "package_version": ckpt.package_version,
             "train_config": ckpt.train_config,
             "data_config": ckpt.data_config,
+            "sampling": ckpt.sampling,
         }
         return cls(representation, generator, meta)
 
@@ -333,6 +334,19 @@ class Model:
         )
 
     # ------------------------------------------------------------- facts
+    @property
+    def recommended_sampling(self) -> dict[str, Any]:
+        """Sampling settings the checkpoint recommends: {"temperature": float, "top_p": float | None} where it
+        holds them (fractalmusic.training.recommend), else {}."""
+        rec = self.checkpoint.get("sampling") or {}
+        out: dict[str, Any] = {}
+        t, p = rec.get("temperature"), rec.get("top_p")
+        if isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 10:
+            out["temperature"] = float(t)
+        if isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 1:
+            out["top_p"] = float(p)
+        return out
+
     @property
     def kind(self) -> str:
         return self.representation.kind

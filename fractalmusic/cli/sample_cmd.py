@@ -194,10 +194,12 @@ class SampleCommand(PluginOptionsCommand):
               help="Tokens to generate (default 1000; rows stop earlier at end-of-tune). Grids: width in steps.")
 @click.option("--target-width", type=click.IntRange(min=1), default=None,
               help="Grids: width in time steps, a multiple of 4 (default: the training crop length).")
-@click.option("--temperature", type=float, default=1.0, show_default=True,
-              help="Higher is more random; 0 is greedy.")
+@click.option("--temperature", type=float, default=None,
+              help="Higher is more random; 0 is greedy (default: the checkpoint's recommended value, else 1.0).")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Draw only from the k likeliest.")
-@click.option("--top-p", type=float, default=None, help="Draw only from the smallest set with probability >= p.")
+@click.option("--top-p", type=float, default=None,
+              help="Draw only from the smallest set with probability >= p (default: the checkpoint's recommended "
+                   "value unless --temperature, --top-k or --greedy is given; 1 for none).")
 @click.option("--greedy", is_flag=True, help="Always take the likeliest (deterministic).")
 @click.option("--seed", type=int, default=None, help="Same seed, same samples (default: a fresh one, printed).")
 @click.option("--primer", default=None,
@@ -235,6 +237,22 @@ def command(checkpoint, num_samples, length, target_width, temperature, top_k, t
         length = target_width if target_width is not None else length
     elif target_width is not None:
         raise ConfigError("--target-width is for grid representations; use --length for tokens")
+
+    # the checkpoint's recommended settings (found on validation data at training time) unless told otherwise
+    rec = model.recommended_sampling if not greedy else {}
+    used = {}
+    if temperature is None:
+        temperature = rec.get("temperature", 1.0)
+        if "temperature" in rec:
+            used["temperature"] = temperature
+        if top_p is None and top_k is None and rec.get("top_p") is not None:
+            top_p = used["top_p"] = rec["top_p"]
+    if top_p == 1.0:
+        top_p = None
+    if used:
+        said = ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in used.items())
+        click.echo(f"sampling with the checkpoint's recommended {said} (found on validation data; "
+                   f"--temperature / --top-p override)")
 
     if primer is not None and not os.path.isfile(primer):
         primer = primer.replace("\\n", "\n")  # text typed on a command line: \n means a new line

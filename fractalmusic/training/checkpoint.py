@@ -159,7 +159,7 @@ class PluginRef:
 
 
 _RESUME_FIELDS = ("optimizer", "step", "rng", "train_config")
-_JSON_FIELDS = ("metrics", "train_config", "data_config", "trainer_state")
+_JSON_FIELDS = ("metrics", "train_config", "data_config", "trainer_state", "sampling")
 
 
 def verify_archive(path: Path) -> None:
@@ -381,6 +381,12 @@ class Checkpoint(dict):
     @property
     def trainer_state(self) -> dict[str, Any]:
         return self._decode("trainer_state", self.get("trainer_state"), required=False)
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """Sampling settings recommended at training time ({"temperature": 0.95, "top_p": 0.97, ...}, see
+        fractalmusic.training.recommend); {} for checkpoints written without them."""
+        return self._decode("sampling", self.get("sampling"), required=False)
 
     @property
     def rng_states(self) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-clock budget of the run (resumes included): the lr schedule is fitted to it, then stop cleanly and checkpoint
     progress: bool = True  # progress bar (only on a terminal; plain log lines otherwise)
     tensorboard: bool = True  # TensorBoard event files under OUTPUT/logs when tensorboard is installed
+    recommend_sampling: bool = True  # store sampling settings found on validation data in checkpoints (fmusic sample uses them): token models at each validation, grids once at the end (a few samples)
 
     def __post_init__(self):
         def positive(name, allow_none=False):

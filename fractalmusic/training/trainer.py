@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from fractalmusic import files
 from fractalmusic.config import config_to_dict
 from fractalmusic.errors import CheckpointError, ConfigError, DataError, FractalMusicError
-from fractalmusic.training import cpu_memory, distributed
+from fractalmusic.training import cpu_memory, distributed, recommend
 from fractalmusic.training.checkpoint import (
     CheckpointManager,
     capture_rng,
@@ -399,6 +399,7 @@ class Trainer:
         self.meter = RunMeter(clock=self.clock)
         self.horizon: BudgetHorizon | None = None  # the lr horizon fitted to --max-minutes
         self._resumed_horizon: dict[str, Any] | None = None
+        self.sampling_rec: dict[str, Any] | None = None  # recommended sampling settings (fractalmusic.training.recommend)
         self._stop_signal: int | None = None  # set by the SIGINT/SIGTERM handler while fit runs
         self._in_update = False  # between the optimizer update and the step count catching up with it
         self.checkpoints: CheckpointManager | None = None
@@ -478,6 +479,7 @@ class Trainer:
         ref = state.get("reference_loss")
         self.reference_loss = float(ref) if isinstance(ref, (int, float)) else None
         self._resumed_horizon = state.get("lr_horizon")
+        self.sampling_rec = from_json(ckpt.get("sampling"), {}) or None
         self.last_metrics = from_json(ckpt.get("metrics"), {}) or {}
         old = from_json(ckpt.get("train_config"), {}) or {}
         same_world = int(ckpt.get("world_size", 1)) == self.ctx.world_size
@@ -753,6 +755,7 @@ class Trainer:
         elif self.val_data is not None and (s % cfg.val_check_interval_steps == 0 or end or do_ckpt):
             # checkpoint steps validate too: top-k files are named and ranked by this step's own val loss
             metric = self.validate(step_epoch)
+            self._recommend_sampling(at_end=end)
         elif self.val_data is None and do_ckpt:
             metric = self._train_loss_since_checkpoint()
         new_best = False
@@ -775,6 +778,8 @@ class Trainer:
             self._checkpoint(metric, new_best)
         elif new_best:
             self._save_best()
+        if end and not new_best and self.sampling_rec is not None and self.sampling_rec.get("at_end"):
+            self._add_sampling_to_best()
         if stop is None and not finished:
             late = self._signal_stop()  # arrived while validating or writing: stop before the next step
             if late is not None:
@@ -784,6 +789,51 @@ class Trainer:
         self.meter.exclude(self.clock() - t_side)
         self.stop_reason = stop
         return stop is not None
+
+    def _recommend_sampling(self, at_end: bool) -> None:
+        """Find sampling settings on validation data (fractalmusic.training.recommend) for the checkpoints: token
+        models at every validation (a few batches of logits), grid models once at the end (a few samples)."""
+        cfg = self.config
+        gen = self.generator
+        if not (cfg.recommend_sampling and self.ctx.is_main and self.val_data is not None):
+            return
+        tokens = recommend.is_token_model(gen)
+        if not tokens and not (self.unit == "cell" and at_end):
+            return
+        was_training = gen.training
+        gen.eval()
+        try:
+            with isolated_rng(cfg.seed + 104729), torch.no_grad(), self._autocast():
+                if hasattr(self.val_data, "set_epoch"):
+                    self.val_data.set_epoch(0)
+                loader = self._loader(self.val_data, cfg.val_batch_size or cfg.batch_size, False, 0)
+                batches = (_to_device(b, self.device) for b in loader)
+                if tokens:
+                    got = recommend.token_logits(gen, batches)
+                    rec = recommend.token_settings(*got) if got is not None else None
+                else:
+                    rec = recommend.grid_settings(gen, batches, seed=cfg.seed)
+        finally:
+            gen.train(was_training)
+        if rec is None:
+            return
+        rec.update(step=self.step, at_end=bool(at_end) and not tokens)
+        self.sampling_rec = rec
+        if at_end:
+            self.logger.message(f"recommended sampling settings (stored in the checkpoints, used by fmusic sample): "
+                                f"{recommend.describe(rec) or 'the defaults'}")
+
+    def _add_sampling_to_best(self) -> None:
+        """Settings found at the end also go into an earlier best.pt (its weights are the best, the settings the
+        last measured)."""
+        if not self.ctx.is_main or self.checkpoints is None or not self.checkpoints.best.exists():
+            return
+        best = load_checkpoint(self.checkpoints.best)
+        payload = dict(best)
+        payload["sampling"] = to_json(self.sampling_rec)
+        kept = self.last_saved
+        self._write(payload, ["best.pt"])
+        self.last_saved = kept  # (the last checkpoint of this step is still last.pt)
 
     def _update_horizon(self) -> None:
         """Re-estimate the cosine horizon from the measured speed (all processes agree on rank 0's figure)."""
@@ -957,6 +1007,7 @@ class Trainer:
             metrics=to_json(self.last_metrics),
             train_config=to_json(config_to_dict(self.config)),
             data_config=to_json(self.data_config or {}),
+            sampling=to_json(self.sampling_rec or {}),
             trainer_state=to_json({
                 "best_value": self.best_value,
                 "bad_checks": self.bad_checks,

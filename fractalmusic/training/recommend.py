@@ -1,0 +1,120 @@
+"""Sampling settings recommended by the trained model itself, found cheaply on validation data.
+
+The trainer stores the result in every checkpoint (`Checkpoint.sampling`), and `fmusic sample` uses it unless the
+command line says otherwise (it prints one line saying so).
+
+* Token models (generators with `split_batch` and `predicted_logits`, i.e. every `TokenGenerator`): on at most
+  `max_tokens` validation predictions,
+  - `temperature`: the calibration temperature, the T in 0.5..1.5 (steps of 0.05) whose tempered softmax gives the
+    validation tokens the lowest NLL (a well-calibrated model gets 1.0);
+  - `top_p`: the smallest nucleus that still holds `coverage` (99%) of the validation tokens, where a token is
+    in the nucleus p when the probability of the tokens likelier than it is below p. It cuts the long tail of
+    unlikely tokens that a model, short of training, scatters its mistakes over; None when that needs p > 0.995.
+* Grid models: `temperature` among `GRID_TEMPERATURES`, the one whose sampled onset density (onsets per column,
+  two rolls the width of a validation crop each) is closest, in ratio, to the validation rolls'. Sampling is the
+  expensive part, so the trainer runs it once, at the end of training.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+
+TEMPERATURES = tuple(round(0.5 + 0.05 * i, 2) for i in range(21))
+GRID_TEMPERATURES = (0.7, 0.85, 1.0)
+COVERAGE = 0.99
+ONSET_MIN = 2  # pianoroll cells: 0 silence, 1 sustain, 2.. onsets
+
+
+def is_token_model(generator) -> bool:
+    return hasattr(generator, "split_batch") and hasattr(generator, "predicted_logits")
+
+
+@torch.no_grad()
+def token_logits(generator, batches: Iterable[dict[str, Any]], max_tokens: int = 20000,
+                 ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(logits [N, V], targets [N]) of up to `max_tokens` teacher-forced validation predictions."""
+    logits, targets, count = [], [], 0
+    for batch in batches:
+        inputs, tgt, keep = generator.split_batch(batch)
+        out = generator.predicted_logits(inputs, keep, teacher_forced=True).float()
+        tgt = tgt[keep]
+        logits.append(out)
+        targets.append(tgt)
+        count += int(tgt.numel())
+        if count >= max_tokens:
+            break
+    if not count:
+        return None
+    return torch.cat(logits)[:max_tokens], torch.cat(targets)[:max_tokens]
+
+
+def token_settings(logits: torch.Tensor, targets: torch.Tensor, coverage: float = COVERAGE) -> dict[str, Any]:
+    """{"temperature", "top_p", "val_nll", "tokens"} from validation logits (see the module docstring)."""
+    logits = logits.float()
+    nll = [float(F.cross_entropy(logits / t, targets)) for t in TEMPERATURES]
+    best = min(range(len(TEMPERATURES)), key=lambda i: nll[i])
+    temperature = TEMPERATURES[best]
+    probs = torch.softmax(logits / temperature, dim=-1)
+    p_true = probs.gather(1, targets[:, None])
+    above = (probs * (probs > p_true)).sum(dim=1)  # mass of the tokens likelier than the true one
+    need = float(torch.quantile(above, coverage))
+    top_p = math.ceil((need + 1e-6) * 100) / 100  # the nucleus p holds a token when `above` < p
+    return {
+        "temperature": temperature,
+        "top_p": top_p if top_p <= 0.995 else None,
+        "val_nll": nll[best],
+        "tokens": int(targets.numel()),
+    }
+
+
+def onset_density(grids: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Onset cells per column of [B, H, W] grids (only columns where `mask` [B, W] is True)."""
+    onsets = (grids >= ONSET_MIN).sum(dim=1).float()  # [B, W]
+    if mask is not None:
+        mask = mask.to(torch.bool)
+        return float(onsets[mask].sum()) / max(1, int(mask.sum()))
+    return float(onsets.sum()) / max(1, onsets.numel())
+
+
+@torch.no_grad()
+def grid_settings(generator, batches: Iterable[dict[str, Any]], n: int = 2, seed: int = 0,
+                  temperatures: tuple[float, ...] = GRID_TEMPERATURES, max_batches: int = 4) -> dict[str, Any] | None:
+    """{"temperature", "onset_density": {T: density}, "data_onset_density"} (see the module docstring)."""
+    total, columns, width = 0.0, 0, 0
+    for i, batch in enumerate(batches):
+        if i >= max_batches:
+            break
+        grid = batch["grid"]
+        mask = batch.get("mask")
+        cols = int(mask.sum()) if mask is not None else grid.shape[0] * grid.shape[2]
+        total += onset_density(grid, mask) * cols
+        columns += cols
+        width = max(width, int(grid.shape[2]))
+    if not columns or total <= 0:
+        return None
+    data = total / columns
+    width = max(16, width // 16 * 16)
+    got: dict[str, float] = {}
+    for t in temperatures:
+        rolls = torch.as_tensor(generator.sample(n, width, temperature=t, seed=seed))
+        got[str(t)] = onset_density(rolls)
+
+    def distance(t: float) -> float:
+        d = got[str(t)]
+        return abs(math.log(d / data)) if d > 0 else math.inf
+
+    best = min(temperatures, key=distance)
+    return {"temperature": best, "onset_density": got, "data_onset_density": data}
+
+
+def describe(settings: dict[str, Any]) -> str:
+    """'temperature 0.95, top-p 0.97' for the settings a sampler would apply."""
+    parts = []
+    if settings.get("temperature") is not None:
+        parts.append(f"temperature {settings['temperature']:g}")
+    if settings.get("top_p") is not None:
+        parts.append(f"top-p {settings['top_p']:g}")
+    return ", ".join(parts)

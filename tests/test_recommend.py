@@ -1,0 +1,72 @@
+"""Sampling settings found on validation data travel in the checkpoint and `fmusic sample` uses them."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import fmusic
+from fractalmusic.training import recommend
+from fractalmusic.training.checkpoint import load_checkpoint, save_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_token_settings_find_the_calibration_temperature_and_a_nucleus():
+    torch.manual_seed(0)
+    true_logits = torch.randn(4000, 12) * 2.5
+    targets = torch.distributions.Categorical(logits=true_logits).sample()
+    calibrated = recommend.token_settings(true_logits, targets)
+    assert calibrated["temperature"] == pytest.approx(1.0, abs=0.051)
+    # an over-confident model (logits 1.25x too large) is best read at T = 1.25
+    assert recommend.token_settings(true_logits * 1.25, targets)["temperature"] == pytest.approx(1.25, abs=0.051)
+    top_p = calibrated["top_p"]
+    assert top_p is not None and 0.8 < top_p < 1.0
+    # the nucleus holds about 99% of the true tokens
+    probs = torch.softmax(true_logits, dim=-1)
+    p_true = probs.gather(1, targets[:, None])
+    above = (probs * (probs > p_true)).sum(1)
+    assert 0.985 <= float((above < top_p).float().mean()) <= 0.999
+
+
+def test_onset_density_counts_onsets_per_column():
+    grids = torch.zeros(2, 8, 4, dtype=torch.long)
+    grids[0, 1, 0] = 2
+    grids[0, 2, 1] = 1  # a sustain is not an onset
+    grids[1, 3, 2] = 3  # a louder onset class
+    assert recommend.onset_density(grids) == pytest.approx(2 / 8)
+    mask = torch.tensor([[True, True, False, False], [False, False, False, False]])
+    assert recommend.onset_density(grids, mask) == pytest.approx(1 / 2)
+
+
+def train_tiny(out, capsys):
+    code, _, err = fmusic(capsys, "train", "--repr", "abc", "--generator", "lstm", "--hidden-size", "16",
+                          "--embedding-dim", "8", "--num-layers", "1", "--crop-length", "32", "--batch-size", "4",
+                          "--max-pieces", "30", "--num-prep-workers", "0", "--no-progress", "--device", "cpu",
+                          "--max-steps", "3", "--val-batches", "2", "--output-dir", out)
+    assert code == 0, err
+    return out / "checkpoints" / "last.pt"
+
+
+def test_checkpoint_records_settings_and_sample_uses_them(tmp_path, capsys):
+    last = train_tiny(tmp_path / "run", capsys)
+    rec = load_checkpoint(last).sampling
+    assert 0.5 <= rec["temperature"] <= 1.5 and rec["tokens"] > 0 and rec["step"] == 3
+    # pin known values so the message can be checked exactly
+    payload = dict(load_checkpoint(last))
+    payload["sampling"] = json.dumps({"temperature": 0.85, "top_p": 0.93})
+    save_checkpoint(last, payload)
+    args = ("sample", last, "-n", "1", "--length", "20", "--seed", "1", "--to", "abc")
+    code, out, err = fmusic(capsys, *args, "--out-dir", tmp_path / "a")
+    assert code == 0, err
+    assert "sampling with the checkpoint's recommended temperature 0.85, top-p 0.93" in out
+    code, out, err = fmusic(capsys, *args, "--temperature", "1", "--out-dir", tmp_path / "b")
+    assert code == 0 and "recommended" not in out
+    code, out, err = fmusic(capsys, *args, "--greedy", "--out-dir", tmp_path / "c")
+    assert code == 0 and "recommended" not in out
+    # an old checkpoint without settings samples at 1.0, silently
+    del payload["sampling"]
+    save_checkpoint(last, payload)
+    code, out, err = fmusic(capsys, *args, "--out-dir", tmp_path / "d")
+    assert code == 0 and "recommended" not in out
