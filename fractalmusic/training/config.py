@@ -47,6 +47,8 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-clock budget of the run (resumes included): the lr schedule is fitted to it, then stop cleanly and checkpoint
     progress: bool = True  # progress bar (only on a terminal; plain log lines otherwise)
     tensorboard: bool = True  # TensorBoard event files under OUTPUT/logs when tensorboard is installed
+    log_samples_every_n_steps: int | None = None  # every N steps sample a few pieces into OUTPUT/samples/step_N (png, mid, abc for text) and TensorBoard, their note statistics into metrics.jsonl (split "samples"); default: off
+    log_samples_num: int = 2  # pieces sampled each time --log-samples-every-n-steps comes round
     recommend_sampling: bool = True  # store sampling settings found on validation data in checkpoints (fmusic sample uses them): token models at each validation, grids once at the end (a few samples)
 
     def __post_init__(self):
@@ -58,10 +60,10 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a whole number >= 1, not {value!r}")
 
         for name in ("max_steps", "epochs", "val_batch_size", "val_batches", "decay_steps",
-                     "early_stopping_patience"):
+                     "early_stopping_patience", "log_samples_every_n_steps"):
             positive(name, allow_none=True)
         for name in ("batch_size", "accumulate_grad_batches", "log_every_n_steps", "val_check_interval_steps",
-                     "checkpoint_every_n_steps"):
+                     "checkpoint_every_n_steps", "log_samples_num"):
             positive(name)
         if self.warmup_steps < 0:
             raise ConfigError(f"--warmup-steps must be >= 0, not {self.warmup_steps}")

@@ -756,6 +756,8 @@ class Trainer:
             # checkpoint steps validate too: top-k files are named and ranked by this step's own val loss
             metric = self.validate(step_epoch)
             self._recommend_sampling(at_end=end)
+        if cfg.log_samples_every_n_steps and s % cfg.log_samples_every_n_steps == 0 and not signalled:
+            self._log_samples(step_epoch)
         elif self.val_data is None and do_ckpt:
             metric = self._train_loss_since_checkpoint()
         new_best = False
@@ -822,6 +824,55 @@ class Trainer:
         if at_end:
             self.logger.message(f"recommended sampling settings (stored in the checkpoints, used by fmusic sample): "
                                 f"{recommend.describe(rec) or 'the defaults'}")
+
+    def _log_samples(self, epoch: int) -> None:
+        """--log-samples-every-n-steps: a few pieces sampled now (with the recommended settings where known) into
+        OUTPUT/samples/step_N and TensorBoard, their mean note statistics into metrics.jsonl (split "samples").
+        Rank 0 only; the training RNG is left untouched (exact resume), and a failure here never stops training."""
+        if not self.ctx.is_main or self.logger is None:
+            return
+        from fractalmusic import api
+        from fractalmusic.metrics.report import piece_metrics
+
+        cfg = self.config
+        folder = self.output_dir / "samples" / f"step_{self.step:08d}"
+        model = api.Model(self.representation, self.generator, {"data_config": self.data_config or {},
+                                                                 "train_config": config_to_dict(cfg)})
+        rec = model.recommended_sampling if self.sampling_rec is None else {
+            k: self.sampling_rec[k] for k in ("temperature", "top_p") if self.sampling_rec.get(k) is not None}
+        formats = ["png", "mid"] + (["abc"] if "abc" in model.default_formats else [])
+        try:
+            with isolated_rng(cfg.seed + 15485863):
+                pieces = model.sample(cfg.log_samples_num, seed=cfg.seed + self.step, **rec)
+                report = api.write_samples(pieces, folder, formats, representation=self.representation)
+                rows = [piece_metrics(p) for p in pieces]
+        except OSError:
+            raise
+        except Exception as exc:  # sampling or music21 on half-trained output: say so, keep training
+            self.logger.message(f"step {self.step}: could not log samples ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0][:120] if str(exc) else ''})")
+            return
+        record: dict[str, Any] = {"step": self.step, "epoch": epoch, "split": "samples", "samples": len(pieces)}
+        keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        for key in keys:
+            values = [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+            values = [v for v in values if math.isfinite(v)]
+            record[key] = sum(values) / len(values) if values else None
+        record["notes"] = sum(len(p.notes) for p in pieces) / max(1, len(pieces))
+        record["folder"] = str(folder)
+        self.logger.log(record)
+        writer = self.logger.writer
+        if writer is not None:
+            from fractalmusic.io.image import roll_image
+
+            for i, piece in enumerate(pieces):
+                if len(piece.notes):
+                    image = roll_image(piece)[0][::-1]  # high pitches on top
+                    writer.add_image(f"samples/{i}", np.ascontiguousarray(image), self.step, dataformats="HWC")
+                if piece.abc:
+                    writer.add_text(f"samples/{i}", "```\n" + piece.abc + "\n```", self.step)
+        for problem in report.problems[:1]:
+            self.logger.message(f"step {self.step} samples: {problem}")
 
     def _add_sampling_to_best(self) -> None:
         """Settings found at the end also go into an earlier best.pt (its weights are the best, the settings the
