@@ -245,11 +245,15 @@ class _LazyPieces:
         return ref.file.pieces(self.cache, self.notes)[ref.index]
 
     def __iter__(self):
+        current, let_go = None, False  # the file being read, and whether to let it go when the next one starts
         for ref in self.refs:
-            loaded = ref.file.loaded is not None
+            if ref.file is not current:
+                if let_go:
+                    current.release()
+                current, let_go = ref.file, ref.file.loaded is None and self.cache.enabled
             yield ref.file.pieces(self.cache, self.notes)[ref.index]
-            if not loaded and self.cache.enabled:
-                ref.file.release()
+        if let_go:
+            current.release()
 
 
 def _gather(refs: list[PieceRef], cache: Cache, notes: bool) -> _LazyPieces:
@@ -352,8 +356,8 @@ def _encoded_piece(
         enc["offsets"] = np.concatenate([[0], np.cumsum(enc["lengths"])])
         if ref.file.n_pieces > 1:
             entries[fkey] = enc
-        elif cache.enabled:
-            ref.file.release()
+        if cache.enabled:
+            ref.file.release()  # its notes are encoded; the cache has them if anything asks again
     why = enc["meta"].get("failures", {}).get(str(ref.index))
     if why:
         return None, why
