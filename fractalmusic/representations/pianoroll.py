@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from fractalmusic.errors import ConfigError, DataError
@@ -37,6 +39,18 @@ def bin_to_velocity(b, bins: int):
     return int(out) if out.ndim == 0 else out
 
 
+def _to_roll_shape(grid: np.ndarray) -> np.ndarray:
+    """Any array as [128, T]: a scalar or 1-D array is one row of time steps, more dimensions are flattened into
+    rows; missing rows (pitches) are silent, rows past 127 are dropped. Non-numeric data becomes an empty roll."""
+    if grid.dtype.kind not in "iubf":
+        return np.zeros((N_PITCHES, 0), dtype=np.int64)
+    rows = np.atleast_2d(grid)
+    rows = rows.reshape(rows.shape[0], -1) if rows.ndim > 2 else rows
+    out = np.zeros((N_PITCHES, rows.shape[1]), dtype=rows.dtype)
+    out[: min(rows.shape[0], N_PITCHES)] = rows[:N_PITCHES]
+    return out
+
+
 def beats_to_steps(beats, steps_per_beat: int) -> np.ndarray:
     """Round beats onto the step grid, halves up (np.round would send 2.5 to 2 and 3.5 to 4)."""
     return np.floor(np.asarray(beats, dtype=np.float64) * steps_per_beat + 0.5 + 1e-9).astype(np.int64)
@@ -63,8 +77,10 @@ class PianoRollRepresentation(Representation):
     include_drums. T = ceil(end_beat * steps_per_beat), at least 1 (and never cutting a note short); a piece wider
     than MAX_STEPS steps raises DataError (the data layer skips it with that reason) instead of filling memory.
     decode: any int array [128, T]; values outside 0..vocab_size-1 become silence ("invalid_cells") and a sustain
-    with no note to continue becomes an onset ("orphan_sustain"). The grid has no tempo or metre: the piece gets
-    the defaults (120 qpm, 4/4). piece -> grid -> piece -> grid gives back the same grid.
+    with no note to continue becomes an onset ("orphan_sustain"); an array of another shape is fitted to [128, T]
+    (missing pitch rows silent, extra ones dropped; the original shape is kept in repairs["shape"]). The grid has
+    no tempo or metre: the piece gets the defaults (120 qpm, 4/4). piece -> grid -> piece -> grid gives back the
+    same grid.
     """
 
     name = "pianoroll"
@@ -133,13 +149,15 @@ class PianoRollRepresentation(Representation):
 
     def decode(self, array: np.ndarray) -> Piece:
         grid = np.asarray(array)
-        if grid.ndim != 2 or grid.shape[0] != N_PITCHES:
-            raise ValueError(f"a piano roll must have shape [128, T], not {list(grid.shape)}")
+        shape_repair = None
+        if grid.ndim != 2 or grid.shape[0] != N_PITCHES:  # decode never raises: fit the array to [128, T]
+            shape_repair = list(grid.shape)
+            grid = _to_roll_shape(grid)
         if grid.dtype.kind not in "iub":
             grid = np.nan_to_num(grid.astype(np.float64), nan=-1.0, posinf=-1.0, neginf=-1.0)
             grid = np.where(np.abs(grid) < 2.0**62, grid, -1.0)
         grid = grid.astype(np.int64)  # a copy: the caller's array is never changed
-        repairs: dict[str, int] = {}
+        repairs: dict[str, Any] = {} if shape_repair is None else {"shape": shape_repair}
         invalid = (grid < 0) | (grid >= self.vocab_size)
         if invalid.any():
             grid[invalid] = SILENCE
