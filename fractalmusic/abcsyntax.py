@@ -515,3 +515,83 @@ def bars_of(text: str) -> dict[str, list[Bar]]:
     reader, body = reader_for(text)
     read_body(reader, body)
     return {name: v.bars for name, v in reader.voices.items() if v.bars}
+
+
+# --------------------------------------------------------------------------------------------- sampling
+_INLINE_METER = re.compile(r"\[([ML]):([^\]\n]*)\]")
+_NOTE_END = frozenset("ABCDEFGabcdefgzx0123456789/,']")
+
+
+class BarGuard:
+    """Keeps sampled ABC bars from overflowing: which next characters would make the bar under way longer than
+    the metre allows (`fmusic sample --bar-constraint`).
+
+    `token_texts[i]` is the text of token id i ("" for specials). Per row, the text drawn so far is kept; once the
+    tune's body has begun (after its K: line) and its metre is known (M: in the header or changed in the body),
+    the bar under way (the text after the last bar line) is measured with `BarReader`, and a character is
+    forbidden when the bar measured with it appended would be longer than the metre: a new note (or chord) when
+    the bar is full or the note's length would overflow it, a length digit that would stretch the last note too
+    far, a broken rhythm `>` / `<` that would lengthen it past the bar. Bar lines, spaces, accidentals and
+    everything else stay allowed, so the model can always close the bar. Short bars (pickups, section ends) are
+    left alone: only overflows are prevented.
+    """
+
+    def __init__(self, token_texts: Sequence[str]):
+        self.texts = [t or "" for t in token_texts]
+        by_char: dict[str, list[int]] = {}
+        for i, t in enumerate(self.texts):
+            if len(t) == 1:
+                by_char.setdefault(t, []).append(i)
+        self.letters = [i for c in "ABCDEFGabcdefgzx" for i in by_char.get(c, [])] + by_char.get("[", [])
+        self.digits = {c: by_char[c] for c in "0123456789" if c in by_char}
+        self.broken = {c: by_char[c] for c in "<>" if c in by_char}
+        self.rows: list[str] = []
+
+    def start(self, texts: Sequence[str]) -> None:
+        self.rows = list(texts)
+
+    def advance(self, token_ids: Sequence[int]) -> None:
+        for r, i in enumerate(token_ids):
+            self.rows[r] += self.texts[i] if 0 <= i < len(self.texts) else ""
+
+    def forbidden(self, row: int) -> list[int]:
+        """Token ids that would overflow the bar under way in `row` (empty when nothing is measured)."""
+        text = self.rows[row]
+        header, body = split_header_body(text)
+        if not header or field_of(header[-1].strip(), in_header=True) != "K":
+            return []  # still in the header
+        fields = header_fields(text)
+        meter, unit = parse_meter(fields.get("M")), parse_unit(fields.get("L"))
+        body_text = "\n".join(body)
+        cut = body_text.rfind("|")
+        before, bar = body_text[: cut + 1], body_text[cut + 1:]
+        # metre and unit changes in the body before this bar (M:/L: lines, inline [M:...])
+        for m in re.finditer(r"(?m)^([ML]):(.*)$|" + _INLINE_METER.pattern, before):
+            letter, value = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+            if letter == "M":
+                meter = parse_meter(value)
+            else:
+                unit = parse_unit(value) or unit
+        def over(extra: str) -> bool:
+            """Would the bar with `extra` appended be longer than the metre in force at its end?"""
+            reader = BarReader(meter, unit)
+            for line in (bar + extra).split("\n"):
+                line = line.split("%")[0]
+                m = BODY_FIELD_LINE.match(line)
+                if m and not line.lstrip().startswith("|"):
+                    reader.field(m.group(1), m.group(2))
+                else:
+                    read_line(reader, line)
+            return reader.meter is not None and reader.voice.length > reader.meter
+
+        out: list[int] = []
+        if self.letters and over("A"):
+            out += self.letters
+        if bar and bar[-1] in _NOTE_END:
+            for c, ids in self.digits.items():
+                if over(c):
+                    out += ids
+        for c, ids in self.broken.items():  # lengthens the last note of the bar, wherever it was
+            if over(c):
+                out += ids
+        return out

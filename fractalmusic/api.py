@@ -300,6 +300,9 @@ class Model:
         self.representation = representation
         self.generator = generator
         self.checkpoint: dict[str, Any] = dict(checkpoint or {})
+        texts = getattr(representation, "token_texts", None)
+        if callable(texts) and getattr(representation, "is_fitted", True):
+            generator.token_texts = texts()  # what text-aware sampling options read (--bar-constraint)
 
     @classmethod
     def load(cls, path, device: str | torch.device = "cpu") -> "Model":

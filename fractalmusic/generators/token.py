@@ -35,6 +35,7 @@ the output head only where a token is predicted, or scheduled sampling) and `spl
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -47,8 +48,21 @@ from fractalmusic.generators.base import Generator
 from fractalmusic.representations.base import RepresentationSpec
 
 
+@dataclass
+class TokenSampleOptions:
+    """Sampling options every token generator offers (a subclass's own SampleOptions may inherit these)."""
+
+    bar_constraint: bool = field(default=False, metadata={
+        "help": "ABC character models: track note lengths while sampling and make characters that would overflow "
+                "the bar of M:/L: impossible (fractalmusic.abcsyntax.BarGuard)"})
+
+
 class TokenGenerator(Generator):
     """Base of autoregressive generators over token sequences; subclasses implement `init_state` and `step`."""
+
+    SampleOptions: ClassVar[type | None] = TokenSampleOptions
+    # the text of each token id, set by fractalmusic.api.Model when the representation has text (for bar_constraint)
+    token_texts: list[str] | None = None
 
     accepts: ClassVar[tuple[str, ...]] = ("tokens",)
     # the longest context the network can attend to; None = unbounded (a recurrent state)
@@ -173,6 +187,14 @@ class TokenGenerator(Generator):
     ) -> np.ndarray:
         if mask is not None:
             raise ConfigError(f"generator {self.name!r} cannot infill (mask): token generators only continue")
+        guard = None
+        if options.pop("bar_constraint", False):
+            from fractalmusic.abcsyntax import BarGuard
+
+            if not self.token_texts or len(self.token_texts) != self.spec.vocab_size or greedy:
+                raise ConfigError("--bar-constraint needs an ABC character model (representation abc) and "
+                                  "drawn, not greedy, tokens")
+            guard = BarGuard(self.token_texts)
         spec = self.spec
         device = self.device
         eos = spec.eos_id
@@ -193,8 +215,18 @@ class TokenGenerator(Generator):
         lengths = torch.full((n,), P, dtype=torch.long, device=device)
         if length:
             last, state = self._feed(first, self.init_state(n, device))  # the prefix, once
+        if guard is not None:
+            guard.start(["".join(guard.texts[i] for i in row) for row in first.tolist()])
         for t in range(length):
+            if guard is not None:
+                done = finished.tolist()
+                for r in range(n):
+                    banned = [] if done[r] else guard.forbidden(r)
+                    if banned:
+                        last[r, banned] = float("-inf")
             tok = sampling.draw(last, temperature, top_k, top_p, greedy, generator)
+            if guard is not None:
+                guard.advance(tok.tolist())
             if eos is not None:
                 tok = torch.where(finished, torch.full_like(tok, fill), tok)
             out[:, P + t] = tok

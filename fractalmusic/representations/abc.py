@@ -146,6 +146,12 @@ class ABCRepresentation(Representation):
     def normalise(self, text: str) -> str:
         return normalise_abc(text, self.config.header_mode, self.config.annotations)
 
+    def token_texts(self) -> list[str]:
+        """The text of every token id ("" for <pad> <bos> <eos> <unk>): what a sampling constraint reads
+        (`fmusic sample --bar-constraint`)."""
+        self._require_fitted()
+        return [""] * len(SPECIALS) + list(self._chars or ())
+
     def fit(self, pieces: Iterable[Piece]) -> "ABCRepresentation":
         counts: Counter[str] = Counter()
         seen = 0
