@@ -11,7 +11,8 @@ LayerNorm -> output head tied to the embedding (`--no-tie-weights` for a separat
 * Attention is `torch.nn.functional.scaled_dot_product_attention` (its causal kernel in training; a banded mask
   only where a window or a KV cache needs one).
 * Sampling carries a KV cache (`init_state` / `step` of `fractalmusic.generators.token.TokenGenerator`, which
-  provides `loss`, `nll` and `sample`): a primer is run through once, then one position per generated token.
+  provides `loss`, `nll` and `sample`): a primer is run through once, then one position per generated token;
+  keys and values are written into preallocated buffers (no copy of the cache, no allocation per token).
 * `set_grad_checkpointing(True)` (`fmusic train --grad-checkpoint`) recomputes each block in the backward pass.
 """
 from __future__ import annotations
@@ -80,12 +81,51 @@ def band_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int) -> torch.Te
 
 @dataclass
 class KVCache:
-    """Sampling state: per layer the keys and values of the last `context_length - 1` positions, and the position
-    of the next token."""
+    """Sampling state: per layer a preallocated key and a value buffer ``[B, H, capacity, head_dim]`` whose first
+    `length` slots hold the keys and values of the latest positions (at least the last `context_length - 1`), and
+    the position of the next token. New keys are written in place; when a buffer is full its last
+    `context_length - 1` entries move to the front (once every `capacity - context_length + 1` tokens), so a
+    sampling step copies no cache and allocates no memory."""
 
     keys: list[torch.Tensor | None]
     values: list[torch.Tensor | None]
     pos: int = 0
+    length: int = 0
+    capacity: int = 0
+
+    def reserve(self, T: int, keep: int, slack: int = 256) -> None:
+        """Make room for T new entries, keeping at least the last `keep` valid ones."""
+        if self.length + T <= self.capacity:
+            return
+        kept = min(self.length, keep)
+        need = kept + T
+        grow = need > self.capacity
+        if grow:
+            self.capacity = keep + max(T, slack)
+        for store in (self.keys, self.values):
+            for i, buf in enumerate(store):
+                if buf is None:
+                    continue
+                last = buf[:, :, self.length - kept : self.length]
+                if grow:
+                    new = buf.new_empty(buf.shape[0], buf.shape[1], self.capacity, buf.shape[3])
+                    new[:, :, :kept] = last
+                    store[i] = new
+                else:
+                    buf[:, :, :kept] = last.clone()
+        self.length = kept
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, lo: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new keys and values at `length` and return the visible ones (slots lo .. length + T)."""
+        if self.keys[layer] is None:
+            B, H, _, D = k.shape
+            self.keys[layer] = k.new_empty(B, H, self.capacity, D)
+            self.values[layer] = v.new_empty(B, H, self.capacity, D)
+        T = k.shape[2]
+        kb, vb = self.keys[layer], self.values[layer]
+        kb[:, :, self.length : self.length + T] = k
+        vb[:, :, self.length : self.length + T] = v
+        return kb[:, :, lo : self.length + T], vb[:, :, lo : self.length + T]
 
 
 # ------------------------------------------------------------------------------------------- the network
@@ -98,20 +138,19 @@ class Attention(nn.Module):
         self.out = nn.Linear(c.d_model, c.d_model, bias=False)
         self.dropout = float(c.dropout)
 
-    def forward(self, x, cos, sin, mask, past_k=None, past_v=None):
+    def forward(self, x, cos, sin, mask, cache: KVCache | None = None, layer: int = 0, lo: int = 0):
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         cos, sin = cos.to(q.dtype), sin.to(q.dtype)  # under autocast q is bf16/fp16 while the tables are not
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if past_k is not None:
-            k = torch.cat([past_k, k], dim=2)
-            v = torch.cat([past_v, v], dim=2)
+        if cache is not None:  # keys and values go into the cache; attend over its visible slots
+            k, v = cache.write(layer, k, v, lo)
         drop = self.dropout if self.training else 0.0
         if isinstance(mask, str):  # "causal": the fused causal kernel, queries and keys aligned
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
         else:  # None (one query that may see every key) or a boolean [Tq, Tk] mask
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-        return self.out(y.transpose(1, 2).reshape(B, T, D)), k, v
+        return self.out(y.transpose(1, 2).reshape(B, T, D))
 
 
 class Block(nn.Module):
@@ -127,11 +166,9 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x, cos, sin, mask, past_k=None, past_v=None):
-        a, k, v = self.attn(self.norm1(x), cos, sin, mask, past_k, past_v)
-        x = x + self.drop(a)
-        x = x + self.drop(self.mlp(self.norm2(x)))
-        return x, k, v
+    def forward(self, x, cos, sin, mask, cache: KVCache | None = None, layer: int = 0, lo: int = 0):
+        x = x + self.drop(self.attn(self.norm1(x), cos, sin, mask, cache, layer, lo))
+        return x + self.drop(self.mlp(self.norm2(x)))
 
 
 class TransformerGenerator(TokenGenerator):
@@ -182,36 +219,35 @@ class TransformerGenerator(TokenGenerator):
     def hidden(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Hidden states ``[B, T, d_model]`` of `tokens` following `cache` (None: a fresh sequence, nothing kept).
 
-        With a cache the keys and values are appended to it and trimmed to the last `context_length - 1`."""
+        With a cache the new keys and values are written into it; each query sees at most the `context_length - 1`
+        positions before it."""
         B, T = tokens.shape
         W = int(self.config.context_length)
+        keep = W - 1
         x = self.drop(self.embedding(tokens))
         start = cache.pos if cache is not None else 0
         cos, sin = self._tables(start, T, x)
-        past = 0
-        if cache is not None and cache.keys[0] is not None:
-            past = cache.keys[0].shape[2]
+        past, lo = 0, 0
+        if cache is not None:
+            cache.reserve(T, keep)
+            lo = max(0, cache.length - keep)  # the oldest cached slot the first new token may see
+            past = cache.length - lo
         if past == 0 and T <= W:
             mask: Any = "causal" if T > 1 else None
-        elif past > 0 and T == 1:
-            mask = None  # one query; the cache holds at most W - 1 keys, all in its window
+        elif T == 1:
+            mask = None  # one query; at most W - 1 cached keys, all inside its window
         else:
             q_pos = torch.arange(start, start + T, device=tokens.device)
             k_pos = torch.arange(start - past, start + T, device=tokens.device)
             mask = band_mask(q_pos, k_pos, W)
         use_ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled() and cache is None
         for i, block in enumerate(self.blocks):
-            pk = cache.keys[i] if cache is not None else None
-            pv = cache.values[i] if cache is not None else None
             if use_ckpt:
-                x, k, v = checkpoint(block, x, cos, sin, mask, pk, pv, use_reentrant=False)
+                x = checkpoint(block, x, cos, sin, mask, use_reentrant=False)
             else:
-                x, k, v = block(x, cos, sin, mask, pk, pv)
-            if cache is not None:
-                keep = max(W - 1, 0)
-                cache.keys[i] = k[:, :, -keep:] if keep else k[:, :, :0]
-                cache.values[i] = v[:, :, -keep:] if keep else v[:, :, :0]
+                x = block(x, cos, sin, mask, cache, i, lo)
         if cache is not None:
+            cache.length += T
             cache.pos = start + T
         return x
 
