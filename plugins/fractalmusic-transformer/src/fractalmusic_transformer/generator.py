@@ -177,8 +177,8 @@ class TransformerGenerator(TokenGenerator):
     name: ClassVar[str] = "transformer"
     Config: ClassVar[type] = TransformerConfig
     plugin_api_version: ClassVar[int] = 2
-    # measured on the folk corpus (docs/BENCHMARKS.md): a small transformer on CPU learns fastest near 1e-3 with a
-    # short warm-up
+    # the usual setting for a small pre-norm transformer (not tuned here); a short warm-up, because a CPU budget buys
+    # only a few hundred steps (docs/BENCHMARKS.md)
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "warmup_steps": 50}
     # a tiny configuration for fractalmusic's own contract run over every installed plugin (tests/test_contracts.py)
     test_config: ClassVar[dict[str, Any]] = {"num_layers": 1, "d_model": 16, "num_heads": 2, "context_length": 32}
