@@ -104,6 +104,7 @@ class BudgetHorizon:
         self._start: tuple[int, float] | None = None  # (step, elapsed) where measuring began
         self._seen = 0  # steps this process has run
         self.announced = False  # the first estimate has been reported
+        self.due = False
 
     def warmup_for(self, horizon: int) -> int:
         return min(self.warmup_steps, max(0, horizon // 5))
@@ -112,11 +113,13 @@ class BudgetHorizon:
         """Call after each optimizer step (`step` done, `elapsed` seconds of the budget spent). Returns a new
         horizon when one was estimated at this step, else None."""
         self._seen += 1
+        self.due = False  # True when this step was one to estimate at (the same steps in every process)
         if self._seen == self.settle_steps:
             self._start = (step, elapsed)
             return None
         if self._start is None or (self._seen - self.settle_steps) % self.every:
             return None
+        self.due = True
         steps = step - self._start[0]
         seconds = elapsed - self._start[1]
         if steps <= 0 or seconds <= 0:

@@ -890,7 +890,7 @@ class Trainer:
         """Re-estimate the cosine horizon from the measured speed (all processes agree on rank 0's figure)."""
         h = self.horizon
         new = h.update(self.step, self._prior_elapsed + self.meter.elapsed())
-        if self.ctx.distributed:
+        if self.ctx.distributed and h.due:
             # every process must use the same lr: take the mean estimate (all call update at the same steps)
             got = distributed.all_reduce_sum(self.ctx, [float(new if new is not None else 0), 1.0])
             new = int(got[0] // got[1]) if got[0] > 0 else None
