@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-import tomllib
 
 import pytest
 
@@ -58,6 +57,10 @@ def test_the_page_holds_both_examples_the_pyproject_and_the_tests():
 
 
 def test_pyproject_entry_points_name_the_example_classes(example):
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
     project = tomllib.loads(FILES["pyproject.toml"])["project"]
     eps = project["entry-points"]
     assert eps["fractalmusic.representations"] == {"pitches": "example_plugin.pitches:PitchesRepresentation"}
