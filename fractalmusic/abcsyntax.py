@@ -529,11 +529,13 @@ class BarGuard:
     `token_texts[i]` is the text of token id i ("" for specials). Per row, the text drawn so far is kept; once the
     tune's body has begun (after its K: line) and its metre is known (M: in the header or changed in the body),
     the bar under way (the text after the last bar line) is measured with `BarReader`, and a character is
-    forbidden when the bar measured with it appended would be longer than the metre: a new note (or chord) when
-    the bar is full or the note's length would overflow it, a length digit that would stretch the last note too
-    far, a broken rhythm `>` / `<` that would lengthen it past the bar. Bar lines, spaces, accidentals and
-    everything else stay allowed, so the model can always close the bar. Short bars (pickups, section ends) are
-    left alone: only overflows are prevented.
+    forbidden when the bar measured with it appended would be longer than the metre: a new note (its letter, an
+    accidental before it, a chord bracket) when the bar is full or a note of the unit length would overflow it, a
+    length digit that would stretch the last note too far, a broken rhythm `>` / `<` that would lengthen it past
+    the bar. And a bar that has begun, other than the tune's first (a pickup), cannot be closed (`|`, `:`) while a
+    note of the unit length still fits, so inner bars come out as long as their metre: the complementary short bar before a
+    repeat, which folk tunes often write, is not allowed either. Spaces, line breaks, decorations and ties stay
+    allowed; the tune may end (<eos>) at any point.
     """
 
     def __init__(self, token_texts: Sequence[str]):
@@ -542,9 +544,12 @@ class BarGuard:
         for i, t in enumerate(self.texts):
             if len(t) == 1:
                 by_char.setdefault(t, []).append(i)
-        self.letters = [i for c in "ABCDEFGabcdefgzx" for i in by_char.get(c, [])] + by_char.get("[", [])
+        # what starts a note or chord: letters, rests, accidentals (a model kept from a note would otherwise write
+        # accidentals forever), the chord bracket
+        self.letters = [i for c in "ABCDEFGabcdefgzx^_=[" for i in by_char.get(c, [])]
         self.digits = {c: by_char[c] for c in "0123456789" if c in by_char}
         self.broken = {c: by_char[c] for c in "<>" if c in by_char}
+        self.closers = [i for c in "|:" for i in by_char.get(c, [])]  # what begins a bar line (|, :|, ::)
         self.rows: list[str] = []
 
     def start(self, texts: Sequence[str]) -> None:
@@ -555,7 +560,8 @@ class BarGuard:
             self.rows[r] += self.texts[i] if 0 <= i < len(self.texts) else ""
 
     def forbidden(self, row: int) -> list[int]:
-        """Token ids that would overflow the bar under way in `row` (empty when nothing is measured)."""
+        """Token ids that would overflow the bar under way in `row`, or close it before it is full (empty when
+        nothing is measured: in the header, or with no metre)."""
         text = self.rows[row]
         header, body = split_header_body(text)
         if not header or field_of(header[-1].strip(), in_header=True) != "K":
@@ -572,8 +578,9 @@ class BarGuard:
                 meter = parse_meter(value)
             else:
                 unit = parse_unit(value) or unit
-        def over(extra: str) -> bool:
-            """Would the bar with `extra` appended be longer than the metre in force at its end?"""
+
+        def measure(extra: str) -> tuple[Fraction, Fraction | None]:
+            """(length of the bar with `extra` appended, the bar length of the metre in force at its end)."""
             reader = BarReader(meter, unit)
             for line in (bar + extra).split("\n"):
                 line = line.split("%")[0]
@@ -582,11 +589,22 @@ class BarGuard:
                     reader.field(m.group(1), m.group(2))
                 else:
                     read_line(reader, line)
-            return reader.meter is not None and reader.voice.length > reader.meter
+            return reader.voice.length, reader.meter
+
+        def over(extra: str) -> bool:
+            length, limit = measure(extra)
+            return limit is not None and length > limit
 
         out: list[int] = []
-        if self.letters and over("A"):
+        note_fits = not over("A")
+        if self.letters and not note_fits:
             out += self.letters
+        elif cut >= 0 and self.closers and not bar.rstrip().endswith("["):
+            # an inner bar (not the tune's first) that has begun is filled before a bar line closes it, as long as
+            # a note of the unit length still fits (else it may close short rather than never)
+            length, limit = measure("")
+            if limit is not None and 0 < length < limit:
+                out += self.closers
         if bar and bar[-1] in _NOTE_END:
             for c, ids in self.digits.items():
                 if over(c):

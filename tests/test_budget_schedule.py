@@ -109,3 +109,12 @@ def test_budget_horizon_estimates():
     other = BudgetHorizon(200.0, warmup_steps=100)
     other.load_state_dict(h.state_dict())  # made for another budget: not used
     assert other.horizon is None
+
+
+def test_wsd_schedule_holds_the_peak_then_decays():
+    from fractalmusic.training.schedule import lr_factor
+
+    f = [lr_factor(s, 100, 700, "wsd", 0.0) for s in range(701)]
+    assert f[99] == 1.0 and f[519] == 1.0  # stable until 70% of the span after warm-up
+    assert 0.5 < f[600] < 0.7 and f[699] < 0.001
+    assert all(a >= b for a, b in zip(f[100:], f[101:]))

@@ -23,7 +23,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.0  # cosine decay ends at lr * this
     warmup_steps: int = 100  # linear warm-up from 0 to --lr
     decay_steps: int | None = None  # cosine horizon in steps (default: the run's length; set it to resume further)
-    lr_schedule: str = "cosine"  # cosine | constant (after warm-up)
+    lr_schedule: str = "cosine"  # cosine | wsd (the peak, then a cosine over the last 30%) | constant (after warm-up)
     weight_decay: float = 0.01  # AdamW weight decay on matrices (not on biases, norms or 1-D parameters)
     beta1: float = 0.9  # AdamW beta1
     beta2: float = 0.99  # AdamW beta2
@@ -93,8 +93,8 @@ class TrainConfig:
         self.precision = aliases.get(self.precision, self.precision)
         if self.precision not in ("32", "16", "bf16"):
             raise ConfigError(f"--precision must be 32, 16 or bf16, not {self.precision!r}")
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise ConfigError(f"--lr-schedule must be cosine or constant, not {self.lr_schedule!r}")
+        if self.lr_schedule not in ("cosine", "wsd", "constant"):
+            raise ConfigError(f"--lr-schedule must be cosine, wsd or constant, not {self.lr_schedule!r}")
         dev = str(self.device).strip().lower()
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")

@@ -12,6 +12,9 @@ import torch
 from torch import nn
 
 
+WSD_DECAY = 0.3  # share of the post-warm-up span the "wsd" schedule decays over
+
+
 def lr_factor(step: int, warmup_steps: int, decay_steps: int | None, schedule: str, min_ratio: float) -> float:
     """Multiplier of the peak lr for optimizer step `step` (0-based: the factor used by the step-th update)."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -20,6 +23,8 @@ def lr_factor(step: int, warmup_steps: int, decay_steps: int | None, schedule: s
         return 1.0
     span = max(1, decay_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / span)
+    if schedule == "wsd":  # warm-up, stable, decay: the peak until the last WSD_DECAY of the span, then a cosine
+        progress = max(0.0, progress - (1.0 - WSD_DECAY)) / WSD_DECAY
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 

@@ -560,7 +560,7 @@ class Trainer:
         self.scheduler = WarmupCosine(self.optimizer, cfg.lr, cfg.warmup_steps, decay, cfg.lr_schedule,
                                       cfg.min_lr_ratio)
         self.horizon = None
-        if cfg.max_minutes is not None and cfg.decay_steps is None and cfg.lr_schedule == "cosine":
+        if cfg.max_minutes is not None and cfg.decay_steps is None and cfg.lr_schedule != "constant":
             # the cosine ends when the budget does: its horizon follows the measured speed (capped by the steps)
             self.horizon = BudgetHorizon(cfg.max_minutes * 60.0, cfg.warmup_steps, cap=total,
                                          every=10 if self.ctx.distributed else 1)
