@@ -200,6 +200,10 @@ def bench_realmidi(args) -> None:
         "fmusic data stats --repr pianoroll path (prepare_data, no cache, 1 process)": prepare(grid, 0),
         "fmusic data stats --repr words path (prepare_data, no cache, 1 process)": prepare(
             WordsRepresentation(source="midi"), 0),
+        "fmusic data stats --repr pianoroll path, default workers (all cores)": prepare(
+            grid, DataConfig().num_prep_workers),
+        "fmusic data stats --repr words path, default workers (all cores)": prepare(
+            WordsRepresentation(source="midi"), DataConfig().num_prep_workers),
         "fractalmusic before: mido event reader + pianoroll encode": each(
             lambda f: grid.encode(midi_bytes_to_piece(Path(f).read_bytes(), str(f), engine="mido"))),
         "pretty_midi: PrettyMIDI + get_piano_roll": each(pm_grid),
