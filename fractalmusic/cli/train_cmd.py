@@ -7,9 +7,7 @@ checks and typo suggestions. The seeds' spellings (`--model_type`, `--learning_r
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
-import re
 import sys
 from typing import Any
 
@@ -79,28 +77,10 @@ def _peek(args: list[str], option: str) -> str | None:
     return found
 
 
-def _field_comments(cls) -> dict[str, str]:
-    """Help text of a Config dataclass: the comment after each field (`name: int = 3  # what it does`)."""
-    out: dict[str, str] = {}
-    for f in dataclasses.fields(cls):
-        text = f.metadata.get("help") if f.metadata else None
-        if text:
-            out[f.name] = text
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return out
-    for line in source.splitlines():
-        m = re.match(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
-        if m and m.group(1) not in out:
-            out[m.group(1)] = m.group(2).strip()
-    return out
-
-
 def _option_rows(cls, skip: set[str] = frozenset()) -> list[tuple[str, str]]:
-    from fractalmusic.config import _scalar, describe_options, field_types
+    from fractalmusic.config import _scalar, describe_options, field_help, field_types
 
-    comments = _field_comments(cls)
+    comments = field_help(cls)
     types = field_types(cls)
     rows = []
     for (opt, type_name, default), name in zip(describe_options(cls), types):
