@@ -39,7 +39,6 @@ from fractalmusic.training.checkpoint import (
     CheckpointManager,
     capture_rng,
     check_resumable,
-    from_json,
     load_checkpoint,
     make_payload,
     resolve_resume_path,
@@ -447,15 +446,15 @@ class Trainer:
         """Restore weights, optimizer, scaler, position, RNG and best-so-far from a checkpoint (dict or path)."""
         if not isinstance(ckpt, dict):
             path = resolve_resume_path(str(ckpt), self.output_dir)
-            ckpt = load_checkpoint(path)
+            ckpt = load_checkpoint(path, purpose="resume")
         else:
-            path = source or "checkpoint"
-        check_resumable(ckpt, path)
+            path = source or getattr(ckpt, "path", None) or "checkpoint"
+        ckpt = check_resumable(ckpt, path)  # a checked Checkpoint: typed fields, decoded JSON, upgraded state
         model = self.generator
-        if ckpt["generator"]["name"] != model.name:
-            raise CheckpointError(f"{path}: holds a {ckpt['generator']['name']!r} generator, not {model.name!r}")
+        if ckpt.generator_ref.name != model.name:
+            raise CheckpointError(f"{path}: holds a {ckpt.generator_ref.name!r} generator, not {model.name!r}")
         try:
-            model.load_state_dict(ckpt["model"])
+            model.load_state_dict(ckpt.model_state)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: weights do not fit this {model.name} generator "
                                   f"({str(exc).splitlines()[0][:160]})") from None
@@ -472,16 +471,16 @@ class Trainer:
         self.step = int(ckpt["step"])
         self.epoch = int(ckpt.get("epoch", 0))
         self.batch_in_epoch = int(ckpt.get("batch_in_epoch", 0))
-        state = from_json(ckpt.get("trainer_state"), {}) or {}
+        state = ckpt.trainer_state
         self.best_value = state.get("best_value")
         self.bad_checks = int(state.get("bad_checks", 0))
         self._prior_elapsed = float(state.get("elapsed_s", 0.0))
         ref = state.get("reference_loss")
         self.reference_loss = float(ref) if isinstance(ref, (int, float)) else None
         self._resumed_horizon = state.get("lr_horizon")
-        self.sampling_rec = from_json(ckpt.get("sampling"), {}) or None
-        self.last_metrics = from_json(ckpt.get("metrics"), {}) or {}
-        old = from_json(ckpt.get("train_config"), {}) or {}
+        self.sampling_rec = ckpt.sampling or None
+        self.last_metrics = ckpt.metrics
+        old = ckpt.train_config
         same_world = int(ckpt.get("world_size", 1)) == self.ctx.world_size
         same_batches = (old.get("batch_size") == self.config.batch_size
                         and old.get("accumulate_grad_batches") == self.config.accumulate_grad_batches)
