@@ -195,26 +195,21 @@ def create_app(studio: Studio, token: str | None = None, allowed_hosts: set[str]
             raise BadRequest(f"wait must be true or false, not {value!r}")
         return value
 
-    @endpoint
-    async def sample(request: Request):
-        body = await read_json(request)
-        wait = _wait_flag(body)
-        job = await asyncio.to_thread(studio.sample_job, body)
-        return await _answer(job, wait)
+    def job_endpoint(make_job: Callable) -> Callable:
+        """POST a JSON body, queue the job `make_job(body)` makes, answer when done (or at once with wait false)."""
 
-    @endpoint
-    async def regenerate(request: Request):
-        body = await read_json(request)
-        wait = _wait_flag(body)
-        job = await asyncio.to_thread(studio.regenerate_job, body)
-        return await _answer(job, wait)
+        @endpoint
+        async def queue(request: Request):
+            body = await read_json(request)
+            wait = _wait_flag(body)
+            job = await asyncio.to_thread(make_job, body)
+            return await _answer(job, wait)
 
-    @endpoint
-    async def variations(request: Request):
-        body = await read_json(request)
-        wait = _wait_flag(body)
-        job = await asyncio.to_thread(studio.variations_job, body)
-        return await _answer(job, wait)
+        return queue
+
+    sample = job_endpoint(studio.sample_job)
+    regenerate = job_endpoint(studio.regenerate_job)
+    variations = job_endpoint(studio.variations_job)
 
     @endpoint
     async def jobs(request: Request):
