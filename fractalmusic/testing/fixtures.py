@@ -47,3 +47,21 @@ def tiny_midi_corpus(tmp_path) -> Path:
 def tiny_corpus_pieces() -> list[Piece]:
     """The same 8 tunes as Pieces, with notes and ABC text."""
     return tiny_pieces()
+
+
+class ContractFixtures:
+    """The fixtures every contract suite's checks use: one torch thread, and an in-process `fmusic` runner."""
+
+    @pytest.fixture(autouse=True)
+    def _one_thread(self):
+        """Tiny models gain nothing from intra-op threads (and lose a lot on a busy machine)."""
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        yield
+        torch.set_num_threads(before)
+
+    @pytest.fixture
+    def fmusic_cli(self, tmp_path, monkeypatch):
+        return make_runner(tmp_path, monkeypatch)

@@ -27,7 +27,7 @@ from fractalmusic.generators.token import TokenGenerator
 from fractalmusic.representations.base import RepresentationSpec
 from fractalmusic.testing._compat import pytest
 from fractalmusic.testing.endtoend import TINY_REPRESENTATIONS, EndToEnd
-from fractalmusic.testing.fixtures import make_runner
+from fractalmusic.testing.fixtures import ContractFixtures
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -36,7 +36,7 @@ def _finite(value) -> bool:
     return bool(torch.isfinite(torch.as_tensor(value, dtype=torch.float32)).all())
 
 
-class GeneratorContract:
+class GeneratorContract(ContractFixtures):
     """Contract tests for a Generator plugin (pytest collects them in subclasses named Test*)."""
 
     generator: ClassVar[Any] = None  # registered name, "package:name", or the Generator subclass
@@ -110,18 +110,6 @@ class GeneratorContract:
         mask[1, W // 2 + 8:] = False
         grid = grid * mask[:, None, :]
         return {"grid": torch.from_numpy(grid), "mask": torch.from_numpy(mask)}
-
-    @pytest.fixture(autouse=True)
-    def _one_thread(self):
-        """Tiny models gain nothing from intra-op threads (and lose a lot on a busy machine)."""
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        yield
-        torch.set_num_threads(before)
-
-    @pytest.fixture
-    def fmusic_cli(self, tmp_path, monkeypatch):
-        return make_runner(tmp_path, monkeypatch)
 
     def _loss(self, g: Generator, batch, seed: int = 0) -> dict[str, Any]:
         torch.manual_seed(seed)  # generators that draw random masks draw the same ones

@@ -18,7 +18,6 @@ import json
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from fractalmusic.errors import ConfigError
 from fractalmusic.piece import NOTE_DTYPE, Piece
@@ -26,7 +25,7 @@ from fractalmusic.representations.base import Representation, RepresentationSpec
 from fractalmusic.testing._compat import pytest
 from fractalmusic.testing.corpus import tiny_pieces
 from fractalmusic.testing.endtoend import TINY_GENERATORS, EndToEnd
-from fractalmusic.testing.fixtures import make_runner
+from fractalmusic.testing.fixtures import ContractFixtures
 
 
 def hypothesis_or_skip():
@@ -40,7 +39,7 @@ def hypothesis_or_skip():
     return hypothesis
 
 
-class RepresentationContract:
+class RepresentationContract(ContractFixtures):
     """Contract tests for a Representation plugin (pytest collects them in subclasses named Test*)."""
 
     representation: ClassVar[Any] = None  # registered name, "package:name", or the Representation subclass
@@ -76,17 +75,6 @@ class RepresentationContract:
         if fit:
             rep.fit(self.pieces())
         return rep
-
-    @pytest.fixture(autouse=True)
-    def _one_thread(self):
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        yield
-        torch.set_num_threads(before)
-
-    @pytest.fixture
-    def fmusic_cli(self, tmp_path, monkeypatch):
-        return make_runner(tmp_path, monkeypatch)
 
     def _check_array(self, rep: Representation, array: np.ndarray) -> None:
         array = np.asarray(array)
