@@ -215,23 +215,31 @@ def _varlen(buf: bytes, i: int) -> tuple[int, int]:
 def _scan_track(buf: bytes, want_title: bool, stop_at_note: bool, limit: int) -> tuple[bool, list, str | None]:
     """Walk a track's events (up to `limit` bytes): (has a note-on, its program changes as (tick, channel,
     program) before the first note-on, its first track name). Stops at the first note-on when `stop_at_note` (a
-    title is the track name given before the music starts)."""
+    title is the track name given before the music starts), and at the title when `want_title` (the other two
+    are then incomplete: a caller asking for the title wants only that)."""
     i, n = 0, min(len(buf), limit)
     running = tick = 0
     note = False
     programs: list[tuple[int, int, int]] = []
     title = None
+    if want_title and buf.find(b"\xff\x03", 0, n) < 0:
+        want_title = False  # no track-name event can be in this track
     try:
         while i < n:
-            delta, i = _varlen(buf, i)
+            delta = buf[i]  # a delta time: one byte below 0x80 (the usual case), else a variable-length number
+            if delta & 0x80:
+                delta, i = _varlen(buf, i)
+            else:
+                i += 1
             tick += delta
             status = buf[i]
             if status == 0xFF:
                 kind = buf[i + 1]
                 length, i = _varlen(buf, i + 2)
-                if kind == 0x03 and want_title and title is None:
-                    name = buf[i : i + length].decode("latin-1").strip()
-                    title = name or None
+                if kind == 0x03 and want_title:
+                    title = buf[i : i + length].decode("latin-1").strip() or None
+                    if title is not None:
+                        break
                 elif kind == 0x2F:
                     break
                 i += length
@@ -269,8 +277,8 @@ _CLOSERS = [_channel_closers(ch) for ch in range(16)]
 def _closers(payload: bytes) -> bytes:
     """Note-offs for every pitch of the channels this track may use (any byte 0x9n marks channel n as possible),
     CLOSE_DELTA ticks after its last event, then the end of the track again; b"" if it has no note-on at all."""
-    body = payload[:-3]
-    channels = [ch for ch in range(16) if body.find(_NOTE_ON_STATUS[ch]) >= 0]
+    body = len(payload) - 3  # before the end-of-track event
+    channels = [ch for ch in range(16) if payload.find(_NOTE_ON_STATUS[ch], 0, body) >= 0]
     if not channels:
         return b""
     # the old end-of-track's delta now times an empty sequencer-specific event, then the closers' long delta
@@ -327,25 +335,34 @@ def _read_with_symusic(data: bytes, where: str) -> Piece:
 
 
 def _score_to_piece(score, fmt: int, tpb: int, title: str | None, where: str) -> Piece:
-    ons, ends, pitches, vels, progs, drums = [], [], [], [], [], []
+    times, durations, pitches, velocities, programs, drums, counts = [], [], [], [], [], [], []
     tracks = list(score.tracks)
     for track in tracks:
-        arr = track.notes.numpy()
         if fmt == 0 and title is None and track.name.strip():
             title = track.name.strip()
-        if not len(arr["time"]):
+        arr = track.notes.numpy()
+        n = len(arr["time"])
+        if not n:
             continue
-        on = arr["time"].astype(np.int64)
-        ons.append(on)
-        ends.append(on + arr["duration"])
+        times.append(arr["time"])
+        durations.append(arr["duration"])
         pitches.append(arr["pitch"])
-        vels.append(arr["velocity"])
-        progs.append(np.full(len(on), track.program, dtype=np.int16))
-        drums.append(np.full(len(on), bool(track.is_drum)))
-    on = np.concatenate(ons) if ons else np.zeros(0, dtype=np.int64)
-    end = np.concatenate(ends) if ons else np.zeros(0, dtype=np.int64)
-    if len(on) and (on.min() < 0 or (end < on).any()):
+        velocities.append(arr["velocity"])
+        programs.append(track.program)
+        drums.append(bool(track.is_drum))
+        counts.append(n)
+    if not counts:
+        raise PieceReadError(where, "no notes in MIDI file")
+    # every column once, for all tracks together (symusic gives int32 ticks, int8 pitches and velocities)
+    on = np.concatenate(times).astype(np.int64)
+    dur = np.concatenate(durations).astype(np.int64)
+    pitch = np.concatenate(pitches)
+    velocity = np.concatenate(velocities)
+    program = np.repeat(np.asarray(programs, dtype=np.int16), counts)
+    drum = np.repeat(np.asarray(drums, dtype=bool), counts)
+    if on.min() < 0 or dur.min() < 0:
         raise PieceReadError(where, f"lasts beyond {2**31 - 1:,} ticks, over the limit for one piece")
+    end = on + dur
     open_at_end = end >= CLOSE_DELTA
     if open_at_end.any():  # notes never switched off end with the file's last event
         last = max(int(on.max()), int(end[~open_at_end].max()) if (~open_at_end).any() else 0)
@@ -357,21 +374,26 @@ def _score_to_piece(score, fmt: int, tpb: int, title: str | None, where: str) ->
             if len(events):
                 last = max(last, int(events[-1].time))
         end[open_at_end] = last
-    keep = np.flatnonzero(end > on)  # zero-length notes carry nothing
-    notes = np.zeros(len(keep), dtype=NOTE_DTYPE)
-    if len(notes):
-        pitch = np.concatenate(pitches).astype(np.int64)[keep]
-        on, end = on[keep], end[keep]
-        order = np.argsort(on * 128 + pitch, kind="stable")  # by onset, then pitch (sorting plain int64 is fast)
-        keep, on, end = keep[order], on[order], end[order]
-        notes["onset"] = on / tpb
-        notes["duration"] = (end - on) / tpb
-        notes["pitch"] = pitch[order]
-        notes["velocity"] = np.concatenate(vels)[keep]
-        notes["program"] = np.concatenate(progs)[keep]
-        notes["is_drum"] = np.concatenate(drums)[keep]
-    if not len(notes):
-        raise PieceReadError(where, "no notes in MIDI file")
+    order = None  # which notes to keep, in what order; None: all of them, as they are
+    if not (end > on).all():  # zero-length notes carry nothing
+        order = np.flatnonzero(end > on)
+        if not len(order):
+            raise PieceReadError(where, "no notes in MIDI file")
+    # by onset, then pitch (stable: notes at one onset and pitch keep their track order); sorting plain int64 is
+    # fast, and a piece of one track usually comes sorted already
+    by = on * 128 + pitch if order is None else on[order] * 128 + pitch[order]
+    if not (by[1:] >= by[:-1]).all():
+        ranks = np.argsort(by, kind="stable")
+        order = ranks if order is None else order[ranks]
+    if order is not None:
+        on, end, pitch, velocity, program, drum = (a[order] for a in (on, end, pitch, velocity, program, drum))
+    notes = np.empty(len(on), dtype=NOTE_DTYPE)  # every field is written below
+    notes["onset"] = on / tpb
+    notes["duration"] = (end - on) / tpb
+    notes["pitch"] = pitch
+    notes["velocity"] = velocity
+    notes["program"] = program
+    notes["is_drum"] = drum
 
     tempos: dict[int, float] = {}
     for t in score.tempos:

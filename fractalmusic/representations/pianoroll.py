@@ -112,39 +112,54 @@ class PianoRollRepresentation(Representation):
 
     def _grid(self, piece: Piece, dtype, time_major: bool) -> np.ndarray:
         notes = piece.notes
-        keep = (notes["pitch"] >= 0) & (notes["pitch"] < N_PITCHES)
+        spb = self.steps_per_beat
+        start = notes["onset"]
+        stop = start + notes["duration"]
+        end_beat = float(stop.max()) if len(stop) else 0.0  # piece.end_beat, without computing it again
+        on = beats_to_steps(start, spb)
+        end = beats_to_steps(stop, spb)
+        pitch = notes["pitch"]
+        keep = (pitch >= 0) & (pitch < N_PITCHES)
         if not self.config.include_drums:
             keep &= ~notes["is_drum"]
-        if not keep.all():  # copying rows of the packed note records costs more than this test
-            notes = notes[keep]
-        spb = self.steps_per_beat
-        on = np.maximum(beats_to_steps(notes["onset"], spb), 0)
-        end = np.maximum(beats_to_steps(notes["onset"] + notes["duration"], spb), on + 1)
-        width = max(1, math.ceil(piece.end_beat * spb - 1e-9), int(end.max()) if len(end) else 0)
+        velocity = notes["velocity"] if self.velocity_bins > 1 else None  # one bin: every onset is ONSET
+        if not keep.all():  # filtering three columns costs less than copying the packed note records
+            on, end, pitch = on[keep], end[keep], pitch[keep]
+            velocity = velocity[keep] if velocity is not None else None
+        np.maximum(on, 0, out=on)
+        np.maximum(end, on + 1, out=end)
+        width = max(1, math.ceil(end_beat * spb - 1e-9), int(end.max()) if len(end) else 0)
         if width > MAX_STEPS:
             raise DataError(
                 f"{piece.source or 'piece'}: {width:,} grid steps is more than the {MAX_STEPS:,} a piano roll may have"
             )
-        pitch = notes["pitch"].astype(np.int64)
         # cell (p, t) sits at p * width + t ([128, T]) or t * 128 + p ([T, 128]) of the flat grid
-        row, col = (N_PITCHES, 1) if time_major else (1, width)
+        t_stride, p_stride = (N_PITCHES, 1) if time_major else (1, width)
         grid = np.zeros((width, N_PITCHES) if time_major else (N_PITCHES, width), dtype=dtype)
         flat = grid.reshape(-1)
+        cell = on * t_stride + pitch.astype(np.int64) * p_stride  # each note's onset cell
         held = end - on - 1  # sustain cells after each onset
-        total = int(held.sum())
-        if total <= flat.size:
-            # few sustain cells (the usual case): write exactly those, found without a loop over notes
-            first = np.repeat(on + 1 - np.concatenate([[0], np.cumsum(held)[:-1]]), held)
-            steps = first + np.arange(total, dtype=np.int64)
-            flat[steps * row + np.repeat(pitch, held) * col] = SUSTAIN
-        else:
-            # heavily overlapping notes: +1 where a sustain starts, -1 where it ends, a running sum over time
-            edges = np.zeros((N_PITCHES, width + 1), dtype=np.int32)
-            np.add.at(edges, (pitch, on + 1), 1)
-            np.add.at(edges, (pitch, end), -1)
-            sounding = np.cumsum(edges[:, :width], axis=1, dtype=np.int32) > 0
-            grid[...] = sounding.T if time_major else sounding  # SUSTAIN == 1
-        flat[on * row + pitch * col] = ONSET + velocity_to_bin(notes["velocity"], self.velocity_bins)
+        longer = np.flatnonzero(held)  # notes of more than one step (the others have no sustain cell)
+        if len(longer):
+            held = held[longer]
+            ends = np.cumsum(held)
+            total = int(ends[-1])
+            if total <= flat.size:
+                # few sustain cells (the usual case): write exactly those. The k-th sustain cell overall belongs to
+                # the note i it falls in, and sits (k - cells before note i + 1) steps after that note's onset.
+                base = np.repeat(cell[longer] + t_stride * (1 - (ends - held)), held)
+                base += np.arange(0, total * t_stride, t_stride, dtype=np.int64)
+                flat[base] = SUSTAIN
+            else:
+                # heavily overlapping notes: +1 where a sustain starts, -1 where it ends, a running sum over time
+                rows = pitch[longer].astype(np.int64)
+                edges = np.zeros((N_PITCHES, width + 1), dtype=np.int32)
+                np.add.at(edges, (rows, on[longer] + 1), 1)
+                np.add.at(edges, (rows, end[longer]), -1)
+                sounding = np.cumsum(edges[:, :width], axis=1, dtype=np.int32) > 0
+                grid[...] = sounding.T if time_major else sounding  # SUSTAIN == 1
+        # onsets last: an onset wins over a sustain of another note on the same cell
+        flat[cell] = ONSET if velocity is None else ONSET + velocity_to_bin(velocity, self.velocity_bins)
         return grid
 
     def decode(self, array: np.ndarray) -> Piece:
