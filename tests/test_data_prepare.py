@@ -12,6 +12,7 @@ from test_data_fakes import ToyGrid, ToyTokens, toy_corpus, use_toy_reader, writ
 from fractalmusic.data import DataConfig, build_datasets
 from fractalmusic.data.cache import Cache
 from fractalmusic.data.corpora import resolve_corpus
+from fractalmusic.data import prepare
 from fractalmusic.data.prepare import group_reasons, read_corpus
 from fractalmusic.errors import DataError
 
@@ -95,6 +96,43 @@ def test_parallel_reading_matches_in_process(tmp_path, monkeypatch):
     assert [r.source for r in serial.refs] == [r.source for r in parallel.refs]
     assert [r.key for r in serial.refs] == [r.key for r in parallel.refs]
     assert parallel.read_now == 4
+
+
+def test_a_small_job_is_read_in_process_without_starting_workers(tmp_path, monkeypatch):
+    reader = use_toy_reader(monkeypatch)
+    folder = toy_corpus(tmp_path / "toys", n_files=12)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a pool was started for a job that reads in milliseconds")
+
+    monkeypatch.setattr(prepare, "ProcessPoolExecutor", no_pool)
+    result = read_corpus(resolve_corpus(str(folder)), True, Cache(None), workers=2)
+    assert result.read_now == 12 and len(reader.calls) == 12 and len(result.refs) == 12
+
+
+def test_a_long_job_hands_the_files_left_to_workers(tmp_path, monkeypatch):
+    reader = use_toy_reader(monkeypatch)  # forked workers inherit the patched reader
+    folder = toy_corpus(tmp_path / "toys", n_files=12)
+    corpus = resolve_corpus(str(folder))
+    serial = read_corpus(corpus, True, Cache(None), workers=0)
+    # every job counts as long: after one file read here, the other eleven go to two workers
+    monkeypatch.setattr(prepare, "PROBE_SECONDS", 0.0)
+    monkeypatch.setattr(prepare, "POOL_AFTER_SECONDS", 0.0)
+    before = len(reader.calls)
+    parallel = read_corpus(corpus, True, Cache(None), workers=2)
+    assert len(reader.calls) - before == 1  # the workers' calls happen in their own processes
+    assert parallel.read_now == 12
+    assert [r.source for r in serial.refs] == [r.source for r in parallel.refs]
+    assert [r.key for r in serial.refs] == [r.key for r in parallel.refs]
+
+
+def test_workers_only_when_the_files_left_would_keep_one_process_busy():
+    worth = prepare._worth_a_pool
+    assert worth(done=10, left=1000, seconds=0.1, workers=4) == 0  # still probing
+    assert worth(done=10, left=20, seconds=0.3, workers=4) == 0  # 0.6 s left: quicker in-process
+    assert worth(done=10, left=1000, seconds=0.3, workers=4) == 4  # 30 s left
+    assert worth(done=10, left=12, seconds=5.0, workers=4) == 3  # at least MIN_FILES_PER_WORKER files each
+    assert worth(done=10, left=1000, seconds=0.3, workers=1) == 0
 
 
 def test_max_pieces_reads_only_what_it_needs(tmp_path, monkeypatch):

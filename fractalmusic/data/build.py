@@ -318,17 +318,21 @@ def _encode_file(entry: FileEntry, representation, cache: Cache, notes: bool, dt
             why = f"encoded to shape {arr.shape}, not a sequence"
         elif arr.size == 0 or arr.shape[-1] < (2 if kind == "tokens" else 1):
             why = "too short to train on"
-        elif arr.min() < 0 or arr.max() >= vocab:
-            why = f"encoded ids outside 0..{vocab - 1}"
-        elif kind == "grid" and not arr.any():
-            why = "silent: no note on the grid"
+        else:
+            top = int(arr.max())  # one pass: the largest id, and (grids) whether any cell sounds
+            if top >= vocab or (arr.dtype.kind != "u" and int(arr.min()) < 0):
+                why = f"encoded ids outside 0..{vocab - 1}"
+            elif kind == "grid" and top == 0:
+                why = "silent: no note on the grid"
         if why:
             failures[str(i)] = why
             lengths.append(0)
             continue
         blocks.append(np.asarray(arr.T, dtype=dtype) if kind == "grid" else arr.astype(dtype))
         lengths.append(arr.shape[-1])
-    if blocks:
+    if len(blocks) == 1:
+        data = blocks[0]  # one piece (a MIDI file): no copy
+    elif blocks:
         data = np.concatenate(blocks, axis=0)
     else:
         data = np.zeros((0, 128) if kind == "grid" else (0,), dtype=dtype)
@@ -433,10 +437,11 @@ def _split_store(
         pieces = [int(sh["pieces"]) for sh in note["shards"]]
         return PieceStore(kind, shard_paths=paths, shard_pieces=pieces, lengths=note["lengths"], sources=sources)
     if paths is not None:
-        blocks = [np.load(p, allow_pickle=False) for p in paths]
-    data = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, 128) if kind == "grid" else (0,), dtype=dtype)
-    offsets = np.concatenate([[0], np.cumsum(note["lengths"])]).astype(np.int64)
-    arrays = [data[offsets[i] : offsets[i + 1]] for i in range(len(kept_refs))]
+        data = np.concatenate([np.load(p, allow_pickle=False) for p in paths], axis=0)
+        offsets = np.concatenate([[0], np.cumsum(note["lengths"])]).astype(np.int64)
+        arrays = [data[offsets[i] : offsets[i + 1]] for i in range(len(kept_refs))]
+    else:
+        arrays = blocks  # each piece's block as encoded (no cache: nothing to load, no copy to make)
     if kind == "grid":
         arrays = [a.T for a in arrays]
     return PieceStore(kind, arrays=arrays, sources=sources)

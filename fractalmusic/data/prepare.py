@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -84,6 +85,12 @@ def _read_batch_in_worker(items: list, notes: bool) -> list:
 
 KEEP_LOADED_NOTES = 2_000_000  # notes of freshly read pieces kept in memory for the rest of a run (about 54 MB)
 MIN_FILES_PER_WORKER = 4  # fewer files than this per worker are read in-process (starting workers costs more)
+# Reading starts in this process, and worker processes take over only when the files left would keep it busy for
+# longer than POOL_AFTER_SECONDS (judged from the files read so far, after at least PROBE_SECONDS of reading).
+# Starting a pool costs about 0.1 s (fork, a watcher thread per worker, shutdown) plus sending every piece back,
+# which is as long as reading 30-40 real MIDI files: a folder that reads in about a second is done sooner here.
+PROBE_SECONDS = 0.25
+POOL_AFTER_SECONDS = 1.0
 
 
 # ------------------------------------------------------------------------------------------- entries
@@ -191,7 +198,10 @@ def _repath(reason: str | None, path: Path) -> str | None:
 
 def _entry_meta(path: Path, pieces: list[Piece], tune_errors, error) -> tuple[dict[str, Any], np.ndarray]:
     rows = [_piece_row(p, path) for p in pieces]
-    notes = np.concatenate([p.notes for p in pieces]) if pieces else np.zeros(0, dtype=NOTE_DTYPE)
+    if len(pieces) == 1:
+        notes = pieces[0].notes  # one piece (a MIDI file): its own array, not a copy (it is only written out)
+    else:
+        notes = np.concatenate([p.notes for p in pieces]) if pieces else np.zeros(0, dtype=NOTE_DTYPE)
     tune = [[_suffix_of(s, path) or s, _unpath(r, path)] for s, r in tune_errors]
     return {"error": _unpath(error, path), "tune_errors": tune, "pieces": rows}, notes
 
@@ -244,9 +254,23 @@ def _short_name(source: str) -> str:
 
 
 def _progress(total: int, desc: str):
+    """A progress bar whose files/s is the whole run's average (files done / time since the start): workers report
+    files in batches, and a moving average of batch arrivals would overstate or understate the throughput."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="files", file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="files", file=sys.stderr, disable=None, leave=False, dynamic_ncols=True,
+                smoothing=0)
+
+
+def _worth_a_pool(done: int, left: int, seconds: float, workers: int) -> int:
+    """How many worker processes to read the `left` files with, after `done` files took `seconds` here (0: go on
+    in this process): none while the files left would take less than POOL_AFTER_SECONDS in-process."""
+    if workers < 2 or left < 2 * MIN_FILES_PER_WORKER or seconds < PROBE_SECONDS or not done:
+        return 0
+    if seconds / done * left < POOL_AFTER_SECONDS:
+        return 0
+    n = min(workers, left // MIN_FILES_PER_WORKER)
+    return n if n > 1 else 0
 
 
 def read_corpus(
@@ -377,7 +401,16 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
 
     try:
         todo = list(entries)
-        n_workers = min(workers, len(todo) // MIN_FILES_PER_WORKER)
+        n_workers, done, started = 0, 0, time.perf_counter()
+        if workers > 1:  # in this process first: a small job ends before a pool would have started
+            while done < len(todo):
+                n_workers = _worth_a_pool(done, len(todo) - done, time.perf_counter() - started, workers)
+                if n_workers:
+                    break
+                e = todo[done]
+                finish(e, read_file(str(e.path), notes, *((e.reader,) if e.reader is not None else ())))
+                done += 1
+            todo = todo[done:]
         if n_workers > 1:
             per_task = max(1, min(16, len(todo) // (n_workers * 8)))
             batches = [todo[i : i + per_task] for i in range(0, len(todo), per_task)]

@@ -44,8 +44,9 @@ def content_key(piece: Any) -> str:
     elif isinstance(text, str):  # a plain-text document (text plugin: meta["text"]), compared as written
         h.update(b"text\x00" + text.encode("utf-8", "surrogatepass"))
     else:
-        notes = piece.notes
-        h.update(b"notes\x00" + str(notes.dtype.descr).encode() + np.ascontiguousarray(notes).tobytes())
+        notes = np.ascontiguousarray(piece.notes)
+        h.update(b"notes\x00" + str(notes.dtype.descr).encode())
+        h.update(notes.reshape(-1).view(np.uint8))  # the records' bytes as they are (no copy)
     return h.hexdigest()[:32]
 
 

@@ -332,8 +332,6 @@ class WordsRepresentation(Representation):
         """The MIDI words of a piece (see `midi_words`) as int64 codes, or (`as_ids`) straight as vocabulary ids."""
         spb = self.steps_per_beat
         notes = piece.notes
-        if notes["is_drum"].any():
-            notes = notes[~notes["is_drum"]]
 
         def word(kind: int, values):
             if not as_ids:
@@ -347,12 +345,21 @@ class WordsRepresentation(Representation):
             code = _ts_code(num, den)
             return self._code_index.get(code, UNK) if as_ids else code
 
-        on = np.maximum(beats_to_steps(notes["onset"], spb), 0)
-        dur = np.clip(beats_to_steps(notes["onset"] + notes["duration"], spb) - on, 1, self.config.max_duration_steps)
-        vel = np.asarray(velocity_to_bin(notes["velocity"], int(self.config.velocity_bins)), dtype=np.int64)
-        pitch = notes["pitch"].astype(np.int64)
-        order = np.argsort(on * 128 + np.clip(pitch, 0, 127), kind="stable")  # by onset, then pitch
-        on, dur, pitch, vel = on[order], dur[order], pitch[order], vel[order]
+        begin = notes["onset"]
+        on = np.maximum(beats_to_steps(begin, spb), 0)
+        end = beats_to_steps(begin + notes["duration"], spb)
+        pitch, velocity = notes["pitch"], notes["velocity"]
+        drums = notes["is_drum"]
+        if drums.any():  # drums are left out: four columns filtered, not the packed note records
+            keep = ~drums
+            on, end, pitch, velocity = on[keep], end[keep], pitch[keep], velocity[keep]
+        dur = np.clip(end - on, 1, self.config.max_duration_steps)
+        vel = np.asarray(velocity_to_bin(velocity, int(self.config.velocity_bins)), dtype=np.int64)
+        pitch = pitch.astype(np.int64)
+        by = on * 128 + np.clip(pitch, 0, 127)  # by onset, then pitch: read pieces come in this order already
+        if not (by[1:] >= by[:-1]).all():
+            order = np.argsort(by, kind="stable")
+            on, dur, pitch, vel = on[order], dur[order], pitch[order], vel[order]
 
         sigs = sorted((b, int(n), int(d)) for b, n, d in piece.time_signatures if _valid_ts(n, d))
         changes = [(int(beats_to_steps(b, spb)), n, d) for b, n, d in sigs or [(0.0, 4, 4)]]
@@ -366,8 +373,9 @@ class WordsRepresentation(Representation):
         last_on = int(on[-1])
 
         # bars: one run of equal bars per time signature in force (a change takes effect at the next bar start)
-        starts, lengths, ts_codes, ts_flags = [], [], [], []
-        start, ts, j = 0, first_ts, 1
+        runs: list[tuple[int, int, int]] = []  # (first step, bar length, index of its first bar)
+        ts_codes, ts_flags = [], []
+        start, ts, j, n_bars = 0, first_ts, 1, 0
         while start <= last_on:
             new_ts = ts
             while j < len(changes) and changes[j][0] <= start:
@@ -376,40 +384,50 @@ class WordsRepresentation(Representation):
             bar_len = self._bar_steps(*new_ts)
             stop = min(changes[j][0] if j < len(changes) else last_on + 1, last_on + 1)
             count = max(1, -(-(stop - start) // bar_len))
-            starts.append(start + bar_len * np.arange(count, dtype=np.int64))
-            lengths.append(np.full(count, bar_len, dtype=np.int64))
+            runs.append((start, bar_len, n_bars))
             flags = np.zeros(count, dtype=bool)
             flags[0] = new_ts != ts
             ts_flags.append(flags)
             ts_codes.append(np.full(count, ts_word(*new_ts), dtype=np.int64))
             ts = new_ts
             start += bar_len * count
-        bar_start = np.concatenate(starts)
-        bar_end = bar_start + np.concatenate(lengths)
+            n_bars += count
+        run_start, run_len, run_first = (np.array(col, dtype=np.int64) for col in zip(*runs))
+        run_of_bar = np.repeat(np.arange(len(runs)), np.diff(np.append(run_first, n_bars)))
+        bar_end = run_start[run_of_bar] + (np.arange(n_bars) - run_first[run_of_bar] + 1) * run_len[run_of_bar]
         ts_flag = np.concatenate(ts_flags)
         ts_code = np.concatenate(ts_codes)
         consumed = np.searchsorted(tempo_steps, bar_end, side="left")  # tempo changes before each bar's end
         tempo_now = tempo_vals[np.maximum(consumed, 1) - 1]
         tempo_flag = tempo_now != np.concatenate([tempo_vals[:1], tempo_now[:-1]])
 
-        # token positions: each bar is Bar [TS] [Tempo], then its notes as [Pos] Pitch Dur Vel
-        bar_of = np.searchsorted(bar_start, on, side="right") - 1
-        pos_flag = np.ones(len(on), dtype=bool)
-        pos_flag[1:] = on[1:] != on[:-1]
-        note_len = 3 + pos_flag.astype(np.int64)
-        head_len = 1 + ts_flag.astype(np.int64) + tempo_flag.astype(np.int64)
-        block = head_len + np.bincount(bar_of, weights=note_len, minlength=len(bar_start)).astype(np.int64)
-        bar_at = len(head) + np.concatenate([[0], np.cumsum(block)[:-1]])
-        note_cum = np.concatenate([[0], np.cumsum(note_len)])
-        first_note = np.searchsorted(bar_of, np.arange(len(bar_start)), side="left")
-        note_at = bar_at[bar_of] + head_len[bar_of] + note_cum[:-1] - note_cum[first_note[bar_of]]
+        # each note's bar and its step in that bar, by arithmetic within its run of equal bars
+        if len(runs) == 1:
+            bar_of, pos_in_bar = np.divmod(on, run_len[0])  # the first run starts at step 0
+        else:
+            run = np.searchsorted(run_start, on, side="right") - 1
+            bar_of, pos_in_bar = np.divmod(on - run_start[run], run_len[run])
+            bar_of += run_first[run]
 
-        out = np.empty(len(head) + int(block.sum()), dtype=np.int64)
+        # token positions: each bar is Bar [TS] [Tempo], then its notes as [Pos] Pitch Dur Vel. Before note i come
+        # the heads of its bar and of every bar before it, and the words of notes 0..i-1 (3 each, +1 with a Pos).
+        pos_flag = np.empty(len(on), dtype=bool)
+        pos_flag[0] = True
+        np.not_equal(on[1:], on[:-1], out=pos_flag[1:])
+        pos_before = np.cumsum(pos_flag) - pos_flag  # Pos words of the notes before each note
+        head_len = 1 + ts_flag.astype(np.int64) + tempo_flag.astype(np.int64)
+        heads = np.cumsum(head_len)
+        note_at = len(head) + heads[bar_of] + 3 * np.arange(len(on)) + pos_before
+        first_note = np.searchsorted(bar_of, np.arange(n_bars), side="left")  # notes in the bars before each bar
+        pos_upto = np.concatenate([[0], pos_before + pos_flag])  # Pos words of the first k notes
+        bar_at = len(head) + heads - head_len + 3 * first_note + pos_upto[first_note]
+
+        out = np.empty(len(head) + int(heads[-1]) + 3 * len(on) + int(pos_upto[-1]), dtype=np.int64)
         out[: len(head)] = head
         out[bar_at] = word(K_BAR, np.zeros(1, dtype=np.int64))[0]
         out[(bar_at + 1)[ts_flag]] = ts_code[ts_flag]
         out[(bar_at + 1 + ts_flag)[tempo_flag]] = word(K_TEMPO, tempo_now[tempo_flag])
-        out[note_at[pos_flag]] = word(K_POS, (on - bar_start[bar_of])[pos_flag])
+        out[note_at[pos_flag]] = word(K_POS, pos_in_bar[pos_flag])
         at = note_at + pos_flag
         out[at] = word(K_PITCH, np.clip(pitch, 0, None))
         out[at + 1] = word(K_DUR, dur)
