@@ -135,6 +135,27 @@ def test_workers_only_when_the_files_left_would_keep_one_process_busy():
     assert worth(done=10, left=1000, seconds=0.3, workers=1) == 0
 
 
+def test_preparation_gives_the_older_objects_back_to_the_collector(tmp_path, monkeypatch):
+    import gc
+
+    use_toy_reader(monkeypatch)
+    folder = toy_corpus(tmp_path / "toys", n_files=3)
+    seen = []
+    monkeypatch.setattr(prepare, "_collect", lambda *a, real=prepare._collect: seen.append(gc.get_freeze_count())
+                        or real(*a))
+    assert gc.get_freeze_count() == 0
+    build_datasets(_cfg(folder, val_fraction=0), ToyGrid(), log=None)
+    assert seen and seen[0] > 0  # frozen while reading
+    assert gc.get_freeze_count() == 0  # and handed back
+    gc.freeze()  # someone else's freeze stays
+    try:
+        frozen = gc.get_freeze_count()
+        build_datasets(_cfg(folder, val_fraction=0), ToyGrid(), log=None)
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
+
+
 def test_max_pieces_reads_only_what_it_needs(tmp_path, monkeypatch):
     reader = use_toy_reader(monkeypatch)
     folder = toy_corpus(tmp_path / "toys", n_files=10)

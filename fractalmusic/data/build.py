@@ -31,7 +31,7 @@ from fractalmusic.data.dataset import (
     WholeTuneDataset,
 )
 from fractalmusic.data.prepare import FileEntry, PieceRef, ReadCorpus, _first_line, _short_name, group_reasons
-from fractalmusic.data.prepare import read_corpus
+from fractalmusic.data.prepare import older_objects_left_alone, read_corpus
 from fractalmusic.data.prepare import reader_version
 from fractalmusic.data.split import split_indices
 from fractalmusic.errors import ConfigError, DataError
@@ -460,6 +460,11 @@ def _note_stats(refs: list[PieceRef]) -> tuple[tuple[int, int] | None, float | N
 
 def prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | None = print) -> Prepared:
     """Resolve, read, split, fit and encode: the stores of both splits, and the report (see `build_datasets`)."""
+    with older_objects_left_alone():
+        return _prepare_data(cfg, representation, log)
+
+
+def _prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | None) -> Prepared:
     start = time.perf_counter()
     log = log or (lambda _line: None)
     kind = representation.kind
