@@ -234,8 +234,11 @@ def _scan_track(buf: bytes, want_title: bool, stop_at_note: bool, limit: int) ->
             tick += delta
             status = buf[i]
             if status == 0xFF:
-                kind = buf[i + 1]
-                length, i = _varlen(buf, i + 2)
+                kind, length = buf[i + 1], buf[i + 2]
+                if length & 0x80:
+                    length, i = _varlen(buf, i + 2)
+                else:
+                    i += 3
                 if kind == 0x03 and want_title:
                     title = buf[i : i + length].decode("latin-1").strip() or None
                     if title is not None:

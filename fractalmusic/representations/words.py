@@ -311,13 +311,14 @@ class WordsRepresentation(Representation):
                 self._code_index[_code(int(kind[i]), value[i])] = i
         self._kind = kind
         self._value = value
-        # MIDI word kind -> dense value -> id table (<unk> where the vocabulary lacks the word)
+        # MIDI word kind -> dense value -> id table (<unk> where the vocabulary lacks the word); the last entry is
+        # always <unk>, so a value past the table looks up min(value, len - 1)
         self._id_tables: dict[int, np.ndarray] = {}
         for k in (K_BAR, K_POS, K_PITCH, K_DUR, K_VEL, K_TEMPO):
             rows = np.flatnonzero(kind == k)
             size = int(value[rows].max()) + 1 if len(rows) else 0
-            table = np.full(min(size, 1 << 20), UNK, dtype=np.int64)
-            small = rows[value[rows] < len(table)]
+            table = np.full(min(size, 1 << 20) + 1, UNK, dtype=np.int64)
+            small = rows[value[rows] < len(table) - 1]  # the <unk> at the end stays
             table[value[small]] = small
             self._id_tables[k] = table
 
@@ -336,10 +337,8 @@ class WordsRepresentation(Representation):
         def word(kind: int, values):
             if not as_ids:
                 return (kind << _SHIFT) | values
-            table = self._id_tables[kind]
-            values = np.asarray(values)
-            return np.where(values < len(table), table[np.minimum(values, len(table) - 1)], UNK) if len(table) else (
-                np.full(values.shape, UNK, dtype=np.int64))
+            table = self._id_tables[kind]  # values are never negative; past the table: its last entry, <unk>
+            return table[np.minimum(values, len(table) - 1)]
 
         def ts_word(num: int, den: int):
             code = _ts_code(num, den)
