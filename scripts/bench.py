@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -182,28 +183,45 @@ def bench_realmidi(args) -> None:
         score = symusic.Score.from_midi(Path(f).read_bytes(), sanitize_data=True)
         score.resample(tpq=4, min_dur=1).pianoroll(modes=["onset", "frame"], pitch_range=(0, 128))
 
-    def prepare(repr_obj, workers):
+    cache_root = Path(tempfile.mkdtemp(prefix="fm-bench-cache-"))
+    cold_runs = [0]
+
+    def prepare(make_repr, workers, cold_cache=False):
+        """`fmusic data stats` in one call: a fresh representation each time (words fit their vocabulary, as a new
+        process does), no cache, or (`cold_cache`) a new empty cache folder that the run fills."""
         def run():
-            cfg = DataConfig(data=str(folder), no_cache=True, num_prep_workers=workers, val_fraction=0.1)
-            prepare_data(cfg, repr_obj, log=None)
+            cold_runs[0] += 1
+            cache = dict(cache_dir=str(cache_root / str(cold_runs[0]))) if cold_cache else dict(no_cache=True)
+            cfg = DataConfig(data=str(folder), num_prep_workers=workers, val_fraction=0.1, **cache)
+            prepare_data(cfg, make_repr(), log=None)
 
         return run
+
+    def midi_words():
+        return WordsRepresentation(source="midi")
 
     def pm_grid(f):
         pretty_midi.PrettyMIDI(str(f)).get_piano_roll(fs=8)
 
     methods = {
         "symusic: read + resample + pianoroll (its own grid)": each(symusic_grid),
-        "fractalmusic: read_midi + pianoroll encode": each(lambda f: grid.encode(read_midi(f))),
+        "fractalmusic: read_midi + pianoroll encode (int64 [128, T])": each(lambda f: grid.encode(read_midi(f))),
+        "fractalmusic: read_midi + pianoroll encode_time_major (uint8 [T, 128], as data stats stores it)": each(
+            lambda f: grid.encode_time_major(read_midi(f))),
         "fractalmusic: read_midi + MIDI words encode": each(lambda f: words.encode(read_midi(f))),
         "fractalmusic: read_midi alone": each(read_midi),
-        "fmusic data stats --repr pianoroll path (prepare_data, no cache, 1 process)": prepare(grid, 0),
-        "fmusic data stats --repr words path (prepare_data, no cache, 1 process)": prepare(
-            WordsRepresentation(source="midi"), 0),
+        "fmusic data stats --repr pianoroll path (prepare_data, no cache, 1 process)": prepare(
+            PianoRollRepresentation, 0),
+        "fmusic data stats --repr words path (prepare_data, no cache, 1 process; fits the vocabulary)": prepare(
+            midi_words, 0),
         "fmusic data stats --repr pianoroll path, default --num-prep-workers": prepare(
-            grid, DataConfig().num_prep_workers),
+            PianoRollRepresentation, DataConfig().num_prep_workers),
         "fmusic data stats --repr words path, default --num-prep-workers": prepare(
-            WordsRepresentation(source="midi"), DataConfig().num_prep_workers),
+            midi_words, DataConfig().num_prep_workers),
+        "fmusic data stats --repr pianoroll, default workers, first run (fills an empty cache)": prepare(
+            PianoRollRepresentation, DataConfig().num_prep_workers, cold_cache=True),
+        "fmusic data stats --repr words, default workers, first run (fills an empty cache)": prepare(
+            midi_words, DataConfig().num_prep_workers, cold_cache=True),
         "fractalmusic before: mido event reader + pianoroll encode": each(
             lambda f: grid.encode(midi_bytes_to_piece(Path(f).read_bytes(), str(f), engine="mido"))),
         "pretty_midi: PrettyMIDI + get_piano_roll": each(pm_grid),
@@ -235,6 +253,7 @@ def bench_realmidi(args) -> None:
         rows,
     )
     RESULTS["realmidi"] = {"files": len(files), "notes": n_notes, "files_per_s": rate, "files_per_cpu_s": cpu_rate}
+    shutil.rmtree(cache_root, ignore_errors=True)
 
 
 def _cpu_seconds() -> float:

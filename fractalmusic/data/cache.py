@@ -25,8 +25,10 @@ parsed into notes, and for encodings the representation's fingerprint.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -61,6 +63,36 @@ def make_key(*parts: Any) -> str:
 
 def _atomic(path: Path, write: Callable[[Any], None]) -> None:
     atomic_write(path, write)  # not fsynced: the cache can always be rebuilt
+
+
+def _contiguous(a) -> np.ndarray:
+    a = np.asarray(a)
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
+def _write_npz(f, arrays: dict[str, Any]) -> None:
+    """`np.savez(f, **arrays)`'s format (an uncompressed zip of `.npy` members: `np.load` reads it), with each array's
+    bytes handed to the zip as they are. np.savez copies every array through numpy's chunked iterator for zip members,
+    which took 1.2 ms of CPU for a 0.5 MB piano roll here, three times the rest of the write."""
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            a = _contiguous(value)
+            head = io.BytesIO()
+            np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(a))
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                member.write(head.getbuffer())
+                member.write(a.reshape(-1).view(np.uint8))
+
+
+def _write_npy(f, blocks: list[np.ndarray]) -> None:
+    """One `.npy` array made of `blocks` stacked on their first axis, written block by block (no joined copy)."""
+    first = blocks[0]
+    rows = sum(int(b.shape[0]) for b in blocks)
+    head = {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False,
+            "shape": (rows, *first.shape[1:])}
+    np.lib.format.write_array_header_1_0(f, head)
+    for b in blocks:
+        f.write(_contiguous(b).reshape(-1).view(np.uint8))
 
 
 def _jsonable(value: Any) -> Any:
@@ -155,7 +187,7 @@ class Cache:
         if not self.enabled:
             return
         payload = {"meta": np.array(json.dumps(_jsonable(meta))), "notes": np.asarray(notes, dtype=NOTE_DTYPE)}
-        _atomic(self.path("pieces", key, ".npz"), lambda f: np.savez(f, **payload))
+        _atomic(self.path("pieces", key, ".npz"), lambda f: _write_npz(f, payload))
 
     # ------------------------------------------------------------------ encoded arrays (one entry per file)
     def load_encoded(self, key: str, with_data: bool = True) -> dict[str, Any] | None:
@@ -187,7 +219,7 @@ class Cache:
             "lengths": np.asarray(lengths, dtype=np.int64),
             "meta": np.array(json.dumps(_jsonable(meta))),
         }
-        _atomic(self.path("encoded", key, ".npz"), lambda f: np.savez(f, **payload))
+        _atomic(self.path("encoded", key, ".npz"), lambda f: _write_npz(f, payload))
 
     # ------------------------------------------------------------------ JSON documents (fitted vocabularies)
     def load_json(self, kind: str, key: str, count: bool = True) -> Any | None:
@@ -250,7 +282,7 @@ class PackWriter:
         self._bytes = 0
 
     def add(self, block: np.ndarray) -> None:
-        self._blocks.append(np.ascontiguousarray(block))
+        self._blocks.append(_contiguous(block))
         self._bytes += block.nbytes
         if self._bytes >= self.shard_bytes:
             self._flush()
@@ -258,10 +290,10 @@ class PackWriter:
     def _flush(self) -> None:
         if not self._blocks:
             return
-        data = np.concatenate(self._blocks, axis=0)
+        blocks = self._blocks
         name = f"{self.key}.{len(self.shards)}.npy"
-        _atomic(self.cache.root / "packs" / name, lambda f: np.save(f, data, allow_pickle=False))
-        self.shards.append({"name": name, "rows": int(data.shape[0]), "pieces": len(self._blocks)})
+        _atomic(self.cache.root / "packs" / name, lambda f: _write_npy(f, blocks))
+        self.shards.append({"name": name, "rows": sum(int(b.shape[0]) for b in blocks), "pieces": len(blocks)})
         self._blocks, self._bytes = [], 0
 
     def finish(self) -> list[dict[str, Any]]:

@@ -321,6 +321,12 @@ class WordsRepresentation(Representation):
             small = rows[value[rows] < len(table) - 1]  # the <unk> at the end stays
             table[value[small]] = small
             self._id_tables[k] = table
+        # all tables end to end, so codes of every kind map to ids in one lookup: kind k's value v sits at
+        # offset[k] + min(v, last[k]); kinds without a table (TS_ words, specials) point at a lone <unk>
+        blocks = [self._id_tables.get(k, np.array([UNK], dtype=np.int64)) for k in range(K_TEMPO + 1)]
+        self._flat_ids = np.concatenate(blocks)
+        self._kind_offset = np.concatenate([[0], np.cumsum([len(b) for b in blocks])[:-1]]).astype(np.int64)
+        self._kind_last = np.array([len(b) - 1 for b in blocks], dtype=np.int64)
 
     def _require_fitted(self) -> None:
         if self._words is None:
@@ -449,16 +455,11 @@ class WordsRepresentation(Representation):
         return entry[1] if entry[0]() is piece.notes else None  # the very same array, not a later one at its address
 
     def _codes_to_ids(self, codes: np.ndarray) -> np.ndarray:
-        """Ids of MIDI word codes (<unk> for words not in the vocabulary), one table lookup per word kind."""
+        """Ids of MIDI word codes (<unk> for words not in the vocabulary): one lookup in the kinds' joined tables,
+        then TS_ words (a dictionary: their codes are not small numbers) one by one; there are few of them."""
         kinds = codes >> _SHIFT
         values = codes & ((1 << _SHIFT) - 1)
-        ids = np.full(len(codes), UNK, dtype=np.int64)
-        for kind, table in self._id_tables.items():
-            sel = np.flatnonzero(kinds == kind)
-            if len(sel):
-                v = values[sel]
-                inside = v < len(table)
-                ids[sel[inside]] = table[v[inside]]
+        ids = self._flat_ids[self._kind_offset[kinds] + np.minimum(values, self._kind_last[kinds])]
         for i in np.flatnonzero(kinds == K_TS).tolist():
             ids[i] = self._code_index.get(int(codes[i]), UNK)
         return ids
