@@ -206,3 +206,17 @@ def test_real_chorales_with_a_junk_and_an_empty_midi(chorale_folder, cli, tmp_pa
     steps = next(line for line in out.stdout.splitlines() if line.startswith("steps:"))
     beats = sum(r.summary["end_beat"] for r in result.refs)
     assert int(steps.split()[1].replace(",", "")) == pytest.approx(2 * beats, abs=2)  # --steps-per-beat 2
+
+
+def test_ctrl_c_while_workers_start_is_held_until_they_ignore_it():
+    import signal
+
+    from fractalmusic.data.workers import sigint_held
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with sigint_held():
+            os.kill(os.getpid(), signal.SIGINT)  # held back: the block runs to its end
+            reached.append(True)
+    assert reached == [True]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # the mask is as it was

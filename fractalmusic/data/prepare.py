@@ -26,7 +26,7 @@ import numpy as np
 from fractalmusic.data.cache import Cache, file_digest, make_key, piece_summary
 from fractalmusic.data.corpora import Corpus
 from fractalmusic.data.split import content_key
-from fractalmusic.data.workers import die_with_parent, stop_pool
+from fractalmusic.data.workers import die_with_parent, sigint_held, stop_pool
 from fractalmusic.errors import PieceReadError
 from fractalmusic.piece import NOTE_DTYPE, Piece
 
@@ -436,14 +436,15 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
                 with ProcessPoolExecutor(max_workers=n_workers, initializer=die_with_parent,
                                          initargs=(os.getpid(),)) as pool:  # workers die with this process
                     try:
-                        futures = {
-                            pool.submit(
-                                _read_batch_in_worker,
-                                [(str(e.path), (e.reader,) if e.reader is not None else ()) for e in batch],
-                                notes,
-                            ): batch
-                            for batch in batches
-                        }
+                        with sigint_held():  # workers fork while submitting: none may see Ctrl-C before it ignores it
+                            futures = {
+                                pool.submit(
+                                    _read_batch_in_worker,
+                                    [(str(e.path), (e.reader,) if e.reader is not None else ()) for e in batch],
+                                    notes,
+                                ): batch
+                                for batch in batches
+                            }
                         for fut in as_completed(futures):
                             for e, outcome in zip(futures[fut], fut.result()):
                                 finish(e, outcome)

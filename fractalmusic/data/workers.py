@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 PR_SET_PDEATHSIG = 1
 POLL_SECONDS = 1.0
@@ -34,6 +35,8 @@ def die_with_parent(parent_pid: int) -> None:
     Workers also ignore SIGINT: Ctrl-C reaches the whole process group, and it is the parent's to handle (it stops
     the pool with `stop_pool`), not something each worker should answer with a traceback of its own."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # forked while the parent held SIGINT back (`sigint_held`): let it in now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -43,6 +46,22 @@ def die_with_parent(parent_pid: int) -> None:
     if _parent_gone(parent_pid):  # the parent died before the signal was armed
         os._exit(1)
     threading.Thread(target=_watch, args=(parent_pid,), name="die-with-parent", daemon=True).start()
+
+
+@contextmanager
+def sigint_held():
+    """Hold SIGINT back from this thread while worker processes are forked, so that a Ctrl-C in that moment cannot
+    reach a new worker before its initializer ignores it (a worker would print a traceback of its own). A SIGINT
+    that arrives meanwhile is delivered when the block ends. A no-op off the main thread or where the platform has
+    no signal masks."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def stop_pool(pool) -> None:

@@ -357,17 +357,19 @@ def _score_to_piece(score, fmt: int, tpb: int, title: str | None, where: str) ->
     if not counts:
         raise PieceReadError(where, "no notes in MIDI file")
     # every column once, for all tracks together (symusic gives int32 ticks, int8 pitches and velocities)
-    on = np.concatenate(times).astype(np.int64)
-    dur = np.concatenate(durations).astype(np.int64)
+    on = np.concatenate(times, dtype=np.int64)
+    dur = np.concatenate(durations, dtype=np.int64)
     pitch = np.concatenate(pitches)
     velocity = np.concatenate(velocities)
     program = np.repeat(np.asarray(programs, dtype=np.int16), counts)
     drum = np.repeat(np.asarray(drums, dtype=bool), counts)
-    if on.min() < 0 or dur.min() < 0:
+    shortest = int(dur.min())
+    if on.min() < 0 or shortest < 0:
         raise PieceReadError(where, f"lasts beyond {2**31 - 1:,} ticks, over the limit for one piece")
     end = on + dur
     open_at_end = end >= CLOSE_DELTA
     if open_at_end.any():  # notes never switched off end with the file's last event
+        shortest = 0  # their new end may be their onset
         last = max(int(on.max()), int(end[~open_at_end].max()) if (~open_at_end).any() else 0)
         for track in tracks:
             for events in (track.controls, track.pitch_bends):
@@ -378,7 +380,7 @@ def _score_to_piece(score, fmt: int, tpb: int, title: str | None, where: str) ->
                 last = max(last, int(events[-1].time))
         end[open_at_end] = last
     order = None  # which notes to keep, in what order; None: all of them, as they are
-    if not (end > on).all():  # zero-length notes carry nothing
+    if shortest <= 0 and not (end > on).all():  # zero-length notes carry nothing
         order = np.flatnonzero(end > on)
         if not len(order):
             raise PieceReadError(where, "no notes in MIDI file")
