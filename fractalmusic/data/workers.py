@@ -50,10 +50,10 @@ def die_with_parent(parent_pid: int) -> None:
 
 @contextmanager
 def sigint_held():
-    """Hold SIGINT back from this thread while worker processes are forked, so that a Ctrl-C in that moment cannot
-    reach a new worker before its initializer ignores it (a worker would print a traceback of its own). A SIGINT
-    that arrives meanwhile is delivered when the block ends. A no-op off the main thread or where the platform has
-    no signal masks."""
+    """Block SIGINT in this thread while worker processes are forked from it: a forked worker keeps the block until
+    its initializer (`die_with_parent`) has set SIGINT to be ignored, so a Ctrl-C in that moment cannot reach it
+    early (it would print a traceback of its own). The parent still hears a Ctrl-C (through another thread, or
+    when the block ends). A no-op off the main thread or where the platform has no signal masks."""
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return
