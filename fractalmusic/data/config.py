@@ -47,7 +47,9 @@ class DataConfig:
     cache_dir: str | None = None  # None: $FRACTALMUSIC_CACHE_DIR, else ~/.cache/fractalmusic
     no_cache: bool = False  # read and encode everything afresh; write nothing
     cache_in_memory: bool = True  # False: memory-map the encoded arrays from the cache folder
-    num_prep_workers: int = field(default_factory=_default_workers)  # processes reading files; 0 or 1: in-process
+    num_prep_workers: int = field(default_factory=_default_workers, metadata={"help": (
+        "most processes reading files (default: one per core; they start only when the files left would take over "
+        "a second in-process); 0 or 1: in-process")})
     seed: int = 0  # crops and pitch shifts are a pure function of (seed, epoch, item)
 
     def __post_init__(self):
