@@ -119,6 +119,44 @@ def test_config_validation():
     assert make(MARGenerator, generator_types=("mar", "ar", "ar")).types == ("mar", "ar", "ar")
 
 
+def test_default_level_types_are_resolved_and_old_checkpoints_keep_theirs():
+    m = make()
+    assert m.types == ("mar", "mar", "ar") and m.config.generator_types == ("mar", "mar", "ar")
+    assert FractalConfig().model_size == "compact" and MARGenerator.train_defaults == {"batch_size": 8}
+    # a version-1 checkpoint left the types empty, meaning every level of the generator's own kind
+    old = {"config": {"model_size": "tiny", "generator_types": None}, "model": {}}
+    assert MARGenerator.upgrade_state(old, 1)["config"]["generator_types"] == ["mar"] * 3
+    assert ARGenerator.upgrade_state(old, 1)["config"]["generator_types"] == ["ar"] * 3
+    kept = {"config": {"generator_types": ["mar", "ar", "ar"]}, "model": {}}
+    assert MARGenerator.upgrade_state(kept, 1)["config"]["generator_types"] == ["mar", "ar", "ar"]
+    assert MARGenerator.upgrade_state(old, 2) is old
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "2", True])
+def test_note_cell_weight_must_be_positive(bad):
+    with pytest.raises(ConfigError, match="note-cell-weight"):
+        FractalConfig(note_cell_weight=bad)
+
+
+@pytest.mark.parametrize("types", [("mar", "mar", "ar"), ("ar", "ar", "ar")])
+def test_note_cell_weight_scales_training_loss_on_sounding_cells_only(types):
+    plain, heavy = make(generator_types=types), make(generator_types=types, note_cell_weight=3.0)
+    heavy.load_state_dict(plain.state_dict())
+    batch = toy_batch(w=32)
+    torch.manual_seed(2)
+    a = plain.loss(batch)
+    torch.manual_seed(2)
+    b = heavy.loss(batch)
+    # the same masks were drawn: the empty cells cost the same, the sounding ones about 3x (silent flags: 1x)
+    assert b["loss_empty_cells"] == pytest.approx(a["loss_empty_cells"], rel=1e-5)
+    assert 1.5 * a["loss_note_cells"] < b["loss_note_cells"] <= 3.0 * a["loss_note_cells"] * (1 + 1e-5)
+    torch.manual_seed(3)
+    na = plain.nll(batch)
+    torch.manual_seed(3)
+    nb = heavy.nll(batch)  # the likelihood is never weighted
+    assert nb["nll_sum"] == pytest.approx(na["nll_sum"], rel=1e-5)
+
+
 def test_crop_wider_than_table_is_a_clear_error():
     m = make(max_crop_length=64)
     with pytest.raises(ConfigError, match="max-crop-length"):

@@ -40,6 +40,8 @@ SCAN_ORDERS = ("row_major", "column_major")
 PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
     # trains on a CPU in seconds: for tests and CI
     "tiny": {"widths": (64, 32, 16, 16), "depths": (1, 1, 1, 1), "heads": (2, 2, 1, 1)},
+    # the default: sized so that 30 CPU-minutes make ~2,000-3,000 steps at batch 8 and crop 128 (docs/BENCHMARKS.md)
+    "compact": {"widths": (128, 128, 64, 32), "depths": (4, 2, 1, 1), "heads": (4, 2, 1, 1)},
     # FractalMIDI's "small"
     "small": {"widths": (256, 256, 128, 64), "depths": (8, 4, 2, 1), "heads": (4, 2, 1, 1)},
     # FractalMIDI's default ("base")
@@ -52,11 +54,11 @@ PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
 class FractalConfig:
     """Hyper-parameters of the fractal MAR/AR generators over piano-roll grids."""
 
-    model_size: str = "small"  # preset for widths/depths/heads: tiny | small | base | large
+    model_size: str = "compact"  # preset for widths/depths/heads: tiny | compact | small | base | large
     widths: tuple[int, ...] | None = None  # transformer width per level (4: levels 0-2 + cell classifier)
     depths: tuple[int, ...] | None = None  # transformer blocks per level (4)
     heads: tuple[int, ...] | None = None  # attention heads per level (4)
-    generator_types: tuple[str, ...] | None = None  # mar|ar per level (3); empty: the generator's own kind
+    generator_types: tuple[str, ...] | None = None  # mar|ar per level (3); empty: the generator's default (mar: mar,mar,ar; ar: ar,ar,ar)
     scan_order: str = "row_major"  # AR order on each level's 2-D patch grid: row_major | column_major
     mask_ratio_loc: float = 1.0  # MAR training: mean of the normal the mask ratio is drawn from
     mask_ratio_scale: float = 0.5  # MAR training: its standard deviation (ratio units)
@@ -65,6 +67,7 @@ class FractalConfig:
     max_crop_length: int = 1024  # widest training crop / sampling window (sizes the level-0 position table)
     num_iter: tuple[int, ...] = DEFAULT_NUM_ITER  # MAR sampling iterations per level (3); AR levels ignore theirs
     skip_silent: bool = True  # predict a "silent patch" flag first and skip finer levels for silent patches
+    note_cell_weight: float = 1.0  # training only: weight of the cell classifier's loss on sounding cells (1: the likelihood)
 
     def __post_init__(self):
         if self.model_size not in PRESETS:
@@ -119,6 +122,10 @@ class FractalConfig:
             raise ConfigError(f"--max-crop-length must be a positive multiple of 16, not {m!r}")
         self.num_iter = parse_num_iter(self.num_iter, default=DEFAULT_NUM_ITER, option="--num-iter")
         self.skip_silent = bool(self.skip_silent)
+        w = self.note_cell_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not (0.0 < float(w) < 1e6):
+            raise ConfigError(f"--note-cell-weight must be a number > 0, not {w!r}")
+        self.note_cell_weight = float(w)
 
     # ------------------------------------------------------------- resolved values
     def level_widths(self) -> tuple[int, ...]:
@@ -130,8 +137,8 @@ class FractalConfig:
     def level_heads(self) -> tuple[int, ...]:
         return self.heads or PRESETS[self.model_size]["heads"]
 
-    def level_types(self, default: str) -> tuple[str, ...]:
-        return self.generator_types or (default,) * NUM_LEVELS
+    def level_types(self, default: tuple[str, ...]) -> tuple[str, ...]:
+        return self.generator_types or tuple(default)
 
 
 def parse_num_iter(value, default: tuple[int, ...] | None, option: str = "num_iter") -> tuple[int, ...]:

@@ -13,6 +13,8 @@ real cell of the batch: a MAR level that predicts k of its n real children multi
 n / k (the any-order estimator). `loss` divides by the number of real cells; `loss_note_cells` /
 `loss_empty_cells` split the same sum between cells that are sounding (onset/sustain) and silent in the target
 (the silent-flag terms are shared out over a patch's cells). Padding (mask False) is never predicted nor counted.
+With `note_cell_weight` w != 1, training multiplies the cell classifier's cross-entropy on sounding cells by w (the
+logged `loss` is then that weighted sum, no longer a likelihood); `nll` never weighs.
 The silent flag makes the likelihood an upper bound (a non-silent branch could also produce silence), never an
 underestimate.
 
@@ -111,7 +113,12 @@ class FractalGenerator(Generator):
     plugin_api_version: ClassVar[int] = 2  # declares SampleOptions / EvalOptions
     SampleOptions: ClassVar[type | None] = FractalSampleOptions  # --num-iter and the grid region --mask-*
     EvalOptions: ClassVar[type | None] = FractalEvalOptions  # --nll-forward-number
-    default_type: ClassVar[str] = "mar"
+    default_types: ClassVar[tuple[str, ...]] = ("mar", "mar", "ar")  # levels 0-2 when generator_types is empty
+    # more, smaller steps: on a CPU, batch 8 at the compact size makes ~0.6 s steps (docs/BENCHMARKS.md)
+    train_defaults: ClassVar[dict[str, Any]] = {"batch_size": 8}
+    # 2: an empty generator_types means `default_types` (1: every level of the generator's own kind); checkpoints
+    # store the resolved types from version 2 on
+    state_version: ClassVar[int] = 2
 
     def __init__(self, config: FractalConfig, spec: RepresentationSpec):
         super().__init__(config, spec)
@@ -121,7 +128,8 @@ class FractalGenerator(Generator):
         if height < 16 or height % 16:
             raise ConfigError(f"generator {self.name!r} needs a grid height that is a multiple of 16, not {height}")
         widths, depths, heads = config.level_widths(), config.level_depths(), config.level_heads()
-        self.types = config.level_types(self.default_type)
+        self.types = config.level_types(self.default_types)
+        config.generator_types = self.types  # stored resolved: a later change of the defaults keeps old checkpoints
         self.height, self.vocab = height, vocab
         levels = []
         for i in range(NUM_LEVELS):
@@ -144,6 +152,16 @@ class FractalGenerator(Generator):
         for name, p in self.named_parameters():
             if name.endswith(("start", "cond_pos", "child_pos", "mask_token", "head.pos")):
                 nn.init.normal_(p, std=0.02)
+
+    @classmethod
+    def upgrade_state(cls, state: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Version 1 checkpoints left generator_types empty for "every level of the generator's own kind"."""
+        if from_version < 2:
+            config = dict(state.get("config") or {})
+            if not config.get("generator_types"):
+                config["generator_types"] = [cls.name] * NUM_LEVELS
+            state = {**state, "config": config}
+        return state
 
     # ------------------------------------------------------------- plumbing
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
@@ -200,7 +218,11 @@ class FractalGenerator(Generator):
         if li == NUM_LEVELS:  # the cell classifier
             target = cells.reshape(-1)
             ce = F.cross_entropy(self.head(conds), target, reduction="none")
-            acc.add(scale * ce, (target != 0).float(), target.new_tensor(target.numel()))
+            sounding = (target != 0).float()
+            w = self.config.note_cell_weight
+            if mode == "train" and w != 1.0:  # `nll` always weighs every cell the same: it is the likelihood
+                ce = ce * (1.0 + (w - 1.0) * sounding)
+            acc.add(scale * ce, sounding, target.new_tensor(target.numel()))
             return
         level = self.levels[li]
         if level.silent_head is not None:
@@ -444,14 +466,16 @@ def _distributed() -> bool:
 
 
 class MARGenerator(FractalGenerator):
-    """Fractal generator, all levels masked-autoregressive unless `generator_types` says otherwise."""
+    """Fractal generator: MAR over 16x16 and 4x4 patches, AR over the cells of a 4x4 patch, unless
+    `generator_types` says otherwise (docs/BENCHMARKS.md: on the chorales the AR cell level trains faster and
+    breaks fewer notes than an all-MAR hierarchy at the same CPU budget)."""
 
     name = "mar"
-    default_type = "mar"
+    default_types = ("mar", "mar", "ar")
 
 
 class ARGenerator(FractalGenerator):
     """Fractal generator, all levels autoregressive (KV-cached sampling) unless `generator_types` says otherwise."""
 
     name = "ar"
-    default_type = "ar"
+    default_types = ("ar", "ar", "ar")
