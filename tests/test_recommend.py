@@ -30,14 +30,19 @@ def test_token_settings_find_the_calibration_temperature_and_a_nucleus():
     assert 0.985 <= float((above < top_p).float().mean()) <= 0.999
 
 
-def test_onset_density_counts_onsets_per_column():
+def test_note_density_counts_note_starts_per_column():
     grids = torch.zeros(2, 8, 4, dtype=torch.long)
     grids[0, 1, 0] = 2
-    grids[0, 2, 1] = 1  # a sustain is not an onset
+    grids[0, 1, 1] = 1  # a sustain after an onset continues the note
     grids[1, 3, 2] = 3  # a louder onset class
-    assert recommend.onset_density(grids) == pytest.approx(2 / 8)
+    assert recommend.note_density(grids) == pytest.approx(2 / 8)
     mask = torch.tensor([[True, True, False, False], [False, False, False, False]])
-    assert recommend.onset_density(grids, mask) == pytest.approx(1 / 2)
+    assert recommend.note_density(grids, mask) == pytest.approx(1 / 2)
+    grids[0, 5, 2] = 1  # a sustain after silence: the roll decodes it as a note of its own
+    grids[1, 6, 0] = 1  # ... also in the first column
+    grids[1, 6, 1] = 1
+    assert recommend.note_density(grids) == pytest.approx(4 / 8)
+    assert recommend.note_starts(grids)[1, 6].tolist() == [True, False, False, False]
 
 
 def train_tiny(out, capsys):

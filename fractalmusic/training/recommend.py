@@ -10,9 +10,11 @@ command line says otherwise (it prints one line saying so).
   - `top_p`: the smallest nucleus that still holds `coverage` (99%) of the validation tokens, where a token is
     in the nucleus p when the probability of the tokens likelier than it is below p. It cuts the long tail of
     unlikely tokens that a model, short of training, scatters its mistakes over; None when that needs p > 0.995.
-* Grid models: `temperature` among `GRID_TEMPERATURES`, the one whose sampled onset density (onsets per column,
-  two rolls the width of a validation crop each) is closest, in ratio, to the validation rolls'. Sampling is the
-  expensive part, so the trainer runs it once, at the end of training.
+* Grid models: `temperature` among `GRID_TEMPERATURES`, the one whose sampled note density (note starts per
+  column, `GRID_SAMPLES` rolls the width of a validation crop each) is closest, in ratio, to the validation
+  rolls'. A note starts at an onset cell and also at a sustain cell that follows silence: the piano roll decodes
+  such an orphan sustain as a note of its own, and an undertrained model makes many (a note broken in two).
+  Sampling is the expensive part, so the trainer runs it once, at the end of training.
 """
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ import torch
 import torch.nn.functional as F
 
 TEMPERATURES = tuple(round(0.5 + 0.05 * i, 2) for i in range(21))
-GRID_TEMPERATURES = (0.7, 0.85, 1.0)
+GRID_TEMPERATURES = (0.6, 0.7, 0.8, 0.9, 1.0)
+GRID_SAMPLES = 4  # rolls sampled per temperature
 COVERAGE = 0.99
-ONSET_MIN = 2  # pianoroll cells: 0 silence, 1 sustain, 2.. onsets
+SUSTAIN, ONSET_MIN = 1, 2  # pianoroll cells: 0 silence, 1 sustain, 2.. onsets
 
 
 def is_token_model(generator) -> bool:
@@ -70,19 +73,27 @@ def token_settings(logits: torch.Tensor, targets: torch.Tensor, coverage: float 
     }
 
 
-def onset_density(grids: torch.Tensor, mask: torch.Tensor | None = None) -> float:
-    """Onset cells per column of [B, H, W] grids (only columns where `mask` [B, W] is True)."""
-    onsets = (grids >= ONSET_MIN).sum(dim=1).float()  # [B, W]
+def note_starts(grids: torch.Tensor) -> torch.Tensor:
+    """Bool [B, H, W]: where a note starts in [B, H, W] pianoroll grids, as the representation decodes them (an
+    onset cell, or a sustain cell whose left neighbour is silent or outside the grid)."""
+    onset = grids >= ONSET_MIN
+    before = F.pad(grids[..., :-1], (1, 0))  # the cell one step earlier; silence before the first column
+    return onset | ((grids == SUSTAIN) & (before == 0))
+
+
+def note_density(grids: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Note starts per column of [B, H, W] grids (only columns where `mask` [B, W] is True)."""
+    starts = note_starts(grids).sum(dim=1).float()  # [B, W]
     if mask is not None:
         mask = mask.to(torch.bool)
-        return float(onsets[mask].sum()) / max(1, int(mask.sum()))
-    return float(onsets.sum()) / max(1, onsets.numel())
+        return float(starts[mask].sum()) / max(1, int(mask.sum()))
+    return float(starts.sum()) / max(1, starts.numel())
 
 
 @torch.no_grad()
-def grid_settings(generator, batches: Iterable[dict[str, Any]], n: int = 2, seed: int = 0,
+def grid_settings(generator, batches: Iterable[dict[str, Any]], n: int = GRID_SAMPLES, seed: int = 0,
                   temperatures: tuple[float, ...] = GRID_TEMPERATURES, max_batches: int = 4) -> dict[str, Any] | None:
-    """{"temperature", "onset_density": {T: density}, "data_onset_density"} (see the module docstring)."""
+    """{"temperature", "note_density": {T: density}, "data_note_density"} (see the module docstring)."""
     total, columns, width = 0.0, 0, 0
     for i, batch in enumerate(batches):
         if i >= max_batches:
@@ -90,7 +101,7 @@ def grid_settings(generator, batches: Iterable[dict[str, Any]], n: int = 2, seed
         grid = batch["grid"]
         mask = batch.get("mask")
         cols = int(mask.sum()) if mask is not None else grid.shape[0] * grid.shape[2]
-        total += onset_density(grid, mask) * cols
+        total += note_density(grid, mask) * cols
         columns += cols
         width = max(width, int(grid.shape[2]))
     if not columns or total <= 0:
@@ -100,14 +111,14 @@ def grid_settings(generator, batches: Iterable[dict[str, Any]], n: int = 2, seed
     got: dict[str, float] = {}
     for t in temperatures:
         rolls = torch.as_tensor(generator.sample(n, width, temperature=t, seed=seed))
-        got[str(t)] = onset_density(rolls)
+        got[str(t)] = note_density(rolls)
 
     def distance(t: float) -> float:
         d = got[str(t)]
         return abs(math.log(d / data)) if d > 0 else math.inf
 
     best = min(temperatures, key=distance)
-    return {"temperature": best, "onset_density": got, "data_onset_density": data}
+    return {"temperature": best, "note_density": got, "data_note_density": data}
 
 
 def describe(settings: dict[str, Any]) -> str:
