@@ -45,7 +45,7 @@ def test_second_run_reads_nothing_and_fits_nothing(tmp_path, monkeypatch):
 
     # without the index and packs, the per-file entries still spare the reader
     for sub in ("index", "packs"):
-        shutil.rmtree(tmp_path / ".fm-cache" / "data-v1" / sub)
+        shutil.rmtree(tmp_path / ".fm-cache" / "data-v2" / sub)
     _, _, report3 = build_datasets(_cfg(folder, val_fraction=0.3), ToyTokens(), log=None)
     assert len(reader.calls) == 5 and report3.cache_hits["pieces"] == 5 and report3.cache_hits["encoded"] == 5
 

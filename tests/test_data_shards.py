@@ -108,3 +108,40 @@ def test_items_come_from_memory_mapped_shards(tmp_path, monkeypatch):
     )
     assert report2.files_parsed == 0 and report2.cache_misses.get("packs") == 1
     assert all(np.array_equal(again[i]["grid"], mapped[i]["grid"]) for i in range(len(mapped)))
+
+
+def test_per_file_entries_are_written_in_bundles(tmp_path, monkeypatch):
+    folder = midi_folder(tmp_path / "songs")
+    root = tmp_path / "cache" / cache_mod.CACHE_LAYOUT
+    train, val, report = build_datasets(cfg(folder, tmp_path / "cache"), PianoRollRepresentation(), log=None)
+    assert report.files_parsed == 8
+    # eight music files: one bundle of parsed pieces, one of encodings (each pointing at its rows in a pack shard)
+    assert [p.suffix for p in (root / "pieces").iterdir()] == [".bundle"]
+    assert [p.suffix for p in (root / "encoded").iterdir()] == [".bundle"]
+    assert (root / "encoded").stat().st_size < 100_000  # no second copy of the rolls
+
+    # with the index and packs gone, the bundles serve every file and the pieces' rows are encoded again
+    for sub in ("index", "packs"):
+        for p in (root / sub).iterdir():
+            p.unlink()
+    train2, val2, report2 = build_datasets(cfg(folder, tmp_path / "cache"), PianoRollRepresentation(), log=None)
+    assert report2.files_parsed == 0 and report2.cache_hits["pieces"] == 8
+    assert report2.cache_misses["encoded"] == 8  # their shards are gone
+    for got, want in ((train2.store, train.store), (val2.store, val.store)):
+        assert got.sources == want.sources and all(np.array_equal(got[i], want[i]) for i in range(len(want)))
+
+    # a damaged bundle is as if missing: its files are parsed again, nothing fails
+    (bundle,) = (root / "pieces").iterdir()
+    bundle.write_bytes(bundle.read_bytes()[:100])
+    (root / "index").joinpath(next((root / "index").iterdir()).name).unlink()
+    _, _, report3 = build_datasets(cfg(folder, tmp_path / "cache"), PianoRollRepresentation(), log=None)
+    assert report3.files_parsed == 8
+
+    # a small BUNDLE_FILES: several bundles, all found again
+    monkeypatch.setattr(cache_mod, "BUNDLE_FILES", 3)
+    _, _, report4 = build_datasets(cfg(folder, tmp_path / "other"), PianoRollRepresentation(), log=None)
+    assert len(list((tmp_path / "other" / cache_mod.CACHE_LAYOUT / "pieces").iterdir())) == 3
+    for p in (tmp_path / "other" / cache_mod.CACHE_LAYOUT / "index").iterdir():
+        p.unlink()
+    _, _, report5 = build_datasets(cfg(folder, tmp_path / "other"), PianoRollRepresentation(), log=None)
+    assert report5.files_parsed == 0 and report5.cache_hits["pieces"] == 8

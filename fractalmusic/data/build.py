@@ -209,9 +209,11 @@ def _drums_left_out(representation) -> bool:
     return representation.name == "words"
 
 
-def _unusable(piece, representation, drums_out: bool) -> str | None:
-    """Why a read piece must not be encoded for training (too long for a roll, drums only), else None."""
-    why = piece_problem(piece, _grid_steps_per_beat(representation))
+def _unusable(piece, representation, drums_out: bool, summary: dict | None = None) -> str | None:
+    """Why a read piece must not be encoded for training (too long for a roll, drums only), else None. `summary`:
+    the piece's summary as read (its n_notes and end_beat), which spares going over the notes again."""
+    spb = _grid_steps_per_beat(representation)
+    why = summary_problem(summary, spb) if summary is not None else piece_problem(piece, spb)
     if why:
         return why
     notes = piece.notes
@@ -295,8 +297,13 @@ def _encode_file(entry: FileEntry, representation, cache: Cache, notes: bool, dt
     vocab = int(representation.vocab_size)
     blocks, lengths, failures = [], [], {}
     drums_out = _drums_left_out(representation)
-    for i, piece in enumerate(entry.pieces(cache, notes)):
-        unusable = _unusable(piece, representation, drums_out)
+    pieces = entry.pieces(cache, notes)
+    rows = (entry.meta or {}).get("pieces") or []
+    for i, piece in enumerate(pieces):
+        summary = rows[i].get("summary") if len(rows) == len(pieces) else None
+        if summary is not None and int(summary.get("n_notes", -1)) != piece.n_notes:
+            summary = None  # not this piece's (never expected): check the notes themselves
+        unusable = _unusable(piece, representation, drums_out, summary)
         if unusable:
             failures[str(i)] = unusable
             lengths.append(0)
@@ -340,23 +347,28 @@ def _encode_file(entry: FileEntry, representation, cache: Cache, notes: bool, dt
 
 
 def _encoded_piece(
-    ref: PieceRef, representation, cache: Cache, notes: bool, dtype: np.dtype, fingerprint: str, entries: dict
-) -> tuple[np.ndarray | None, str | None]:
-    """(stored block, None) for one piece, or (None, why it cannot be used): from its file's cached encoding, or
-    encoded now (and cached at once, so an interrupted preparation keeps it). Encodings of files holding several
-    pieces stay in `entries` (shared by the splits: a book split by tune is encoded once); the others are dropped
-    after use, with the file's notes, so memory does not grow with the corpus."""
+    ref: PieceRef, representation, cache: Cache, notes: bool, dtype: np.dtype, fingerprint: str, entries: dict,
+    packed: bool = False,
+) -> tuple[np.ndarray | None, str | None, tuple | None]:
+    """(stored block, None, to_pack) for one piece, or (None, why it cannot be used, None): from its file's cached
+    encoding, or encoded now. A new encoding is cached at once (written with the next bundle, so an interrupted
+    preparation keeps it) - except, when `packed`, that of a file of one piece: `to_pack` (its encoding key,
+    lengths and meta) then goes with the block to the PackWriter, whose shard holds the only copy of its rows.
+    Encodings of files holding several pieces stay in `entries` (shared by the splits: a book split by tune is
+    encoded once); the others are dropped after use, with the file's notes, so memory does not grow with the
+    corpus."""
     fkey = ref.file.key
     enc = entries.get(fkey)
+    to_pack = None
     if enc is None:
         key = make_key("encoded", fkey, fingerprint, dtype.str)
         enc = cache.load_encoded(key)
         if enc is None:
             enc = _encode_file(ref.file, representation, cache, notes, dtype)
-            try:
+            if packed and ref.file.n_pieces == 1 and len(enc["data"]):
+                to_pack = (key, enc["lengths"], enc["meta"])
+            else:
                 cache.save_encoded(key, enc["data"], enc["lengths"], enc["meta"])
-            except OSError:
-                pass
         enc["offsets"] = np.concatenate([[0], np.cumsum(enc["lengths"])])
         if ref.file.n_pieces > 1:
             entries[fkey] = enc
@@ -364,9 +376,9 @@ def _encoded_piece(
             ref.file.release()  # its notes are encoded; the cache has them if anything asks again
     why = enc["meta"].get("failures", {}).get(str(ref.index))
     if why:
-        return None, why
+        return None, why, None
     a, b = int(enc["offsets"][ref.index]), int(enc["offsets"][ref.index + 1])
-    return enc["data"][a:b], None
+    return enc["data"][a:b], None, to_pack
 
 
 def _split_store(
@@ -402,31 +414,46 @@ def _split_store(
         fingerprint = representation.fingerprint()
         writer = PackWriter(cache, key) if cache.enabled else None
         kept, failed, lengths = [], [], []
-        for pos, ref in enumerate(refs):
-            block, why = _encoded_piece(ref, representation, cache, notes, dtype, fingerprint, entries)
-            if why:
-                failed.append((pos, why))
-                continue
-            kept.append(pos)
-            lengths.append(int(block.shape[0]))
+
+        def block_of(k: int) -> np.ndarray:  # a kept piece again (the pack could not be written): from the cache
+            return _encoded_piece(refs[k], representation, cache, notes, dtype, fingerprint, entries)[0]
+
+        try:
+            for pos, ref in enumerate(refs):
+                block, why, to_pack = _encoded_piece(ref, representation, cache, notes, dtype, fingerprint, entries,
+                                                     packed=writer is not None)
+                if why:
+                    failed.append((pos, why))
+                    continue
+                kept.append(pos)
+                lengths.append(int(block.shape[0]))
+                if writer is not None:
+                    try:
+                        writer.add(block, to_pack)
+                    except OSError:  # a full or read-only cache folder: keep this split in memory instead
+                        writer = None
+                        blocks = blocks if in_memory else [block_of(k) for k in kept[:-1]]
+                elif to_pack is not None:  # the pack is given up: the encoding is cached the usual way
+                    cache.save_encoded(to_pack[0], block, to_pack[1], to_pack[2])
+                if writer is None or in_memory:  # in memory: the blocks in hand, not the pack read back
+                    blocks.append(np.array(block) if isinstance(block, np.memmap) else block)
+            note = {"kept": kept, "failed": failed, "lengths": lengths}
             if writer is not None:
-                try:
-                    writer.add(block)
-                except OSError:  # a full or read-only cache folder: keep this split in memory instead
+                try:  # the shards first, the index last: an index always describes complete shards
+                    note["shards"] = writer.finish()
+                    cache.save_json("packs", key, note)
+                    paths = [cache.root / "packs" / sh["name"] for sh in note["shards"]]
+                except OSError:
                     writer = None
-                    blocks = [_encoded_piece(refs[k], representation, cache, notes, dtype, fingerprint, entries)[0]
-                              for k in kept[:-1]]  # fmt: skip
-            if writer is None:
-                blocks.append(block)
-        note = {"kept": kept, "failed": failed, "lengths": lengths}
-        if writer is not None:
-            try:  # the shards first, the index last: an index always describes complete shards
-                note["shards"] = writer.finish()
-                cache.save_json("packs", key, note)
-                paths = [cache.root / "packs" / sh["name"] for sh in note["shards"]]
-            except OSError:
-                blocks = [_encoded_piece(refs[k], representation, cache, notes, dtype, fingerprint, entries)[0]
-                          for k in kept]  # fmt: skip
+                    blocks = blocks if in_memory else [block_of(k) for k in kept]
+        except BaseException:
+            if writer is not None:  # interrupted: the shard being filled is written, with the encodings it holds
+                try:
+                    writer.stop()
+                except OSError:
+                    pass
+            cache.flush()  # and the encodings gathered so far (else written when preparation ends)
+            raise
     for pos, why in note["failed"]:
         skipped.append((refs[int(pos)].source, why))
     kept_refs = [refs[int(pos)] for pos in note["kept"]]
@@ -436,12 +463,12 @@ def _split_store(
     if paths is not None and not in_memory:
         pieces = [int(sh["pieces"]) for sh in note["shards"]]
         return PieceStore(kind, shard_paths=paths, shard_pieces=pieces, lengths=note["lengths"], sources=sources)
-    if paths is not None:
+    if paths is not None and not blocks:  # a pack found in the cache, loaded
         data = np.concatenate([np.load(p, allow_pickle=False) for p in paths], axis=0)
         offsets = np.concatenate([[0], np.cumsum(note["lengths"])]).astype(np.int64)
         arrays = [data[offsets[i] : offsets[i + 1]] for i in range(len(kept_refs))]
     else:
-        arrays = blocks  # each piece's block as encoded (no cache: nothing to load, no copy to make)
+        arrays = blocks  # each piece's block as encoded (just packed, or no cache: nothing to load, no copy to make)
     if kind == "grid":
         arrays = [a.T for a in arrays]
     return PieceStore(kind, arrays=arrays, sources=sources)
@@ -561,6 +588,7 @@ def _finish(report: DataReport, cache: Cache, start: float, reads: list[ReadCorp
     for r in reads:
         for f in r.files:
             f.release()
+    cache.close()  # anything still gathered is written; the bundles read are let go
     report.cache_hits = dict(cache.hits)
     report.cache_misses = dict(cache.misses)
     report.seconds = time.perf_counter() - start

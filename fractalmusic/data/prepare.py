@@ -459,4 +459,5 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
             finish(e, read_file(str(e.path), notes, *args))
     finally:
         bar.close()
+        cache.flush()  # the entries gathered so far, also when interrupted: the next run starts from them
     return len(entries)
