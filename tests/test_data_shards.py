@@ -145,3 +145,22 @@ def test_per_file_entries_are_written_in_bundles(tmp_path, monkeypatch):
         p.unlink()
     _, _, report5 = build_datasets(cfg(folder, tmp_path / "other"), PianoRollRepresentation(), log=None)
     assert report5.files_parsed == 0 and report5.cache_hits["pieces"] == 8
+
+
+def test_a_cache_folder_that_cannot_be_written_costs_only_the_cache(tmp_path, monkeypatch):
+    folder = midi_folder(tmp_path / "songs", n=6)
+    want_train, want_val, _ = build_datasets(cfg(folder, tmp_path / "c", no_cache=True), PianoRollRepresentation(),
+                                             log=None)
+
+    def full_disk(path, write):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache_mod, "_atomic", full_disk)
+    monkeypatch.setattr(cache_mod, "BUNDLE_FILES", 2)  # bundles fill (and fail to be written) while reading
+    for in_memory in (True, False):
+        train, val, report = build_datasets(cfg(folder, tmp_path / "c", cache_in_memory=in_memory),
+                                            PianoRollRepresentation(), log=None)
+        assert report.files_parsed == 6
+        for got, want in ((train.store, want_train.store), (val.store, want_val.store)):
+            assert got.sources == want.sources and all(np.array_equal(got[i], want[i]) for i in range(len(want)))
+    assert not any(p.is_file() for p in (tmp_path / "c").rglob("*"))

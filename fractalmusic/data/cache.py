@@ -211,11 +211,16 @@ class _Bundles:
 
     def _scan(self) -> dict[str, Path]:
         catalog: dict[str, Path] = {}
+        found = []
         try:
-            paths = sorted(self.folder.glob("*.bundle"), key=lambda p: p.stat().st_mtime)
+            for path in self.folder.glob("*.bundle"):
+                try:
+                    found.append((path.stat().st_mtime, path))
+                except OSError:  # gone meanwhile (another process's temporary name is never *.bundle)
+                    pass
         except OSError:
-            paths = []
-        for path in paths:  # oldest first: a key in two bundles is served by the newer one
+            pass
+        for _, path in sorted(found):  # oldest first: a key in two bundles is served by the newer one
             try:
                 with open(path, "rb") as f:
                     keys, _ = _bundle_head(f)
@@ -262,7 +267,10 @@ class _Bundles:
         self.pending[key] = (meta, {name: _contiguous(a) for name, a in arrays.items()})
         self.pending_bytes += sum(a.nbytes for a in arrays.values())
         if len(self.pending) >= BUNDLE_FILES or self.pending_bytes >= BUNDLE_BYTES:
-            self.flush()
+            try:
+                self.flush()
+            except OSError:  # a full or read-only cache folder must not stop preparation: those entries are lost
+                pass
 
     def flush(self) -> None:
         """Write the gathered entries as one bundle (named by their keys, so two processes that gathered the same
