@@ -9,8 +9,14 @@ Per-level tuples have one entry per level of the hierarchy:
   order and no iterations). For FractalMIDI's spellings (`mar,mar,mar,mar`, `8,4,2,1`) a 4th entry is accepted
   and dropped: it named that final level.
 
-Defaults, and why:
+Defaults, and why (measured on the Bach chorales on one CPU thread, docs/BENCHMARKS.md):
 
+* model_size compact (with the generators' train_defaults batch 8): about 0.5-0.7 s per step, so 30 minutes make
+  2,500-3,500 steps; the old default, FractalMIDI's small at batch 32, made about 180.
+* generator_types: empty means the generator's own default, `mar` = mar,mar,ar (an AR cell level trains faster and
+  breaks fewer notes than all-MAR at the same budget) and `ar` = ar,ar,ar; checkpoints store the resolved types.
+* note_cell_weight 1.0: the plain likelihood. 3 cut the sixteenth-note share of 640-step samples by a third but
+  made them too dense and wider in pitch than the data, so it is an option, not the default.
 * mask_ratio_min 0.0: as in the fractal paper's code (a normal truncated to [0, 1] in ratio units). `nll` masks
   down to one child in N and the last MAR sampling iterations predict with only ~pi/(2T) of the children still
   masked, so training must visit low ratios too; they are rare with loc 1 / scale 0.5 (3% of draws below 0.1),
