@@ -3,6 +3,7 @@
     python scripts/folk_quality.py bars samples/folk60            # parse rate and bar consistency of *.abc tunes
     python scripts/folk_quality.py bars --corpus 80                # the same on 80 random tunes of the folk corpus
     python scripts/folk_quality.py bodies CKPT --book miscFolk --max-tunes 300   # bits/char of bodies
+    python scripts/folk_quality.py bodies CKPT --book ryansMammoth --drop-near-copies   # a held-out folk book
     python scripts/folk_quality.py lr runs/folk/metrics.jsonl      # last logged lr against the peak
 
 bars: a tune counts as parsed when music21 reads it into a score with notes. Over the parsed tunes, every inner
@@ -10,7 +11,9 @@ measure of the first part (its first and last measure left out: anacrusis and it
 when its duration equals the bar of the time signature in force. Bar consistency = right / judged, pooled.
 
 bodies: the bits per character the checkpoint gives the characters after each tune's K: line (the body), read as
-the representation normalises tunes, each tune fed from its own start (so the header conditions the body).
+the representation normalises tunes, each tune fed from its own start (so the header conditions the body). With
+--drop-near-copies the tunes of a held-out folk book that another folk book also holds (a near copy by
+fractalmusic.metrics.abc: Jaccard similarity of body 8-grams >= 0.7) are left out and counted.
 """
 from __future__ import annotations
 
@@ -95,6 +98,18 @@ def cmd_bodies(args) -> dict:
     tunes = [t for t in tunes if "K:" in t]
     random.Random(0).shuffle(tunes)
     tunes = tunes[: args.max_tunes]
+    near = 0
+    if args.drop_near_copies:
+        # tunes of the book that another folk book also holds (Jaccard of body 8-grams >= 0.7): a held-out book
+        # shares repertoire with the others, and those tunes were in effect seen in training
+        from fractalmusic.data.corpora import BUILTINS
+        from fractalmusic.metrics.abc import NEAR_COPY_THRESHOLD, MemorisationIndex
+
+        others = [p for p in BUILTINS["folk"].files() if p.parent.resolve() != root.resolve()]
+        index = MemorisationIndex(tunes_of(others))
+        kept = [t for t in tunes if index.best_match(t)[0] < NEAR_COPY_THRESHOLD]
+        near = len(tunes) - len(kept)
+        tunes = kept
     nats = chars = 0.0
     with torch.no_grad():
         for t in tunes:
@@ -116,7 +131,8 @@ def cmd_bodies(args) -> dict:
             body = nll[max(0, offset - 1):]
             nats += float(body.sum())
             chars += body.numel()
-    return {"tunes": len(tunes), "body_chars": int(chars), "bits_per_char": nats / chars / math.log(2)}
+    return {"tunes": len(tunes), "near_copies_left_out": near, "body_chars": int(chars),
+            "bits_per_char": nats / chars / math.log(2)}
 
 
 def cmd_lr(args) -> dict:
@@ -138,6 +154,8 @@ def main(argv: list[str]) -> None:
     d.add_argument("checkpoint")
     d.add_argument("--book", default="miscFolk", help="folder or music21 corpus folder name")
     d.add_argument("--max-tunes", type=int, default=300)
+    d.add_argument("--drop-near-copies", action="store_true",
+                   help="leave out tunes that another book of the folk corpus holds too (near copies)")
     lr = sub.add_parser("lr")
     lr.add_argument("metrics")
     args = p.parse_args(argv)

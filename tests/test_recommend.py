@@ -75,3 +75,54 @@ def test_checkpoint_records_settings_and_sample_uses_them(tmp_path, capsys):
     save_checkpoint(last, payload)
     code, out, err = fmusic(capsys, *args, "--out-dir", tmp_path / "d")
     assert code == 0 and "recommended" not in out
+
+
+GOOD_TUNE = "X:1\nM:4/4\nL:1/8\nK:G\nG2 | ABcd efga | gfed cBAG | ABcd efga | gfed cBA |]\n"
+BAD_TUNE = "X:1\nM:4/4\nL:1/8\nK:G\nG2 | ABcd efg | gfed cBAGF | ABcd efga | gfed cBA |]\n"  # 2 of 3 inner bars wrong
+
+
+class _TextModel:
+    """A stand-in generator + representation: at temperature >= `hot` every tune has wrong bars, below it right ones.
+    It records the settings it was asked for."""
+
+    def __init__(self, hot):
+        self.hot, self.calls = hot, []
+
+    def sample(self, n, length, temperature=1.0, top_p=None, seed=None):
+        self.calls.append((n, length, temperature, top_p, seed))
+        return [(temperature,)] * n
+
+    def decode(self, array):
+        from fractalmusic.piece import Piece
+
+        t = array[0]
+        return Piece(abc=BAD_TUNE if t >= self.hot - 1e-9 else GOOD_TUNE, meta={"ended": True})
+
+
+def test_bar_score_is_the_mean_over_tunes_of_their_right_inner_bars():
+    from fractalmusic.piece import Piece
+
+    good, counts = recommend.bar_score([Piece(abc=GOOD_TUNE, meta={"ended": True})])
+    assert good == 1.0 and counts == {"tunes": 1, "ended": 1, "judged": 3, "right": 3}
+    long_bad = BAD_TUNE.replace("ABcd efga |", "ABcd efga | " * 10, 1)  # 9 more right bars: 10 of 12 right
+    score, counts = recommend.bar_score([Piece(abc=GOOD_TUNE, meta={"ended": False}), Piece(abc=long_bad)])
+    assert score == pytest.approx((1 + 10 / 12) / 2) and counts["ended"] == 1 and counts["judged"] == 15
+    assert recommend.bar_score([Piece(abc="X:1\nM:4/4\nK:G\nAB|\n")]) is None  # nothing to judge
+    assert recommend.bar_score([Piece()]) is None  # no ABC text: nothing to say
+
+
+def test_bar_settings_cool_only_as_far_as_well_formed_bars_need():
+    # bars go right below T 0.95: of 1.0, 0.9, 0.8, 0.7 the highest that reaches the best score is 0.9
+    model = _TextModel(hot=0.95)
+    got = recommend.bar_settings(model, model, {"temperature": 1.0, "top_p": 0.97}, n=3, length=50, seed=7)
+    assert got["temperature"] == 0.9 and got["calibration_temperature"] == 1.0 and got["top_p"] == 0.97
+    assert got["bar_scores"] == {"1": pytest.approx(1 / 3, abs=1e-4), "0.9": 1.0, "0.8": 1.0, "0.7": 1.0}
+    assert [c[2] for c in model.calls] == [1.0, 0.9, 0.8, 0.7]
+    assert all(c[0] == 3 and c[1] == 50 and c[3] == 0.97 and c[4] == 7 for c in model.calls)  # same seed for each
+    # bars right at every temperature: the calibration temperature stays
+    model = _TextModel(hot=9.0)
+    assert recommend.bar_settings(model, model, {"temperature": 1.0, "top_p": None}, n=2)["temperature"] == 1.0
+    # never below BAR_MIN_TEMPERATURE
+    model = _TextModel(hot=0.75)
+    got = recommend.bar_settings(model, model, {"temperature": 0.8, "top_p": None}, n=2)
+    assert got["temperature"] == 0.7 and set(got["bar_scores"]) == {"0.8", "0.7", "0.6"}

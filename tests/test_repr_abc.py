@@ -182,6 +182,22 @@ def test_annotations_dropped_by_default_chord_symbols_kept():
     assert keep.array_to_text(keep.encode(Piece(abc=tune))).splitlines()[-1].startswith('"Am"uB2G (G2.A) "4"d2')
 
 
+def test_dropping_annotations_drops_layout_spacers():
+    from fractalmusic.representations.abc_text import drop_annotations, normalise_abc
+
+    assert drop_annotations('B2``G2 y G2d2 | "Daisy"A2 "Gm"c [K:G] !trilly!c y') == 'B2G2 G2d2 | A2 "Gm"c [K:G] c'
+    assert normalise_abc("X:1\nM:2/4\nK:G\nB``G y|\n", annotations="keep").endswith("B``G y|\n")
+
+
+def test_dropping_annotations_joins_continued_lines():
+    from fractalmusic.representations.abc_text import normalise_abc
+
+    tune = ("X:1\nM:4/4\nL:1/8\nK:G\nABcd efga|\\\nw:la la\ngfed cBAG|\\\n\\\nABcd efga|\n"
+            "[K:D]\\\nP:B\ndefg a4|]\\\n")
+    assert normalise_abc(tune, annotations="drop").splitlines()[4:] == ["ABcd efga| gfed cBAG| ABcd efga|", "[K:D]", "P:B", "defg a4|]"]
+    assert normalise_abc(tune, annotations="keep").splitlines()[4] == "ABcd efga|\\"
+
+
 def test_dropping_annotations_keeps_every_pitch_and_duration():
     """music21 hears the same notes with and without the transcribers' marks (real corpus tunes)."""
     from pathlib import Path

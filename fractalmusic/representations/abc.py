@@ -26,8 +26,9 @@ _TABLE_LIMIT = 0xFFFF  # code points above this are looked up in a dict instead 
 class ABCConfig:
     header_mode: str = "musical"  # "musical": only X T M L K Q R P V (+U m) fields; "all": every line
     min_char_freq: int = 1  # characters seen fewer times in the corpus become <unk>
-    # "drop": remove text annotations, fingerings, bowings and decorations from tune bodies (chord symbols stay),
-    # so a small model spends its capacity on notes and bars; "keep": every character of the body
+    # "drop": remove text annotations, fingerings, bowings, decorations and layout spacers from tune bodies (chord
+    # symbols stay) and join continued lines, so a small model spends its capacity on notes and bars; "keep": every
+    # character of the body
     annotations: str = "drop"
 
     def __post_init__(self):
@@ -262,9 +263,15 @@ class ABCRepresentation(Representation):
         return self._chars_of(array, None)[0]
 
     # ------------------------------------------------------------------ persistence
+    # what `normalise` writes, versioned: encoded packs in the data cache are keyed by the fingerprint (this state),
+    # so a change to the normalisation must change this number (3: with annotations dropped, backquotes and y
+    # spacers go and continued lines are joined). load_state ignores it.
+    TEXT_VERSION = 3
+
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["chars"] = self.chars if self._chars is not None else None
+        state["text_version"] = self.TEXT_VERSION
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:

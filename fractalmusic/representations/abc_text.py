@@ -56,15 +56,21 @@ _QUOTED = re.compile(r'"([^"]*)"')
 _LONG_DECORATION = re.compile(r"![^!\n]*!|\+[^+\n]*\+")
 _INLINE_FIELD = re.compile(r"\[[A-Za-z]:[^\]]*\]")
 _SHORT_DECORATIONS = re.compile(r"[.~HLMOPSTuv]")
+_SPACERS = re.compile(r"[`y]")  # backquotes (beaming-preserving spaces) and y spacers: layout, no time, no sound
+
+
+def _clean_marks(text: str) -> str:
+    return _SPACERS.sub("", _SHORT_DECORATIONS.sub("", _LONG_DECORATION.sub("", text)))
 
 
 def drop_annotations(line: str) -> str:
     """A body line without text annotations, fingerings, bowings and decorations; chord symbols stay.
 
     Drops quoted strings that are not chord symbols, !name! and +name+ decorations, and the one-character
-    decorations . ~ H L M O P S T u v (staccato, roll, fermata, accent, mordents, coda, segno, trill, bowings).
-    Inline fields such as [K:G] and chord symbols are kept untouched. music21 reads either form; a small model
-    learns the notes faster without the transcribers' marks.
+    decorations . ~ H L M O P S T u v (staccato, roll, fermata, accent, mordents, coda, segno, trill, bowings), and
+    the layout characters that carry no music: backquotes (spaces that keep a beam) and y spacers. Inline fields
+    such as [K:G] and chord symbols are kept untouched. music21 reads either form; a small model learns the notes
+    faster without the transcribers' marks, and does not spend its guesses on one transcriber's layout habits.
     """
     kept: list[str] = []
     pos = 0
@@ -76,11 +82,11 @@ def drop_annotations(line: str) -> str:
     for start, end, text, keep in pieces:
         if start < pos:  # a quote inside an inline field, or the reverse: leave it to the outer one
             continue
-        kept.append(_SHORT_DECORATIONS.sub("", _LONG_DECORATION.sub("", line[pos:start])))
+        kept.append(_clean_marks(line[pos:start]))
         if keep:
             kept.append(text)
         pos = end
-    kept.append(_SHORT_DECORATIONS.sub("", _LONG_DECORATION.sub("", line[pos:])))
+    kept.append(_clean_marks(line[pos:]))
     return _SPACES.sub(" ", "".join(kept)).strip()
 
 
@@ -89,10 +95,11 @@ def normalise_abc(text: str, header_mode: str = "musical", annotations: str = "k
 
     Lines are stripped, runs of spaces/tabs become one space, blank lines go (a blank line ends a tune in ABC),
     and a field's value loses the spaces after its colon ("M: 6/8" -> "M:6/8"). `annotations="drop"` also removes
-annotations and decorations from body lines (see `drop_annotations`). In "musical" mode comment lines,
-    stylesheet directives (%%...), trailing % comments and non-musical fields (N: B: Z: S: O: H: D: F: G: A: C:
-    W: w: I: ...) are dropped, in the header and in the body alike; "all" keeps every line. The result ends with
-    one newline (or is empty).
+    annotations and decorations from body lines (see `drop_annotations`) and joins a music line ending in a
+    continuation backslash to the next music line (one space between; layout only, the music is the same). In
+    "musical" mode comment lines, stylesheet directives (%%...), trailing % comments and non-musical fields (N: B:
+    Z: S: O: H: D: F: G: A: C: W: w: I: ...) are dropped, in the header and in the body alike; "all" keeps every
+    line. The result ends with one newline (or is empty).
     """
     if header_mode not in HEADER_MODES:
         raise ValueError(f"header_mode must be one of {HEADER_MODES}, not {header_mode!r}")
@@ -103,6 +110,7 @@ annotations and decorations from body lines (see `drop_annotations`). In "musica
     out: list[str] = []
     keep_continuation = True
     in_header = True
+    joining = False  # the last music line ended with a continuation backslash (annotations="drop")
     for raw in text.splitlines():
         line = raw.strip()
         if not line:
@@ -111,6 +119,7 @@ annotations and decorations from body lines (see `drop_annotations`). In "musica
             if musical:
                 continue
             out.append(_SPACES.sub(" ", line))
+            joining = False
             continue
         if musical and "%" in line:
             line = _COMMENT.sub("", line).rstrip()
@@ -127,11 +136,20 @@ annotations and decorations from body lines (see `drop_annotations`). In "musica
                 keep_continuation = keep
             if keep:
                 out.append(field + ":" + _SPACES.sub(" ", line[2:].strip()))
+                joining = False
             continue
         if drop and not in_header:
             line = drop_annotations(line)
-            if not line:
-                continue
+            continued = line.endswith("\\")
+            if continued:  # a line continuation: the next music line joins this one
+                line = line[:-1].rstrip()
+            if line:
+                if joining:
+                    out[-1] += " " + line
+                else:
+                    out.append(line)
+            joining = continued and bool(out) and (joining or bool(line))
+            continue
         out.append(_SPACES.sub(" ", line))
     return "\n".join(out) + "\n" if out else ""
 

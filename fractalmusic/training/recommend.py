@@ -10,6 +10,15 @@ command line says otherwise (it prints one line saying so).
   - `top_p`: the smallest nucleus that still holds `coverage` (99%) of the validation tokens, where a token is
     in the nucleus p when the probability of the tokens likelier than it is below p. It cuts the long tail of
     unlikely tokens that a model, short of training, scatters its mistakes over; None when that needs p > 0.995.
+* Token models whose decoded pieces carry ABC text (the `abc` and `words` representations), once at the end:
+  the calibration temperature is a statement about single characters, while a tune is right only when the
+  lengths of its notes add up to whole bars. `bar_settings` samples a few tunes at the calibration temperature
+  and at temperatures below it (`BAR_TEMPERATURE_STEPS`, never under `BAR_MIN_TEMPERATURE`; the same seed for
+  each, with the recommended top-p), scores each set by its well-formed bars (the mean over tunes of the share of
+  inner bars whose length is the bar of `M:`, by `fractalmusic.metrics.abc`; a mean over tunes, so that one
+  long looping tune does not outweigh the others), and recommends the highest temperature whose score is within
+  `BAR_TOLERANCE` of the best one: a cooler temperature only when it buys better-formed tunes, as little cooling
+  as that needs.
 * Grid models: `temperature` among `GRID_TEMPERATURES`, the one whose sampled note density (note starts per
   column, `GRID_SAMPLES` rolls the width of a validation crop each) is closest, in ratio, to the validation
   rolls'. A note starts at an onset cell and also at a sustain cell that follows silence: the piano roll decodes
@@ -73,6 +82,58 @@ def token_settings(logits: torch.Tensor, targets: torch.Tensor, coverage: float 
     }
 
 
+BAR_TEMPERATURE_STEPS = (0.0, 0.1, 0.2, 0.3)  # below the calibration temperature
+BAR_MIN_TEMPERATURE = 0.6
+BAR_TOLERANCE = 0.03
+BAR_SAMPLES = 32
+BAR_LENGTH = 1000  # new tokens per sampled tune (fmusic sample's default length)
+
+
+def bar_score(pieces) -> tuple[float, dict[str, int]] | None:
+    """(score, counts) over the pieces with ABC text: the mean over tunes of right / judged inner bars (bars whose
+    length is the bar of their `M:`; a tune with no bar to judge scores 0); None when no piece has ABC text or
+    nothing can be judged."""
+    from fractalmusic.metrics.abc import check_bar_lengths
+
+    judged = right = texts = ended = 0
+    total = 0.0
+    for piece in pieces:
+        text = getattr(piece, "abc", None)
+        if not text:
+            continue
+        texts += 1
+        ended += bool(piece.meta.get("ended", True))
+        check = check_bar_lengths(text)
+        judged += check.judged
+        right += check.right
+        total += check.right / check.judged if check.judged else 0.0
+    if not texts or not judged:
+        return None
+    return total / texts, {"tunes": texts, "ended": ended, "judged": judged, "right": right}
+
+
+@torch.no_grad()
+def bar_settings(generator, representation, settings: dict[str, Any], n: int = BAR_SAMPLES,
+                 length: int = BAR_LENGTH, seed: int = 0) -> dict[str, Any] | None:
+    """`settings` (from `token_settings`) with the temperature chosen for well-formed bars (see the module
+    docstring), and the scores per temperature under "bar_scores"; None when the samples carry no ABC text."""
+    base = float(settings.get("temperature") or 1.0)
+    candidates = sorted({round(base - d, 2) for d in BAR_TEMPERATURE_STEPS if base - d >= BAR_MIN_TEMPERATURE - 1e-9}
+                        | {base}, reverse=True)
+    scores: dict[str, float] = {}
+    for t in candidates:
+        arrays = generator.sample(n, length, temperature=t, top_p=settings.get("top_p"), seed=seed)
+        got = bar_score([representation.decode(a) for a in arrays])
+        if got is None:
+            return None
+        scores[f"{t:g}"] = round(got[0], 4)
+    best = max(scores.values())
+    chosen = next(t for t in candidates if scores[f"{t:g}"] >= best - BAR_TOLERANCE)
+    out = dict(settings)
+    out.update(temperature=chosen, calibration_temperature=base, bar_scores=scores, bar_samples=n)
+    return out
+
+
 def note_starts(grids: torch.Tensor) -> torch.Tensor:
     """Bool [B, H, W]: where a note starts in [B, H, W] pianoroll grids, as the representation decodes them (an
     onset cell, or a sustain cell whose left neighbour is silent or outside the grid)."""
@@ -119,6 +180,17 @@ def grid_settings(generator, batches: Iterable[dict[str, Any]], n: int = GRID_SA
 
     best = min(temperatures, key=distance)
     return {"temperature": best, "note_density": got, "data_note_density": data}
+
+
+def explain(settings: dict[str, Any]) -> str:
+    """`describe`, and for a temperature chosen for well-formed bars the score of every temperature tried."""
+    text = describe(settings) or "the defaults"
+    scores = settings.get("bar_scores")
+    if scores:
+        tried = ", ".join(f"T {t} {v:.3f}" for t, v in scores.items())
+        text += (f" (well-formed bars in {settings.get('bar_samples')} sampled tunes: {tried}; calibration "
+                 f"temperature {settings.get('calibration_temperature'):g})")
+    return text
 
 
 def describe(settings: dict[str, Any]) -> str:

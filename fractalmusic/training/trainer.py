@@ -812,17 +812,19 @@ class Trainer:
                 if tokens:
                     got = recommend.token_logits(gen, batches)
                     rec = recommend.token_settings(*got) if got is not None else None
+                    if rec is not None and at_end:  # ABC text: a temperature for well-formed bars (a few samples)
+                        rec = recommend.bar_settings(gen, self.representation, rec, seed=cfg.seed) or rec
                 else:
                     rec = recommend.grid_settings(gen, batches, seed=cfg.seed)
         finally:
             gen.train(was_training)
         if rec is None:
             return
-        rec.update(step=self.step, at_end=bool(at_end) and not tokens)
+        rec.update(step=self.step, at_end=bool(at_end) and (not tokens or "bar_scores" in rec))
         self.sampling_rec = rec
         if at_end:
             self.logger.message(f"recommended sampling settings (stored in the checkpoints, used by fmusic sample): "
-                                f"{recommend.describe(rec) or 'the defaults'}")
+                                f"{recommend.explain(rec)}")
 
     def _log_samples(self, epoch: int) -> None:
         """--log-samples-every-n-steps: a few pieces sampled now (with the recommended settings where known) into
