@@ -155,8 +155,8 @@ def test_generator_training_defaults_apply_unless_given(capsys, tmp_path):
     out = tmp_path / "run"
     code, stdout, err = fmusic(capsys, "train", *TINY_LSTM, "--max-steps", "1", "--output-dir", out)
     assert code == 0, err
-    assert "generator lstm trains with --lr 0.003" in stdout
-    assert json.loads((out / "hparams.json").read_text())["train"]["lr"] == 0.003
+    assert "generator lstm trains with --lr 0.005" in stdout
+    assert json.loads((out / "hparams.json").read_text())["train"]["lr"] == 0.005
     code, stdout, err = fmusic(capsys, "train", *TINY_LSTM, "--max-steps", "1", "--lr", "0.02", "--output-dir", out)
     assert code == 0, err
     assert "trains with" not in stdout
