@@ -392,13 +392,7 @@ def _score_to_piece(score, fmt: int, tpb: int, title: str | None, where: str) ->
         order = ranks if order is None else order[ranks]
     if order is not None:
         on, end, pitch, velocity, program, drum = (a[order] for a in (on, end, pitch, velocity, program, drum))
-    notes = np.empty(len(on), dtype=NOTE_DTYPE)  # every field is written below
-    notes["onset"] = on / tpb
-    notes["duration"] = (end - on) / tpb
-    notes["pitch"] = pitch
-    notes["velocity"] = velocity
-    notes["program"] = program
-    notes["is_drum"] = drum
+    notes = _note_records(on, end, pitch, velocity, program, drum, tpb)
 
     tempos: dict[int, float] = {}
     for t in score.tempos:
@@ -413,6 +407,18 @@ def _score_to_piece(score, fmt: int, tpb: int, title: str | None, where: str) ->
         key = names.get(int(ks.key))
         break
     return _assemble(notes, tempos, sigs, key, title, tpb, fmt)
+
+
+def _note_records(on, end, pitch, velocity, program, drum, tpb: int) -> np.ndarray:
+    """Note records (NOTE_DTYPE) from columns with onsets and ends in ticks; beats = ticks / tpb."""
+    notes = np.empty(len(on), dtype=NOTE_DTYPE)  # every field is written below
+    notes["onset"] = on / tpb
+    notes["duration"] = (end - on) / tpb
+    notes["pitch"] = pitch
+    notes["velocity"] = velocity
+    notes["program"] = program
+    notes["is_drum"] = drum
+    return notes
 
 
 def _assemble(notes, tempos: dict, sigs: dict, key, title, tpb: int, fmt: int) -> Piece:
@@ -513,12 +519,7 @@ def _midifile_to_piece(mf: "mido.MidiFile", where: str) -> Piece:
     if len(onsets):
         on = np.asarray(onsets, dtype=np.int64)
         off = np.asarray(offsets, dtype=np.int64)
-        notes["onset"] = on / tpb
-        notes["duration"] = (off - on) / tpb
-        notes["pitch"] = pitches
-        notes["velocity"] = velocities
-        notes["program"] = progs
-        notes["is_drum"] = drums
+        notes = _note_records(on, off, pitches, velocities, progs, drums, tpb)
         notes = notes[off > on]  # zero-length notes carry nothing
         notes = notes[np.lexsort((notes["pitch"], notes["onset"]))]
     if not len(notes):
