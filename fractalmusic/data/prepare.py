@@ -392,6 +392,11 @@ def _collect(entries: list[FileEntry], result: ReadCorpus) -> None:
             result.refs.append(PieceRef(e, i, source, f"{e.digest}:{i}", row["summary"]))
 
 
+def _reader_args(e: FileEntry) -> tuple:
+    """The extra arguments of `read_file` for an entry: its reader, when the corpus names one."""
+    return (e.reader,) if e.reader is not None else ()
+
+
 def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: int, name: str) -> int:
     """Read the files the cache did not have (in `workers` processes), store them; returns how many."""
     if not entries:
@@ -417,6 +422,9 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
             e.loaded = None
         bar.update(1)
 
+    def read_here(e: FileEntry) -> None:
+        finish(e, read_file(str(e.path), notes, *_reader_args(e)))
+
     try:
         todo = list(entries)
         n_workers, done, started = 0, 0, time.perf_counter()
@@ -425,8 +433,7 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
                 n_workers = _worth_a_pool(done, len(todo) - done, time.perf_counter() - started, workers)
                 if n_workers:
                     break
-                e = todo[done]
-                finish(e, read_file(str(e.path), notes, *((e.reader,) if e.reader is not None else ())))
+                read_here(todo[done])
                 done += 1
             todo = todo[done:]
         if n_workers > 1:
@@ -440,7 +447,7 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
                             futures = {
                                 pool.submit(
                                     _read_batch_in_worker,
-                                    [(str(e.path), (e.reader,) if e.reader is not None else ()) for e in batch],
+                                    [(str(e.path), _reader_args(e)) for e in batch],
                                     notes,
                                 ): batch
                                 for batch in batches
@@ -455,8 +462,7 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
             except BrokenProcessPool:  # a worker died (a crash inside a parser, or memory): go on in-process
                 todo = [e for e in todo if e.meta is None]
         for e in todo:
-            args = (e.reader,) if e.reader is not None else ()
-            finish(e, read_file(str(e.path), notes, *args))
+            read_here(e)
     finally:
         bar.close()
         cache.flush()  # the entries gathered so far, also when interrupted: the next run starts from them
