@@ -323,9 +323,6 @@ class Cache:
     def _count(self, kind: str, hit: bool) -> None:
         (self.hits if hit else self.misses)[kind] += 1
 
-    def _discard(self, path: Path) -> None:
-        _unlink(path)
-
     def _bundle(self, kind: str) -> _Bundles:
         assert self.root is not None
         if kind not in self._bundles:
@@ -412,7 +409,7 @@ class Cache:
         except FileNotFoundError:
             value = None
         except Exception:
-            self._discard(path)
+            _unlink(path)
             value = None
         if count:
             self._count(kind, value is not None)
@@ -436,7 +433,7 @@ class Cache:
             self._count(kind, False)
             return None
         except Exception:
-            self._discard(path)
+            _unlink(path)
             self._count(kind, False)
             return None
         self._count(kind, True)
