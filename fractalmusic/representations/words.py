@@ -313,17 +313,17 @@ class WordsRepresentation(Representation):
         self._value = value
         # MIDI word kind -> dense value -> id table (<unk> where the vocabulary lacks the word); the last entry is
         # always <unk>, so a value past the table looks up min(value, len - 1)
-        self._id_tables: dict[int, np.ndarray] = {}
+        id_tables: dict[int, np.ndarray] = {}
         for k in (K_BAR, K_POS, K_PITCH, K_DUR, K_VEL, K_TEMPO):
             rows = np.flatnonzero(kind == k)
             size = int(value[rows].max()) + 1 if len(rows) else 0
             table = np.full(min(size, 1 << 20) + 1, UNK, dtype=np.int64)
             small = rows[value[rows] < len(table) - 1]  # the <unk> at the end stays
             table[value[small]] = small
-            self._id_tables[k] = table
+            id_tables[k] = table
         # all tables end to end, so codes of every kind map to ids in one lookup: kind k's value v sits at
         # offset[k] + min(v, last[k]); kinds without a table (TS_ words, specials) point at a lone <unk>
-        blocks = [self._id_tables.get(k, np.array([UNK], dtype=np.int64)) for k in range(K_TEMPO + 1)]
+        blocks = [id_tables.get(k, np.array([UNK], dtype=np.int64)) for k in range(K_TEMPO + 1)]
         self._flat_ids = np.concatenate(blocks)
         self._kind_offset = np.concatenate([[0], np.cumsum([len(b) for b in blocks])[:-1]]).astype(np.int64)
         self._kind_last = np.array([len(b) - 1 for b in blocks], dtype=np.int64)
@@ -343,8 +343,8 @@ class WordsRepresentation(Representation):
         def word(kind: int, values):
             if not as_ids:
                 return (kind << _SHIFT) | values
-            table = self._id_tables[kind]  # values are never negative; past the table: its last entry, <unk>
-            return table[np.minimum(values, len(table) - 1)]
+            # values are never negative; past the kind's table: its last entry, <unk>
+            return self._flat_ids[self._kind_offset[kind] + np.minimum(values, self._kind_last[kind])]
 
         def ts_word(num: int, den: int):
             code = _ts_code(num, den)
