@@ -24,9 +24,24 @@ SILENCE, SUSTAIN, ONSET = 0, 1, 2
 
 def velocity_to_bin(velocity, bins: int):
     """Velocity 1..127 -> bin 0..bins-1 (equal-width bins; 0 counts as 1); works on scalars and arrays."""
-    v = np.clip(np.asarray(velocity, dtype=np.int64), 1, 127)
+    v = np.asarray(velocity)
+    if v.ndim and v.dtype.kind in "iu" and v.dtype.itemsize < 8:  # note velocities: one look-up per note
+        return _velocity_table(bins).take(v, mode="clip")  # below 0 reads entry 0, above 127 entry 127: clipped
+    v = np.clip(v.astype(np.int64), 1, 127)
     out = (v - 1) * bins // 127
     return int(out) if out.ndim == 0 else out
+
+
+_VELOCITY_TABLES: dict[int, np.ndarray] = {}
+
+
+def _velocity_table(bins: int) -> np.ndarray:
+    """The bin of every velocity 0..127 (0 as 1), made once per number of bins."""
+    table = _VELOCITY_TABLES.get(int(bins))
+    if table is None:
+        v = np.maximum(np.arange(128, dtype=np.int64), 1)
+        table = _VELOCITY_TABLES[int(bins)] = (v - 1) * int(bins) // 127
+    return table
 
 
 def bin_to_velocity(b, bins: int):
@@ -53,7 +68,13 @@ def _to_roll_shape(grid: np.ndarray) -> np.ndarray:
 
 def beats_to_steps(beats, steps_per_beat: int) -> np.ndarray:
     """Round beats onto the step grid, halves up (np.round would send 2.5 to 2 and 3.5 to 4)."""
-    return np.floor(np.asarray(beats, dtype=np.float64) * steps_per_beat + 0.5 + 1e-9).astype(np.int64)
+    x = np.asarray(beats, dtype=np.float64) * steps_per_beat
+    if not isinstance(x, np.ndarray):  # a single beat
+        return np.floor(x + 0.5 + 1e-9).astype(np.int64)
+    x += 0.5  # in place, in the same order as `x + 0.5 + 1e-9`: the same roundings, one array instead of four
+    x += 1e-9
+    np.floor(x, out=x)
+    return x.astype(np.int64)
 
 
 @dataclass

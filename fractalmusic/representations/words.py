@@ -87,6 +87,66 @@ def _code_word(code: int) -> str:
 
 
 _CODE_PREFIX = {K_POS: "Pos_", K_PITCH: "Pitch_", K_DUR: "Dur_", K_VEL: "Vel_", K_TEMPO: "Tempo_"}
+_HEAD = 2  # a piece's MIDI words start with its first TS_ and Tempo_ words
+
+
+class _MidiWords:
+    """A piece's MIDI words as arrays: the first time signature and tempo bin, then (when it has notes) for every
+    kind of word its positions in the sequence and its values: Bar words at `bar_at`; TS_ codes at `ts_at`; Tempo_
+    bins at `tempo_at`; Pos_ steps at `pos_at`; each note's Pitch_ at `at`, its Dur_ and Vel_ right after."""
+
+    __slots__ = ("first_ts", "first_tempo", "length", "bar_at", "ts_at", "ts_codes", "tempo_at", "tempo", "pos_at",
+                 "pos", "at", "pitch", "dur", "vel")
+
+    def __init__(self, first_ts: tuple[int, int], first_tempo: int):
+        self.first_ts, self.first_tempo, self.length = first_ts, first_tempo, _HEAD
+
+    def kinds(self):
+        """(kind, values) of every word but the TS_ words, whose codes are `ts_codes` (and `first_ts`)."""
+        yield K_TEMPO, np.array([self.first_tempo], dtype=np.int64)
+        if self.length > _HEAD:
+            yield K_BAR, np.zeros(len(self.bar_at), dtype=np.int64)
+            yield from ((K_TEMPO, self.tempo), (K_POS, self.pos), (K_PITCH, self.pitch), (K_DUR, self.dur),
+                        (K_VEL, self.vel))
+
+
+class _MidiTally:
+    """How many times each MIDI word occurs in the pieces added: a count array per kind (values are small numbers),
+    a Counter of codes for TS_ words and for values too large to count by array."""
+
+    _ARRAY_LIMIT = 1 << 16  # larger values (a Pos_ in a bar of thousands of steps) are counted one by one
+
+    def __init__(self):
+        self.by_kind: dict[int, np.ndarray] = {}
+        self.codes: Counter[int] = Counter()
+
+    def add(self, words: _MidiWords) -> None:
+        self.codes[_ts_code(*words.first_ts)] += 1
+        if words.length > _HEAD:
+            self.codes.update(words.ts_codes.tolist())
+        for kind, values in words.kinds():
+            if not len(values):
+                continue
+            if int(values.max()) >= self._ARRAY_LIMIT:
+                uniq, n = np.unique(values, return_counts=True)
+                for v, c in zip(uniq.tolist(), n.tolist()):
+                    self.codes[_code(kind, v)] += c
+                continue
+            counts = np.bincount(values)
+            have = self.by_kind.get(kind)
+            if have is None or len(have) < len(counts):
+                grown = np.zeros(len(counts), dtype=np.int64)
+                if have is not None:
+                    grown[: len(have)] = have
+                self.by_kind[kind] = have = grown
+            have[: len(counts)] += counts
+
+    def items(self):
+        """(code, count) of every word seen."""
+        for kind, counts in self.by_kind.items():
+            for v in np.flatnonzero(counts).tolist():
+                yield _code(kind, v), int(counts[v])
+        yield from self.codes.items()
 
 
 @dataclass
@@ -193,8 +253,9 @@ class WordsRepresentation(Representation):
             return [_code_word(c) for c in units.tolist()], kind
         return units, kind
 
-    def _piece_units(self, piece: Piece, as_ids: bool = False) -> tuple[Any, str]:
-        """(ABC words, "abc") or (MIDI word codes, or ids with `as_ids`, "midi"), as `piece_words` chooses."""
+    def _piece_units(self, piece: Piece, as_ids: bool = False, parts: bool = False) -> tuple[Any, str]:
+        """(ABC words, "abc") or (MIDI word codes, or ids with `as_ids`, or with `parts` the `_MidiWords` they are
+        written from, "midi"), as `piece_words` chooses."""
         source = self.config.source
         if source == "abc" or (source == "auto" and piece.abc):
             if not piece.abc:
@@ -207,35 +268,33 @@ class WordsRepresentation(Representation):
             except ImportError as exc:  # pragma: no cover - io is part of the package
                 raise DataError(f"cannot parse ABC into notes for MIDI words: {exc}") from None
             piece = ensure_notes(piece)
-        if as_ids:
-            codes = self._recall(piece)
-            if codes is not None:
-                return self._codes_to_ids(codes), "midi"
-        return self.midi_codes(piece, as_ids), "midi"
+        if parts:
+            return self._midi_parts(piece), "midi"
+        words = self._recall(piece) if as_ids else None
+        return self._write(words if words is not None else self._midi_parts(piece), as_ids), "midi"
 
     def fit(self, pieces: Iterable[Piece]) -> "WordsRepresentation":
         counts: Counter[str] = Counter()
         used = 0
         midi = self.config.source == "midi"
         sigs: set[tuple[int, int]] = set()
-        code_counts: Counter[int] = Counter()
+        tally = _MidiTally()
         for piece in pieces:
             try:
-                units, kind = self._piece_units(piece)
+                units, kind = self._piece_units(piece, parts=True)
             except DataError:
                 continue
             used += 1
             if kind == "midi":
                 midi = True
                 self._remember(piece, units)
-                uniq, n = np.unique(units, return_counts=True)
-                code_counts.update(dict(zip(uniq.tolist(), n.tolist())))
+                tally.add(units)
                 sigs.update((int(n), int(d)) for _, n, d in piece.time_signatures if _valid_ts(n, d))
                 continue
             counts.update(units)
             if self.config.vocab_transpositions:
                 counts.update(self._transposed_words(units))
-        for code, n in code_counts.items():
+        for code, n in tally.items():
             counts[_code_word(code)] += n
         if not used:
             raise DataError(f"the words representation (source {self.config.source}) could use none of the pieces")
@@ -321,47 +380,42 @@ class WordsRepresentation(Representation):
             small = rows[value[rows] < len(table) - 1]  # the <unk> at the end stays
             table[value[small]] = small
             id_tables[k] = table
-        # all tables end to end, so codes of every kind map to ids in one lookup: kind k's value v sits at
-        # offset[k] + min(v, last[k]); kinds without a table (TS_ words, specials) point at a lone <unk>
-        blocks = [id_tables.get(k, np.array([UNK], dtype=np.int64)) for k in range(K_TEMPO + 1)]
-        self._flat_ids = np.concatenate(blocks)
-        self._kind_offset = np.concatenate([[0], np.cumsum([len(b) for b in blocks])[:-1]]).astype(np.int64)
-        self._kind_last = np.array([len(b) - 1 for b in blocks], dtype=np.int64)
+        # indexed by kind; kinds without a table (TS_ words, specials) have a lone <unk>
+        self._id_tables = [id_tables.get(k, np.array([UNK], dtype=np.int64)) for k in range(K_TEMPO + 1)]
 
     def _require_fitted(self) -> None:
         if self._words is None:
             raise FractalMusicError("the words representation has no vocabulary yet: fit it on a corpus first")
 
     # ------------------------------------------------------------------ MIDI words
-    # MIDI words are built as int64 codes (kind << 40 | value; TS_n/d: n << 20 | d) on arrays, without a loop over
-    # notes; `midi_words` spells them, `encode` maps them onto ids, `fit` counts them.
+    # A piece's MIDI words are worked out on arrays, without a loop over notes, as a `_MidiWords`: where each word
+    # goes in the sequence and its value, kind by kind. `fit` counts them from there (a bincount per kind), `encode`
+    # writes their ids into the sequence (one table look-up per kind), `midi_codes` their int64 codes
+    # (kind << 40 | value; TS_n/d: n << 20 | d), which `midi_words` spells.
     def midi_codes(self, piece: Piece, as_ids: bool = False) -> np.ndarray:
         """The MIDI words of a piece (see `midi_words`) as int64 codes, or (`as_ids`) straight as vocabulary ids."""
+        return self._write(self._midi_parts(piece), as_ids)
+
+    def _midi_parts(self, piece: Piece) -> "_MidiWords":
         spb = self.steps_per_beat
         notes = piece.notes
-
-        def word(kind: int, values):
-            if not as_ids:
-                return (kind << _SHIFT) | values
-            # values are never negative; past the kind's table: its last entry, <unk>
-            return self._flat_ids[self._kind_offset[kind] + np.minimum(values, self._kind_last[kind])]
-
-        def ts_word(num: int, den: int):
-            code = _ts_code(num, den)
-            return self._code_index.get(code, UNK) if as_ids else code
-
         begin = notes["onset"]
-        on = np.maximum(beats_to_steps(begin, spb), 0)
+        on = beats_to_steps(begin, spb)
+        np.maximum(on, 0, out=on)
         end = beats_to_steps(begin + notes["duration"], spb)
         pitch, velocity = notes["pitch"], notes["velocity"]
         drums = notes["is_drum"]
         if drums.any():  # drums are left out: four columns filtered, not the packed note records
             keep = ~drums
             on, end, pitch, velocity = on[keep], end[keep], pitch[keep], velocity[keep]
-        dur = np.clip(end - on, 1, self.config.max_duration_steps)
+        dur = end
+        dur -= on
+        np.maximum(dur, 1, out=dur)  # np.clip(end - on, 1, max_duration_steps), in place
+        np.minimum(dur, int(self.config.max_duration_steps), out=dur)
         vel = np.asarray(velocity_to_bin(velocity, int(self.config.velocity_bins)), dtype=np.int64)
         pitch = pitch.astype(np.int64)
-        by = on * 128 + np.clip(pitch, 0, 127)  # by onset, then pitch: read pieces come in this order already
+        by = on * 128
+        by += np.clip(pitch, 0, 127)  # by onset, then pitch: read pieces come in this order already
         if not (by[1:] >= by[:-1]).all():
             order = np.argsort(by, kind="stable")
             on, dur, pitch, vel = on[order], dur[order], pitch[order], vel[order]
@@ -372,14 +426,14 @@ class WordsRepresentation(Representation):
         tempo_steps = beats_to_steps([b for b, _ in tempos], spb)
         tempo_vals = _tempo_bins(np.array([q for _, q in tempos], dtype=np.float64))
         first_ts = changes[0][1:]
-        head = np.array([ts_word(*first_ts), word(K_TEMPO, tempo_vals[:1])[0]], dtype=np.int64)
+        words = _MidiWords(first_ts, int(tempo_vals[0]))
         if not len(on):
-            return head
+            return words
         last_on = int(on[-1])
 
         # bars: one run of equal bars per time signature in force (a change takes effect at the next bar start)
         runs: list[tuple[int, int, int]] = []  # (first step, bar length, index of its first bar)
-        ts_codes, ts_flags = [], []
+        ts_changes: list[tuple[int, int]] = []  # (bar, TS_ code) where a bar restates a new time signature
         start, ts, j, n_bars = 0, first_ts, 1, 0
         while start <= last_on:
             new_ts = ts
@@ -390,21 +444,25 @@ class WordsRepresentation(Representation):
             stop = min(changes[j][0] if j < len(changes) else last_on + 1, last_on + 1)
             count = max(1, -(-(stop - start) // bar_len))
             runs.append((start, bar_len, n_bars))
-            flags = np.zeros(count, dtype=bool)
-            flags[0] = new_ts != ts
-            ts_flags.append(flags)
-            ts_codes.append(np.full(count, ts_word(*new_ts), dtype=np.int64))
+            if new_ts != ts:
+                ts_changes.append((n_bars, _ts_code(*new_ts)))
             ts = new_ts
             start += bar_len * count
             n_bars += count
         run_start, run_len, run_first = (np.array(col, dtype=np.int64) for col in zip(*runs))
-        run_of_bar = np.repeat(np.arange(len(runs)), np.diff(np.append(run_first, n_bars)))
-        bar_end = run_start[run_of_bar] + (np.arange(n_bars) - run_first[run_of_bar] + 1) * run_len[run_of_bar]
-        ts_flag = np.concatenate(ts_flags)
-        ts_code = np.concatenate(ts_codes)
+        if len(runs) == 1:
+            bar_end = np.arange(run_len[0], run_len[0] * (n_bars + 1), run_len[0])
+        else:
+            run_of_bar = np.repeat(np.arange(len(runs)), np.diff(np.append(run_first, n_bars)))
+            bar_end = run_start[run_of_bar] + (np.arange(n_bars) - run_first[run_of_bar] + 1) * run_len[run_of_bar]
+        ts_flag = np.zeros(n_bars, dtype=bool)
+        ts_bars = np.array([b for b, _ in ts_changes], dtype=np.int64)
+        ts_flag[ts_bars] = True
         consumed = np.searchsorted(tempo_steps, bar_end, side="left")  # tempo changes before each bar's end
         tempo_now = tempo_vals[np.maximum(consumed, 1) - 1]
-        tempo_flag = tempo_now != np.concatenate([tempo_vals[:1], tempo_now[:-1]])
+        tempo_flag = np.empty(n_bars, dtype=bool)
+        tempo_flag[0] = tempo_now[0] != tempo_vals[0]
+        np.not_equal(tempo_now[1:], tempo_now[:-1], out=tempo_flag[1:])
 
         # each note's bar and its step in that bar, by arithmetic within its run of equal bars
         if len(runs) == 1:
@@ -414,55 +472,89 @@ class WordsRepresentation(Representation):
             bar_of, pos_in_bar = np.divmod(on - run_start[run], run_len[run])
             bar_of += run_first[run]
 
-        # token positions: each bar is Bar [TS] [Tempo], then its notes as [Pos] Pitch Dur Vel. Before note i come
-        # the heads of its bar and of every bar before it, and the words of notes 0..i-1 (3 each, +1 with a Pos).
+        # token positions: each bar is Bar [TS] [Tempo], then its notes as [Pos] Pitch Dur Vel. Before note i's
+        # Pitch come the heads of its bar and of every bar before it, the words of notes 0..i-1 (3 each, +1 with a
+        # Pos) and its own Pos if it has one.
         pos_flag = np.empty(len(on), dtype=bool)
         pos_flag[0] = True
         np.not_equal(on[1:], on[:-1], out=pos_flag[1:])
-        pos_before = np.cumsum(pos_flag) - pos_flag  # Pos words of the notes before each note
-        head_len = 1 + ts_flag.astype(np.int64) + tempo_flag.astype(np.int64)
+        pos_upto = np.empty(len(on) + 1, dtype=np.int64)  # Pos words of the first k notes
+        pos_upto[0] = 0
+        np.cumsum(pos_flag, out=pos_upto[1:])
+        head_len = 1 + ts_flag.astype(np.int64)
+        head_len += tempo_flag
         heads = np.cumsum(head_len)
-        note_at = len(head) + heads[bar_of] + 3 * np.arange(len(on)) + pos_before
+        at = heads[bar_of]
+        at += np.arange(_HEAD, _HEAD + 3 * len(on), 3)
+        at += pos_upto[1:]
         first_note = np.searchsorted(bar_of, np.arange(n_bars), side="left")  # notes in the bars before each bar
-        pos_upto = np.concatenate([[0], pos_before + pos_flag])  # Pos words of the first k notes
-        bar_at = len(head) + heads - head_len + 3 * first_note + pos_upto[first_note]
+        bar_at = heads - head_len
+        bar_at += _HEAD + 3 * first_note
+        bar_at += pos_upto[first_note]
 
-        out = np.empty(len(head) + int(heads[-1]) + 3 * len(on) + int(pos_upto[-1]), dtype=np.int64)
-        out[: len(head)] = head
-        out[bar_at] = word(K_BAR, np.zeros(1, dtype=np.int64))[0]
-        out[(bar_at + 1)[ts_flag]] = ts_code[ts_flag]
-        out[(bar_at + 1 + ts_flag)[tempo_flag]] = word(K_TEMPO, tempo_now[tempo_flag])
-        out[note_at[pos_flag]] = word(K_POS, pos_in_bar[pos_flag])
-        at = note_at + pos_flag
-        out[at] = word(K_PITCH, np.clip(pitch, 0, None))
-        out[at + 1] = word(K_DUR, dur)
-        out[at + 2] = word(K_VEL, vel)
+        words.length = _HEAD + int(heads[-1]) + 3 * len(on) + int(pos_upto[-1])
+        words.bar_at = bar_at
+        words.ts_at = bar_at[ts_bars] + 1
+        words.ts_codes = np.array([c for _, c in ts_changes], dtype=np.int64)
+        words.tempo_at = (bar_at + 1 + ts_flag)[tempo_flag]
+        words.tempo = tempo_now[tempo_flag]
+        words.pos_at = at[pos_flag] - 1
+        words.pos = pos_in_bar[pos_flag]
+        words.at = at
+        words.pitch = np.maximum(pitch, 0, out=pitch)
+        words.dur = dur
+        words.vel = vel
+        return words
+
+    def _write(self, words: "_MidiWords", as_ids: bool) -> np.ndarray:
+        """The sequence of a piece's MIDI words: their codes, or (`as_ids`) their vocabulary ids."""
+        if as_ids:
+            tables = self._id_tables
+
+            def word(kind: int, values):  # values are never negative; past the kind's table: its last entry, <unk>
+                return tables[kind].take(values, mode="clip")
+
+            def ts_word(code: int) -> int:
+                return self._code_index.get(code, UNK)
+        else:
+            def word(kind: int, values):
+                return values | (kind << _SHIFT)
+
+            def ts_word(code: int) -> int:
+                return code
+
+        out = np.empty(words.length, dtype=np.int64)
+        out[0] = ts_word(_ts_code(*words.first_ts))
+        out[1] = word(K_TEMPO, np.array([words.first_tempo]))[0]
+        if words.length == _HEAD:
+            return out
+        out[words.bar_at] = word(K_BAR, np.zeros(1, dtype=np.int64))[0]
+        out[words.ts_at] = [ts_word(c) for c in words.ts_codes.tolist()]
+        out[words.tempo_at] = word(K_TEMPO, words.tempo)
+        out[words.pos_at] = word(K_POS, words.pos)
+        at = words.at
+        out[at] = word(K_PITCH, words.pitch)
+        at = at + 1
+        out[at] = word(K_DUR, words.dur)
+        at += 1
+        out[at] = word(K_VEL, words.vel)
         return out
 
-    _MEMO_TOKENS = 4_000_000  # codes kept between fit and encode (32 MB); beyond that, encode computes them again
+    _MEMO_TOKENS = 4_000_000  # words kept between fit and encode (about 4 bytes each); beyond that, encode works
+    # them out again
 
-    def _remember(self, piece: Piece, codes: np.ndarray) -> None:
-        if self._memo_tokens + len(codes) > self._MEMO_TOKENS:
+    def _remember(self, piece: Piece, words: "_MidiWords") -> None:
+        if self._memo_tokens + words.length > self._MEMO_TOKENS:
             return
-        self._codes_memo[id(piece.notes)] = (weakref.ref(piece.notes), codes)
-        self._memo_tokens += len(codes)
+        self._codes_memo[id(piece.notes)] = (weakref.ref(piece.notes), words)
+        self._memo_tokens += words.length
 
-    def _recall(self, piece: Piece) -> np.ndarray | None:
+    def _recall(self, piece: Piece) -> "_MidiWords | None":
         entry = self._codes_memo.pop(id(piece.notes), None)
         if entry is None:
             return None
-        self._memo_tokens -= len(entry[1])
+        self._memo_tokens -= entry[1].length
         return entry[1] if entry[0]() is piece.notes else None  # the very same array, not a later one at its address
-
-    def _codes_to_ids(self, codes: np.ndarray) -> np.ndarray:
-        """Ids of MIDI word codes (<unk> for words not in the vocabulary): one lookup in the kinds' joined tables,
-        then TS_ words (a dictionary: their codes are not small numbers) one by one; there are few of them."""
-        kinds = codes >> _SHIFT
-        values = codes & ((1 << _SHIFT) - 1)
-        ids = self._flat_ids[self._kind_offset[kinds] + np.minimum(values, self._kind_last[kinds])]
-        for i in np.flatnonzero(kinds == K_TS).tolist():
-            ids[i] = self._code_index.get(int(codes[i]), UNK)
-        return ids
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
