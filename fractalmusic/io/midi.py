@@ -277,16 +277,18 @@ def _channel_closers(channel: int) -> bytes:
 _CLOSERS = [_channel_closers(ch) for ch in range(16)]
 
 
-def _closers(payload: bytes) -> bytes:
-    """Note-offs for every pitch of the channels this track may use (any byte 0x9n marks channel n as possible),
-    CLOSE_DELTA ticks after its last event, then the end of the track again; b"" if it has no note-on at all."""
-    body = len(payload) - 3  # before the end-of-track event
-    channels = [ch for ch in range(16) if payload.find(_NOTE_ON_STATUS[ch], 0, body) >= 0]
-    if not channels:
-        return b""
+def _closers(channels: list[int]) -> bytes:
+    """What replaces a track's end-of-track event (its delta time stays): note-offs for every pitch of `channels`
+    (those the track may use), CLOSE_DELTA ticks after its last event, then the end of the track again."""
     # the old end-of-track's delta now times an empty sequencer-specific event, then the closers' long delta
     closers = b"\x00".join(_CLOSERS[ch] for ch in channels)
     return b"\xff\x7f\x00" + b"\xff\xff\xff\x7f" + closers + b"\x00" + _EOT
+
+
+def _note_channels(data: bytes, start: int, stop: int) -> list[int]:
+    """The channels n of the bytes 0x9n in data[start:stop]: the channels a track's notes may use (any such byte
+    could be a note-on's status)."""
+    return [ch for ch in range(16) if data.find(_NOTE_ON_STATUS[ch], start, stop) >= 0]
 
 
 _NOTE_ON_STATUS = [bytes((0x90 | ch,)) for ch in range(16)]
@@ -308,7 +310,9 @@ def _read_with_symusic(data: bytes, where: str) -> Piece:
     setup = b""  # program changes of note-less tracks, for every track (they set other tracks' channels)
     set_by_note_tracks: set[int] = set()  # channels whose program a note track set before it, at its start
     if fmt == 1:
-        title = _scan_track(data[chunks[0][0] : chunks[0][1]], True, True, 1 << 16)[2]
+        a, b = chunks[0]
+        if data.find(b"\xff\x03", a, b) >= 0:  # else no track-name event can be in the first track
+            title = _scan_track(data[a:b], True, True, 1 << 16)[2]
         if len(chunks) > 1:
             for a, b in chunks:
                 if not _PROGRAM_STATUS.search(data, a, b):
@@ -322,14 +326,17 @@ def _read_with_symusic(data: bytes, where: str) -> Piece:
                     if any(tick or ch in set_by_note_tracks for tick, ch, _ in programs):
                         raise _NeedsEventPath
                     setup += b"".join(bytes((0, 0xC0 | ch, program)) for _, ch, program in programs)
-    parts = [data[:pos]]
+    # the file again, each track with `setup` at its start and closers at its end: pieces of `data` (no copies)
+    # joined once
+    view = memoryview(data)
+    parts: list = [view[:pos]]
     for a, b in chunks:
-        payload = setup + data[a:b]
-        if payload.endswith(_EOT):
-            closers = _closers(payload)
-            if closers:
-                payload = payload[: -len(_EOT)] + closers
-        parts += [b"MTrk", len(payload).to_bytes(4, "big"), payload]
+        used = _note_channels(data, a, b - len(_EOT)) if data.endswith(_EOT, a, b) else None
+        if used:
+            body, end = view[a : b - len(_EOT)], _closers(used)
+        else:
+            body, end = view[a:b], b""
+        parts += [b"MTrk", (len(setup) + len(body) + len(end)).to_bytes(4, "big"), setup, body, end]
     try:
         score = symusic.Score.from_midi(b"".join(parts), sanitize_data=True)
     except Exception:
@@ -338,40 +345,36 @@ def _read_with_symusic(data: bytes, where: str) -> Piece:
 
 
 def _score_to_piece(score, fmt: int, tpb: int, title: str | None, where: str) -> Piece:
-    times, durations, pitches, velocities, programs, drums, counts = [], [], [], [], [], [], []
-    tracks = list(score.tracks)
-    for track in tracks:
+    columns, programs, drums, counts = [], [], [], []
+    for track in score.tracks:
         if fmt == 0 and title is None and track.name.strip():
             title = track.name.strip()
-        arr = track.notes.numpy()
-        n = len(arr["time"])
+        notes = track.notes
+        n = len(notes)
         if not n:
             continue
-        times.append(arr["time"])
-        durations.append(arr["duration"])
-        pitches.append(arr["pitch"])
-        velocities.append(arr["velocity"])
+        columns.append(notes.numpy())
         programs.append(track.program)
         drums.append(bool(track.is_drum))
         counts.append(n)
     if not counts:
         raise PieceReadError(where, "no notes in MIDI file")
     # every column once, for all tracks together (symusic gives int32 ticks, int8 pitches and velocities)
-    on = np.concatenate(times, dtype=np.int64)
-    dur = np.concatenate(durations, dtype=np.int64)
-    pitch = np.concatenate(pitches)
-    velocity = np.concatenate(velocities)
-    program = np.repeat(np.asarray(programs, dtype=np.int16), counts)
-    drum = np.repeat(np.asarray(drums, dtype=bool), counts)
-    shortest = int(dur.min())
-    if on.min() < 0 or shortest < 0:
+    on, dur, pitch, velocity = (
+        np.concatenate([c[name] for c in columns]) if len(columns) > 1 else columns[0][name]
+        for name in ("time", "duration", "pitch", "velocity")
+    )
+    first, last, shortest, longest = int(on.min()), int(on.max()), int(dur.min()), int(dur.max())
+    if first < 0 or shortest < 0:
         raise PieceReadError(where, f"lasts beyond {2**31 - 1:,} ticks, over the limit for one piece")
-    end = on + dur
-    open_at_end = end >= CLOSE_DELTA
-    if open_at_end.any():  # notes never switched off end with the file's last event
+    end = None  # ticks where notes end, when not simply onset + duration
+    if last + longest >= CLOSE_DELTA:  # notes never switched off end with the file's last event
+        end = on.astype(np.int64) + dur
+        open_at_end = end >= CLOSE_DELTA
         shortest = 0  # their new end may be their onset
-        last = max(int(on.max()), int(end[~open_at_end].max()) if (~open_at_end).any() else 0)
-        for track in tracks:
+        closed = ~open_at_end
+        last = max(last, int(end[closed].max()) if closed.any() else 0)
+        for track in score.tracks:
             for events in (track.controls, track.pitch_bends):
                 if len(events):
                     last = max(last, int(events[-1].time))
@@ -379,33 +382,60 @@ def _score_to_piece(score, fmt: int, tpb: int, title: str | None, where: str) ->
             if len(events):
                 last = max(last, int(events[-1].time))
         end[open_at_end] = last
-    order = None  # which notes to keep, in what order; None: all of them, as they are
-    if shortest <= 0 and not (end > on).all():  # zero-length notes carry nothing
-        order = np.flatnonzero(end > on)
-        if not len(order):
-            raise PieceReadError(where, "no notes in MIDI file")
-    # by onset, then pitch (stable: notes at one onset and pitch keep their track order); sorting plain int64 is
-    # fast, and a piece of one track usually comes sorted already
-    by = on * 128 + pitch if order is None else on[order] * 128 + pitch[order]
+    # which notes to keep, in what order: by onset, then pitch (stable: notes at one onset and pitch keep their track
+    # order); None: all of them, as they are (a piece of one track usually comes sorted already)
+    order = None
+    if shortest <= 0:
+        kept = (end > on) if end is not None else dur > 0  # zero-length notes carry nothing
+        if not kept.all():
+            order = np.flatnonzero(kept)
+            if not len(order):
+                raise PieceReadError(where, "no notes in MIDI file")
+    by = on.astype(np.int64) if order is None else on[order].astype(np.int64)
+    by *= 128
+    by += pitch if order is None else pitch[order]
     if not (by[1:] >= by[:-1]).all():
         ranks = np.argsort(by, kind="stable")
         order = ranks if order is None else order[ranks]
-    if order is not None:
-        on, end, pitch, velocity, program, drum = (a[order] for a in (on, end, pitch, velocity, program, drum))
-    notes = _note_records(on, end, pitch, velocity, program, drum, tpb)
+    n = len(on) if order is None else len(order)
+    notes = np.empty(n, dtype=NOTE_DTYPE)  # every field is written below
+    if order is None:
+        notes["onset"] = on / tpb
+        notes["duration"] = (dur if end is None else end - on) / tpb
+        notes["pitch"] = pitch
+        notes["velocity"] = velocity
+    else:
+        on_kept = on[order]
+        notes["onset"] = on_kept / tpb
+        notes["duration"] = (dur[order] if end is None else end[order] - on_kept) / tpb
+        notes["pitch"] = pitch[order]
+        notes["velocity"] = velocity[order]
+    if len(counts) == 1 or (len(set(programs)) == 1 and len(set(drums)) == 1):
+        notes["program"] = programs[0]
+        notes["is_drum"] = drums[0]
+    else:
+        track_of = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+        if order is not None:
+            track_of = track_of[order]
+        notes["program"] = np.asarray(programs, dtype=np.int16)[track_of]
+        notes["is_drum"] = np.asarray(drums, dtype=bool)[track_of]
 
     tempos: dict[int, float] = {}
-    for t in score.tempos:
-        if t.mspq > 0:
-            tempos[int(t.time)] = 60_000_000.0 / t.mspq
+    if len(score.tempos):
+        t = score.tempos.numpy()
+        for tick, mspq in zip(t["time"].tolist(), t["mspq"].tolist()):
+            if mspq > 0:
+                tempos[tick] = 60_000_000.0 / mspq
     sigs: dict[int, tuple[int, int]] = {}
-    for ts in score.time_signatures:
-        sigs[int(ts.time)] = (int(ts.numerator), int(ts.denominator))
+    if len(score.time_signatures):
+        t = score.time_signatures.numpy()
+        for tick, num, den in zip(t["time"].tolist(), t["numerator"].tolist(), t["denominator"].tolist()):
+            sigs[tick] = (num, den)
     key = None
-    for ks in score.key_signatures:
+    if len(score.key_signatures):
+        ks = score.key_signatures[0]
         names = MINOR_BY_FIFTHS if ks.tonality else MAJOR_BY_FIFTHS
         key = names.get(int(ks.key))
-        break
     return _assemble(notes, tempos, sigs, key, title, tpb, fmt)
 
 
