@@ -45,9 +45,20 @@ def content_key(piece: Any) -> str:
         h.update(b"text\x00" + text.encode("utf-8", "surrogatepass"))
     else:
         notes = np.ascontiguousarray(piece.notes)
-        h.update(b"notes\x00" + str(notes.dtype.descr).encode())
+        h.update(_notes_prefix(notes.dtype))
         h.update(notes.reshape(-1).view(np.uint8))  # the records' bytes as they are (no copy)
     return h.hexdigest()[:32]
+
+
+_PREFIXES: dict[np.dtype, bytes] = {}
+
+
+def _notes_prefix(dtype: np.dtype) -> bytes:
+    """What a note array's content key starts with: its dtype's description (made once: numpy takes a while)."""
+    prefix = _PREFIXES.get(dtype)
+    if prefix is None:
+        prefix = _PREFIXES[dtype] = b"notes\x00" + str(dtype.descr).encode()
+    return prefix
 
 
 def dedupe(keys: Sequence[str | None]) -> tuple[list[int], list[tuple[int, int]]]:

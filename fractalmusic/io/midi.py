@@ -20,7 +20,7 @@ import numpy as np
 
 from fractalmusic.files import read_file_bytes
 from fractalmusic.errors import PieceReadError
-from fractalmusic.limits import piece_problem
+from fractalmusic.limits import MAX_PIECE_BEATS, piece_problem
 from fractalmusic.piece import DEFAULT_QPM, NOTE_DTYPE, Piece
 
 WRITE_TICKS_PER_BEAT = 480
@@ -142,21 +142,24 @@ def midi_bytes_to_piece(data: bytes, source: str | None = None, engine: str = "a
     piece = None
     if engine == "auto":
         try:
-            piece = _read_with_symusic(data, where)
+            piece = _read_with_symusic(data, where)  # checks the limits itself
         except _NeedsEventPath:
             piece = None
     if piece is None:
         piece = _read_with_mido(data, where)
-    _check_limits(piece, where)
+        _check_limits(piece, where)
     piece.source = source
     return piece
 
 
-def _check_limits(piece: Piece, where: str) -> None:
+def _check_limits(piece: Piece, where: str, short: bool = False) -> None:
     """PieceReadError for a piece over MAX_NOTES or `limits.MAX_PIECE_BEATS` (a tiny file can hold a 10^7-tick gap:
-    refused here, before any grid or timeline is built from it)."""
+    refused here, before any grid or timeline is built from it). `short`: the caller knows the piece ends well
+    before the beat limit (its notes are not gone over again to find its end)."""
     if piece.n_notes > MAX_NOTES:
         raise PieceReadError(where, f"has {piece.n_notes:,} notes, over the limit of {MAX_NOTES:,} for one piece")
+    if short:
+        return
     why = piece_problem(piece)
     if why:
         raise PieceReadError(where, why)
@@ -436,7 +439,10 @@ def _score_to_piece(score, fmt: int, tpb: int, title: str | None, where: str) ->
         ks = score.key_signatures[0]
         names = MINOR_BY_FIFTHS if ks.tonality else MAJOR_BY_FIFTHS
         key = names.get(int(ks.key))
-    return _assemble(notes, tempos, sigs, key, title, tpb, fmt)
+    piece = _assemble(notes, tempos, sigs, key, title, tpb, fmt)
+    latest = last + longest if end is None else int(end.max())  # no note ends after this tick
+    _check_limits(piece, where, short=latest / tpb <= MAX_PIECE_BEATS - 1)
+    return piece
 
 
 def _note_records(on, end, pitch, velocity, program, drum, tpb: int) -> np.ndarray:

@@ -13,6 +13,7 @@ frequency (ties in natural order: "Pitch_9" before "Pitch_10").
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 import weakref
@@ -42,8 +43,9 @@ K_SPECIAL, K_ABC, K_BAR, K_POS, K_PITCH, K_DUR, K_VEL, K_TS, K_TEMPO = range(9)
 _MIDI_WORD = re.compile(r"^(?:Bar|Pos_(\d+)|Pitch_(\d+)|Dur_(\d+)|Vel_(\d+)|TS_(\d+)/(\d+)|Tempo_(\d+))$")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a vocabulary is sorted by it twice per fit; words repeat across fits
 def _natural_key(word: str):
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", word)]
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", word))
 
 
 def tempo_bin(qpm: float) -> int:
