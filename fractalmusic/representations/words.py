@@ -67,6 +67,27 @@ def _tempo_bins(qpm: np.ndarray) -> np.ndarray:
     return _BINS[np.argmin(np.abs(np.log(_BINS[None, :] / q[:, None])), axis=1)].astype(np.int64)
 
 
+_TEMPO_BIN_MEMO: dict[float, np.ndarray] = {}
+
+
+def _tempo_bin_of(qpm: float) -> np.ndarray:
+    """`_tempo_bins` of one tempo, remembered (files share a handful of tempos)."""
+    out = _TEMPO_BIN_MEMO.get(qpm)
+    if out is None:
+        if len(_TEMPO_BIN_MEMO) > 4096:
+            _TEMPO_BIN_MEMO.clear()
+        out = _TEMPO_BIN_MEMO[qpm] = _tempo_bins(np.array([qpm], dtype=np.float64))
+    return out
+
+
+def _step(beat: float, steps_per_beat: int) -> int:
+    """`beats_to_steps` of one beat, in plain floats (the same operations in the same order)."""
+    try:
+        return math.floor(float(beat) * steps_per_beat + 0.5 + 1e-9)
+    except (OverflowError, ValueError):  # not a finite beat: as numpy makes it
+        return int(beats_to_steps(beat, steps_per_beat))
+
+
 def _valid_ts(num, den) -> bool:
     return 1 <= int(num) < _TS_MAX and 1 <= int(den) < _TS_MAX
 
@@ -423,10 +444,13 @@ class WordsRepresentation(Representation):
             on, dur, pitch, vel = on[order], dur[order], pitch[order], vel[order]
 
         sigs = sorted((b, int(n), int(d)) for b, n, d in piece.time_signatures if _valid_ts(n, d))
-        changes = [(int(beats_to_steps(b, spb)), n, d) for b, n, d in sigs or [(0.0, 4, 4)]]
+        changes = [(_step(b, spb), n, d) for b, n, d in sigs or [(0.0, 4, 4)]]
         tempos = sorted(piece.tempos) or [(0.0, 120.0)]
-        tempo_steps = beats_to_steps([b for b, _ in tempos], spb)
-        tempo_vals = _tempo_bins(np.array([q for _, q in tempos], dtype=np.float64))
+        if len(tempos) == 1:  # one tempo (most files): no tempo changes to place
+            tempo_steps, tempo_vals = None, _tempo_bin_of(tempos[0][1])
+        else:
+            tempo_steps = beats_to_steps([b for b, _ in tempos], spb)
+            tempo_vals = _tempo_bins(np.array([q for _, q in tempos], dtype=np.float64))
         first_ts = changes[0][1:]
         words = _MidiWords(first_ts, int(tempo_vals[0]))
         if not len(on):
@@ -460,11 +484,14 @@ class WordsRepresentation(Representation):
         ts_flag = np.zeros(n_bars, dtype=bool)
         ts_bars = np.array([b for b, _ in ts_changes], dtype=np.int64)
         ts_flag[ts_bars] = True
-        consumed = np.searchsorted(tempo_steps, bar_end, side="left")  # tempo changes before each bar's end
-        tempo_now = tempo_vals[np.maximum(consumed, 1) - 1]
-        tempo_flag = np.empty(n_bars, dtype=bool)
-        tempo_flag[0] = tempo_now[0] != tempo_vals[0]
-        np.not_equal(tempo_now[1:], tempo_now[:-1], out=tempo_flag[1:])
+        if tempo_steps is None:
+            tempo_now, tempo_flag = tempo_vals[:0], np.zeros(n_bars, dtype=bool)
+        else:
+            consumed = np.searchsorted(tempo_steps, bar_end, side="left")  # tempo changes before each bar's end
+            tempo_now = tempo_vals[np.maximum(consumed, 1) - 1]
+            tempo_flag = np.empty(n_bars, dtype=bool)
+            tempo_flag[0] = tempo_now[0] != tempo_vals[0]
+            np.not_equal(tempo_now[1:], tempo_now[:-1], out=tempo_flag[1:])
 
         # each note's bar and its step in that bar, by arithmetic within its run of equal bars
         if len(runs) == 1:
@@ -499,7 +526,7 @@ class WordsRepresentation(Representation):
         words.ts_at = bar_at[ts_bars] + 1
         words.ts_codes = np.array([c for _, c in ts_changes], dtype=np.int64)
         words.tempo_at = (bar_at + 1 + ts_flag)[tempo_flag]
-        words.tempo = tempo_now[tempo_flag]
+        words.tempo = tempo_now[tempo_flag] if tempo_steps is not None else tempo_now
         words.pos_at = at[pos_flag] - 1
         words.pos = pos_in_bar[pos_flag]
         words.at = at
