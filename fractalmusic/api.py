@@ -340,14 +340,18 @@ class Model:
     @property
     def recommended_sampling(self) -> dict[str, Any]:
         """Sampling settings the checkpoint recommends: {"temperature": float, "top_p": float | None} where it
-        holds them (fractalmusic.training.recommend), else {}."""
+        holds them (fractalmusic.training.recommend), and "note_temperature" for a generator that takes it,
+        else {}."""
         rec = self.checkpoint.get("sampling") or {}
         out: dict[str, Any] = {}
-        t, p = rec.get("temperature"), rec.get("top_p")
+        t, p, nt = rec.get("temperature"), rec.get("top_p"), rec.get("note_temperature")
         if isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 10:
             out["temperature"] = float(t)
         if isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 1:
             out["top_p"] = float(p)
+        if (isinstance(nt, (int, float)) and not isinstance(nt, bool) and 0 < nt <= 10
+                and "note_temperature" in self.generator.sample_option_names()):
+            out["note_temperature"] = float(nt)
         return out
 
     @property

@@ -129,7 +129,26 @@ def test_default_level_types_are_resolved_and_old_checkpoints_keep_theirs():
     assert ARGenerator.upgrade_state(old, 1)["config"]["generator_types"] == ["ar"] * 3
     kept = {"config": {"generator_types": ["mar", "ar", "ar"]}, "model": {}}
     assert MARGenerator.upgrade_state(kept, 1)["config"]["generator_types"] == ["mar", "ar", "ar"]
-    assert MARGenerator.upgrade_state(old, 2) is old
+    assert MARGenerator.upgrade_state(old, 3) is old
+
+
+def test_pitch_rows_are_saved_and_old_checkpoints_get_none_recorded():
+    m = make()
+    assert "pitch_rows" in m.state_dict() and not bool(m.pitch_rows.any())
+    m.train()
+    m.loss(toy_batch())
+    heard = m.pitch_rows.nonzero().squeeze(1).tolist()
+    assert heard[0] == 48 and all(55 <= r < 70 for r in heard[1:])
+    m.eval()
+    m.loss(toy_batch(seed=5))  # only training batches are recorded
+    assert m.pitch_rows.nonzero().squeeze(1).tolist() == heard
+    # a state version 2 checkpoint has no pitch_rows: the upgrade adds an empty one (every row may sound)
+    state = {k: v for k, v in m.state_dict().items() if k != "pitch_rows"}
+    up = MARGenerator.upgrade_state({"config": {"generator_types": ["mar", "mar", "ar"]}, "model": state}, 2)
+    fresh = make()
+    fresh.load_state_dict(up["model"])  # strict
+    assert fresh.pitch_rows.shape == (128,) and not bool(fresh.pitch_rows.any())
+    assert bool(fresh.allowed_rows().all())
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "2", True])
@@ -294,6 +313,67 @@ def test_sample_shapes_and_windows(warm_mar):
         m.sample(1, 30)
     with pytest.raises(ConfigError):
         m.sample(1, 32, bogus=1)
+
+
+def test_sampling_stays_between_the_lowest_and_highest_pitch_heard_in_training(warm_mar):
+    m = warm_mar
+    heard = m.pitch_rows.nonzero().squeeze(1)
+    lo, hi = int(heard.min()), int(heard.max())
+    assert lo == 48 and hi < 70
+    assert m.allowed_rows().nonzero().squeeze(1).tolist() == list(range(lo, hi + 1))
+    hot = dict(temperature=3.0, num_iter=(4, 2, 2))
+    s = m.sample(4, 32, seed=3, **hot)
+    rows = np.nonzero((s != 0).any(axis=(0, 2)))[0]
+    assert rows.size and rows.min() >= lo and rows.max() <= hi
+    saved = m.pitch_rows.clone()
+    try:
+        m.pitch_rows.zero_()  # nothing recorded: every row may sound (and does, this hot)
+        s = m.sample(4, 32, seed=3, **hot)
+        rows = np.nonzero((s != 0).any(axis=(0, 2)))[0]
+        assert rows.min() < lo or rows.max() > hi
+    finally:
+        m.pitch_rows.copy_(saved)
+    # a primer's notes outside the range are kept; only generated cells are held to it
+    primer = np.zeros((128, 32), dtype=np.int64)
+    primer[100, :8] = 2
+    s = m.sample(1, 32, primer=primer, mask=np.arange(32) >= 8, seed=1, **hot)
+    assert s[0, 100, :8].tolist() == [2] * 8 and not s[0, 100, 8:].any()
+
+
+def _ctx(**kw):
+    from fractalmusic.generators.fractal.model import _SampleContext
+
+    kw.setdefault("temperature", 1.0)
+    return _SampleContext(generator=torch.Generator().manual_seed(0), top_k=None, top_p=None, greedy=False,
+                          num_iter=(1, 1, 1), use_cache=False, **kw)
+
+
+def test_note_temperature_sets_silence_or_sound_and_temperature_the_rest():
+    # silence is the likeliest class (0.4), but sound has 0.6 in all
+    logits = torch.log(torch.tensor([[0.4, 0.3, 0.3]])).expand(4000, 3)
+    plain = _ctx().draw_cells(logits)
+    assert 0.36 < float((plain == 0).float().mean()) < 0.44
+    same = _ctx(note_temperature=1.0).draw_cells(logits)  # both at 1: the plain distribution
+    assert 0.36 < float((same == 0).float().mean()) < 0.44
+    cold = _ctx(note_temperature=0.05).draw_cells(logits)  # cold on silence-or-sound: always sound...
+    assert float((cold == 0).float().mean()) < 0.01
+    sustain = float((cold == 1).float().mean())  # ... split between sustain and onset as the model says
+    assert 0.45 < sustain < 0.55
+    plain_cold = _ctx(temperature=0.05).draw_cells(logits)  # the old single temperature: always silence
+    assert float((plain_cold == 0).float().mean()) > 0.99
+    rhythm = torch.log(torch.tensor([[0.1, 0.6, 0.3]])).expand(4000, 3)
+    kept = _ctx(note_temperature=1.0, temperature=0.05).draw_cells(rhythm)
+    assert 0.06 < float((kept == 0).float().mean()) < 0.14  # silence keeps its 0.1
+    assert not bool((kept == 2).any())  # a cold rhythm: the likelier sounding class, the sustain
+
+
+def test_note_temperature_option(warm_mar):
+    a = warm_mar.sample(2, 32, seed=1, num_iter=(4, 2, 2), note_temperature=0.2)
+    b = warm_mar.sample(2, 32, seed=1, num_iter=(4, 2, 2), note_temperature=0.2)
+    assert np.array_equal(a, b)
+    for bad in (0, -1, "x", 11):
+        with pytest.raises(ConfigError, match="note-temperature"):
+            warm_mar.sample(1, 32, note_temperature=bad)
 
 
 def test_window_follows_trained_width(warm_mar):

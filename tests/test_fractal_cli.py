@@ -63,3 +63,23 @@ def test_cli_samples_rolls_and_infills_a_chorale(mar_ckpt, chorale_path, tmp_pat
     steps = [(round(n["onset"] * 4), int(n["pitch"]), round(n["duration"] * 4)) for n in primer.notes]
     outside = [s for s in steps if (s[0] + s[2] <= 16 or 32 <= s[0]) and s[0] + s[2] <= 64]
     assert outside and all(s in got for s in outside), "a primer note outside steps 16-32 was lost"
+
+
+def test_sample_uses_the_recommended_note_temperature_unless_told(mar_ckpt, tmp_path):
+    from fractalmusic.training.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "rec.pt"
+    payload = dict(load_checkpoint(mar_ckpt))
+    payload["sampling"] = json.dumps({"temperature": 1.2, "note_temperature": 0.2})
+    save_checkpoint(path, payload)
+    args = ("sample", path, "--num-samples", "1", "--target-width", "32", "--num-iter", "2", "--seed", "1",
+            "--to", "mid")
+    res = run_cli(*args, "--out-dir", tmp_path / "a", cwd=tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "recommended temperature 1.2, note-temperature 0.2" in res.output
+    res = run_cli(*args, "--note-temperature", "0.5", "--out-dir", tmp_path / "b", cwd=tmp_path)
+    assert res.exit_code == 0 and "recommended temperature 1.2 " in res.output + " " and "note-" not in res.output
+    res = run_cli(*args, "--temperature", "1", "--out-dir", tmp_path / "c", cwd=tmp_path)
+    assert res.exit_code == 0 and "recommended" not in res.output
+    res = run_cli(*args, "--note-temperature", "0", "--out-dir", tmp_path / "d", cwd=tmp_path)
+    assert res.exit_code == 2 and "note-temperature" in res.output

@@ -126,3 +126,60 @@ def test_bar_settings_cool_only_as_far_as_well_formed_bars_need():
     model = _TextModel(hot=0.75)
     got = recommend.bar_settings(model, model, {"temperature": 0.8, "top_p": None}, n=2)
     assert got["temperature"] == 0.7 and set(got["bar_scores"]) == {"0.8", "0.7", "0.6"}
+
+
+def test_scale_consistency_of_rolls_counts_note_starts_in_the_best_scale():
+    roll = torch.zeros(2, 128, 16, dtype=torch.long)
+    for i, p in enumerate((60, 62, 64, 65, 67, 69, 71, 72)):  # C major, one note each
+        roll[0, p, 2 * i] = 2
+    for p in range(60, 72):  # every pitch class once: 7 of them fit one scale
+        roll[1, p, p - 60] = 2
+    roll[1, 61, 12:16] = 1  # a sustain after silence starts a note too (C#: now 8 C# / D-flat-side notes of 13)
+    assert recommend.scale_consistency(roll[:1]) == pytest.approx(1.0)
+    assert recommend.scale_consistency(roll[1:]) == pytest.approx(8 / 13)
+    assert recommend.scale_consistency(roll) == pytest.approx((1.0 + 8 / 13) / 2)
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[1, :12] = True  # the first roll is masked out, the second keeps its 12 single notes
+    assert recommend.scale_consistency(roll, mask) == pytest.approx(7 / 12)
+    assert recommend.scale_consistency(torch.zeros(1, 128, 8, dtype=torch.long)) is None
+
+
+class _GridModel:
+    """A stand-in grid generator: rolls in C major when note_temperature <= `cold`, chromatic above it; note
+    density grows with the temperature. It records the settings it was asked for."""
+
+    def __init__(self, cold=0.3, takes=True):
+        self.cold, self.takes, self.calls = cold, takes, []
+
+    def sample_option_names(self):
+        return ("num_iter", "note_temperature") if self.takes else ("num_iter",)
+
+    def sample(self, n, width, temperature=1.0, seed=None, note_temperature=None):
+        self.calls.append((n, width, temperature, note_temperature))
+        roll = torch.zeros(n, 128, width, dtype=torch.long)
+        pitches = (60, 62, 64, 65, 67, 69, 71) if note_temperature is not None and note_temperature <= self.cold \
+            else tuple(range(60, 72))
+        every = max(1, round(4 / temperature ** 2))  # temperature 1: a note every 4 columns
+        for k, t in enumerate(range(0, width, every)):
+            roll[:, pitches[k % len(pitches)], t] = 2
+        return roll
+
+
+def test_grid_settings_choose_note_temperature_for_the_key_then_temperature_for_density():
+    val = torch.zeros(4, 128, 32, dtype=torch.long)
+    for t in range(0, 32, 4):  # one C-major note every 4 columns (scale consistency 1, density 0.25)
+        val[:, (60, 62, 64, 65, 67, 69, 71)[(t // 4) % 7], t] = 2
+    model = _GridModel(cold=0.3)
+    rec = recommend.grid_settings(model, [{"grid": val}], n=2, key_samples=3)
+    # 0.15, 0.2 and 0.3 all give the key: the warmest of them; density 0.25 at temperature 1.0
+    assert rec["note_temperature"] == 0.3 and rec["temperature"] == 1.0
+    assert rec["data_scale_consistency"] == pytest.approx(1.0)
+    assert rec["scale_consistency"]["0.3"] == pytest.approx(1.0) and rec["scale_consistency"]["0.5"] < 0.8
+    assert set(rec["note_density"]) == {str(t) for t in recommend.GRID_TEMPERATURES}
+    assert all(c[3] == 0.3 for c in model.calls[len(recommend.GRID_NOTE_TEMPERATURES):])
+    assert recommend.describe(rec) == "temperature 1, note temperature 0.3"
+    # a grid generator without note_temperature: the temperature alone, over the plain candidates
+    plain = _GridModel(takes=False)
+    rec = recommend.grid_settings(plain, [{"grid": val}], n=2)
+    assert "note_temperature" not in rec and rec["temperature"] == 1.0
+    assert [c[2] for c in plain.calls] == list(recommend.GRID_PLAIN_TEMPERATURES)

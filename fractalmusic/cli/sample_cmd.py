@@ -247,6 +247,8 @@ def command(checkpoint, num_samples, length, target_width, temperature, top_k, t
             used["temperature"] = temperature
         if top_p is None and top_k is None and rec.get("top_p") is not None:
             top_p = used["top_p"] = rec["top_p"]
+        if options.get("note_temperature") is None and rec.get("note_temperature") is not None:
+            options["note_temperature"] = used["note_temperature"] = rec["note_temperature"]
     if top_p == 1.0:
         top_p = None
     if used:

@@ -19,11 +19,21 @@ command line says otherwise (it prints one line saying so).
   long looping tune does not outweigh the others), and recommends the highest temperature whose score is within
   `BAR_TOLERANCE` of the best one: a cooler temperature only when it buys better-formed tunes, as little cooling
   as that needs.
-* Grid models: `temperature` among `GRID_TEMPERATURES`, the one whose sampled note density (note starts per
-  column, `GRID_SAMPLES` rolls the width of a validation crop each) is closest, in ratio, to the validation
-  rolls'. A note starts at an onset cell and also at a sustain cell that follows silence: the piano roll decodes
-  such an orphan sustain as a note of its own, and an undertrained model makes many (a note broken in two).
-  Sampling is the expensive part, so the trainer runs it once, at the end of training.
+* Grid models (generators that take `note_temperature`, the fractal ones), two settings in two passes, each
+  compared with the validation rolls (crops of the training width):
+  - `note_temperature` (a cell's choice between silence and sound, i.e. which pitches sound) among
+    `GRID_NOTE_TEMPERATURES`, sampled at temperature 1: the one whose rolls' scale consistency (the share of
+    note starts inside the best-fitting major or harmonic-minor scale, per roll, `GRID_KEY_SAMPLES` rolls) is
+    closest to the validation rolls'; of candidates within `GRID_KEY_TOLERANCE` of the closest, the warmest. An
+    undertrained model scatters notes over every pitch class when it samples warm; cold, it keeps the pitches it
+    is sure of, which are mostly those of one key;
+  - `temperature` (onset or sustain, and the silent-patch flags) among `GRID_TEMPERATURES` with that note
+    temperature: the one whose sampled note density (note starts per column, `GRID_SAMPLES` rolls) is closest,
+    in ratio, to the validation rolls'.
+  A note starts at an onset cell and also at a sustain cell that follows silence: the piano roll decodes such an
+  orphan sustain as a note of its own, and an undertrained model makes many (a note broken in two). Grid
+  generators without `note_temperature` get the temperature pass alone, over `GRID_PLAIN_TEMPERATURES`.
+  Sampling is the expensive part (about 60 rolls), so the trainer runs it once, at the end of training.
 """
 from __future__ import annotations
 
@@ -34,8 +44,12 @@ import torch
 import torch.nn.functional as F
 
 TEMPERATURES = tuple(round(0.5 + 0.05 * i, 2) for i in range(21))
-GRID_TEMPERATURES = (0.6, 0.7, 0.8, 0.9, 1.0)
+GRID_PLAIN_TEMPERATURES = (0.6, 0.7, 0.8, 0.9, 1.0)  # grid generators without note_temperature
+GRID_NOTE_TEMPERATURES = (0.15, 0.2, 0.3, 0.5, 0.7, 1.0)  # silence vs sound of a cell, chosen for the key
+GRID_TEMPERATURES = (0.8, 1.0, 1.2, 1.4)  # onset vs sustain and silent flags, chosen for note density
 GRID_SAMPLES = 4  # rolls sampled per temperature
+GRID_KEY_SAMPLES = 8  # rolls sampled per note temperature
+GRID_KEY_TOLERANCE = 0.01
 COVERAGE = 0.99
 SUSTAIN, ONSET_MIN = 1, 2  # pianoroll cells: 0 silence, 1 sustain, 2.. onsets
 
@@ -151,11 +165,48 @@ def note_density(grids: torch.Tensor, mask: torch.Tensor | None = None) -> float
     return float(starts.sum()) / max(1, starts.numel())
 
 
+def _scale_masks() -> torch.Tensor:
+    from fractalmusic.metrics.notes import SCALE_MASKS
+
+    return torch.as_tensor(SCALE_MASKS, dtype=torch.float32)  # [24, 12]
+
+
+def scale_consistency(grids: torch.Tensor, mask: torch.Tensor | None = None) -> float | None:
+    """Mean over the rolls of [B, H, W] grids (only columns where `mask` [B, W] is True) that hold a note of the
+    share of their note starts whose pitch class (row mod 12) lies in the roll's best-fitting major or
+    harmonic-minor scale (as `fractalmusic.metrics.notes.scale_consistency` counts notes); None without notes."""
+    starts = note_starts(grids)
+    if mask is not None:
+        starts = starts & mask.to(torch.bool)[:, None, :]
+    per_row = starts.sum(dim=2).float()  # [B, H]
+    h = per_row.shape[1]
+    classes = torch.zeros(per_row.shape[0], 12)
+    classes.index_add_(1, torch.arange(h) % 12, per_row.cpu())
+    notes = classes.sum(dim=1)
+    inside = (classes @ _scale_masks().T).max(dim=1).values  # [B]
+    keep = notes > 0
+    if not bool(keep.any()):
+        return None
+    return float((inside[keep] / notes[keep]).mean())
+
+
+def _takes_note_temperature(generator) -> bool:
+    names = getattr(generator, "sample_option_names", None)
+    try:
+        return callable(names) and "note_temperature" in names()
+    except Exception:  # a plugin's option listing that fails: treat as absent
+        return False
+
+
 @torch.no_grad()
 def grid_settings(generator, batches: Iterable[dict[str, Any]], n: int = GRID_SAMPLES, seed: int = 0,
-                  temperatures: tuple[float, ...] = GRID_TEMPERATURES, max_batches: int = 4) -> dict[str, Any] | None:
-    """{"temperature", "note_density": {T: density}, "data_note_density"} (see the module docstring)."""
+                  temperatures: tuple[float, ...] | None = None, max_batches: int = 4,
+                  note_temperatures: tuple[float, ...] = GRID_NOTE_TEMPERATURES,
+                  key_samples: int = GRID_KEY_SAMPLES) -> dict[str, Any] | None:
+    """{"temperature", "note_density": {T: density}, "data_note_density"}, and for generators that take it
+    "note_temperature", "scale_consistency": {T: share}, "data_scale_consistency" (see the module docstring)."""
     total, columns, width = 0.0, 0, 0
+    key_sum, key_rolls = 0.0, 0
     for i, batch in enumerate(batches):
         if i >= max_batches:
             break
@@ -165,13 +216,36 @@ def grid_settings(generator, batches: Iterable[dict[str, Any]], n: int = GRID_SA
         total += note_density(grid, mask) * cols
         columns += cols
         width = max(width, int(grid.shape[2]))
+        for b in range(grid.shape[0]):
+            share = scale_consistency(grid[b:b + 1], None if mask is None else mask[b:b + 1])
+            if share is not None:
+                key_sum += share
+                key_rolls += 1
     if not columns or total <= 0:
         return None
     data = total / columns
     width = max(16, width // 16 * 16)
+    out: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    if _takes_note_temperature(generator) and key_rolls and note_temperatures:
+        data_key = key_sum / key_rolls
+        keys: dict[str, float] = {}
+        for nt in note_temperatures:
+            rolls = torch.as_tensor(generator.sample(key_samples, width, temperature=1.0, seed=seed,
+                                                     note_temperature=nt))
+            share = scale_consistency(rolls)
+            keys[str(nt)] = share if share is not None else 0.0
+        gap = {nt: abs(keys[str(nt)] - data_key) for nt in note_temperatures}
+        closest = min(gap.values())
+        chosen = max(nt for nt in note_temperatures if gap[nt] <= closest + GRID_KEY_TOLERANCE)
+        options["note_temperature"] = chosen
+        out.update(note_temperature=chosen, scale_consistency=keys, data_scale_consistency=data_key)
+        temperatures = GRID_TEMPERATURES if temperatures is None else temperatures
+    else:
+        temperatures = GRID_PLAIN_TEMPERATURES if temperatures is None else temperatures
     got: dict[str, float] = {}
     for t in temperatures:
-        rolls = torch.as_tensor(generator.sample(n, width, temperature=t, seed=seed))
+        rolls = torch.as_tensor(generator.sample(n, width, temperature=t, seed=seed, **options))
         got[str(t)] = note_density(rolls)
 
     def distance(t: float) -> float:
@@ -179,7 +253,7 @@ def grid_settings(generator, batches: Iterable[dict[str, Any]], n: int = GRID_SA
         return abs(math.log(d / data)) if d > 0 else math.inf
 
     best = min(temperatures, key=distance)
-    return {"temperature": best, "note_density": got, "data_note_density": data}
+    return {"temperature": best, **out, "note_density": got, "data_note_density": data}
 
 
 def explain(settings: dict[str, Any]) -> str:
@@ -200,4 +274,6 @@ def describe(settings: dict[str, Any]) -> str:
         parts.append(f"temperature {settings['temperature']:g}")
     if settings.get("top_p") is not None:
         parts.append(f"top-p {settings['top_p']:g}")
+    if settings.get("note_temperature") is not None:
+        parts.append(f"note temperature {settings['note_temperature']:g}")
     return ", ".join(parts)

@@ -840,7 +840,8 @@ class Trainer:
         model = api.Model(self.representation, self.generator, {"data_config": self.data_config or {},
                                                                  "train_config": config_to_dict(cfg)})
         rec = model.recommended_sampling if self.sampling_rec is None else {
-            k: self.sampling_rec[k] for k in ("temperature", "top_p") if self.sampling_rec.get(k) is not None}
+            k: self.sampling_rec[k] for k in ("temperature", "top_p", "note_temperature")
+            if self.sampling_rec.get(k) is not None}
         formats = ["png", "mid"] + (["abc"] if "abc" in model.default_formats else [])
         try:
             with isolated_rng(cfg.seed + 15485863):

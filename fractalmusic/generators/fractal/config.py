@@ -190,10 +190,30 @@ class FractalSampleOptions(GridRegion):
 
     num_iter: tuple[int, ...] | None = field(default=None, metadata={
         "help": "Fractal generators: MAR iterations per level (one int for level 0, or a comma list)."})
+    note_temperature: float | None = field(default=None, metadata={
+        "help": "Fractal generators: temperature of each cell's choice between silence and sound (which pitches "
+                "sound); --temperature then sets onset-or-sustain and the silent-patch flags (default: the "
+                "checkpoint's recommendation unless --temperature is given, else --temperature)."})
 
     def __post_init__(self):
         if self.num_iter is not None:
             parse_num_iter(self.num_iter, default=DEFAULT_NUM_ITER, option="--num-iter")
+        check_note_temperature(self.note_temperature)
+
+
+def check_note_temperature(value) -> float | None:
+    """`value` as a float in (0, 10], or None; ConfigError otherwise."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        t = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--note-temperature must be a number in (0, 10], not {value!r}") from None
+    if not (0.0 < t <= 10.0):
+        raise ConfigError(f"--note-temperature must be a number in (0, 10], not {value!r}")
+    return t
 
 
 @dataclass

@@ -24,7 +24,12 @@ that are wholly known are skipped, silent flags are not drawn where a known cell
 level-0 window (the widest crop seen in training, else `max_crop_length`), the roll is made window by window,
 each overlapping the previous one by half a window, which is then a known primer. `temperature` (higher = more
 random) divides the final classifier's logits (with top-k / top-p / greedy there) and the silent-flag logits;
-the MAR visiting order is uniformly random and does not depend on it.
+the MAR visiting order is uniformly random and does not depend on it. With `note_temperature`, a cell is drawn in
+two parts: silence or sound at `note_temperature` (this decides which pitches sound), then, if sounding, which
+sounding class (sustain, onset) at `temperature` (the rhythm); on the chorales a cold first part (0.15-0.3) keeps
+the samples in a key without making every note long (docs/BENCHMARKS.md). Pitch rows that never sounded in
+training (`pitch_rows`, recorded while training, saved with the weights) are never generated: a structural prior
+of the representation's 128 rows, as a model trained on the chorales has no evidence about pitches 0-35 or 89-127.
 """
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ from fractalmusic.generators.fractal.config import (
     FractalConfig,
     FractalEvalOptions,
     FractalSampleOptions,
+    check_note_temperature,
     parse_num_iter,
 )
 from fractalmusic.generators.fractal.layout import (
@@ -69,6 +75,19 @@ class _SampleContext:
     greedy: bool
     num_iter: tuple[int, ...]
     use_cache: bool
+    note_temperature: float | None = None  # silence vs sound of a cell; None: `temperature` for the whole cell
+
+    def draw_cells(self, logits: torch.Tensor) -> torch.Tensor:
+        """Cell classes [M] from the cell classifier's logits [M, V] (see the module docstring)."""
+        t, nt = self.temperature, self.note_temperature
+        if nt is None or self.greedy or t == 0:
+            return sampling.draw(logits, t, self.top_k, self.top_p, self.greedy, self.generator)
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        silent = lp[:, :1]
+        sound = torch.logsumexp(lp[:, 1:], dim=-1, keepdim=True)
+        within = torch.log_softmax(lp[:, 1:] / t, dim=-1)
+        joint = torch.cat([silent / nt, sound / nt + within], dim=-1)
+        return sampling.draw(joint, 1.0, self.top_k, self.top_p, False, self.generator)
 
     def rand(self, shape, device) -> torch.Tensor:
         if self.generator is None:
@@ -117,8 +136,8 @@ class FractalGenerator(Generator):
     # more, smaller steps: on a CPU, batch 8 at the compact size makes ~0.6 s steps (docs/BENCHMARKS.md)
     train_defaults: ClassVar[dict[str, Any]] = {"batch_size": 8}
     # 2: an empty generator_types means `default_types` (1: every level of the generator's own kind); checkpoints
-    # store the resolved types from version 2 on
-    state_version: ClassVar[int] = 2
+    # store the resolved types from version 2 on. 3: the `pitch_rows` buffer (rows that sounded in training)
+    state_version: ClassVar[int] = 3
 
     def __init__(self, config: FractalConfig, spec: RepresentationSpec):
         super().__init__(config, spec)
@@ -147,6 +166,9 @@ class FractalGenerator(Generator):
         self.head = CellHead(widths[2], head_conds, widths[3], depths[3], heads[3], config.dropout, vocab)
         # widest crop seen in training (padded to 16): the sampling window, saved with the weights
         self.register_buffer("trained_width", torch.zeros((), dtype=torch.long))
+        # pitch rows that sounded in a training batch: sampling generates only rows between the lowest and the
+        # highest of them (none recorded, e.g. a checkpoint older than state version 3: every row)
+        self.register_buffer("pitch_rows", torch.zeros(height, dtype=torch.bool))
         self.kv_cache = True  # AR sampling with a key-value cache (False: recompute the prefix; for checks)
         self.apply(_init_weights)
         for name, p in self.named_parameters():
@@ -155,12 +177,20 @@ class FractalGenerator(Generator):
 
     @classmethod
     def upgrade_state(cls, state: dict[str, Any], from_version: int) -> dict[str, Any]:
-        """Version 1 checkpoints left generator_types empty for "every level of the generator's own kind"."""
+        """Version 1 checkpoints left generator_types empty for "every level of the generator's own kind";
+        versions 1-2 have no `pitch_rows` (they get an empty one: no rows recorded, every row may sound)."""
         if from_version < 2:
             config = dict(state.get("config") or {})
             if not config.get("generator_types"):
                 config["generator_types"] = [cls.name] * NUM_LEVELS
             state = {**state, "config": config}
+        if from_version < 3:
+            model = dict(state.get("model") or {})
+            if "pitch_rows" not in model:
+                width = model.get("levels.0.child_pos")
+                height = int(width.shape[0]) * 16 if isinstance(width, torch.Tensor) else 128
+                model["pitch_rows"] = torch.zeros(height, dtype=torch.bool)
+            state = {**state, "model": model}
         return state
 
     # ------------------------------------------------------------- plumbing
@@ -211,7 +241,17 @@ class FractalGenerator(Generator):
         grid = grid * real
         if self.training:
             self.trained_width.fill_(max(int(self.trained_width), wp))
+            self.pitch_rows |= (grid != 0).any(dim=2).any(dim=0)
         return grid, real
+
+    def allowed_rows(self) -> torch.Tensor:
+        """Bool [height]: the rows sampling may generate, from the lowest to the highest row that sounded in
+        training (every row when none was recorded)."""
+        seen = self.pitch_rows.nonzero().squeeze(1)
+        if seen.numel() == 0:
+            return torch.ones(self.height, dtype=torch.bool, device=self.pitch_rows.device)
+        rows = torch.arange(self.height, device=self.pitch_rows.device)
+        return (rows >= seen.min()) & (rows <= seen.max())
 
     # ------------------------------------------------------------- training
     def _loss_level(self, li: int, cells, real, conds, scale, acc: _Totals, mode: str) -> None:
@@ -317,8 +357,7 @@ class FractalGenerator(Generator):
     def _fill(self, li: int, cells, known, real, conds, ctx: _SampleContext) -> torch.Tensor:
         """Generate the unknown real cells of a batch of level-`li` items; returns the filled cells."""
         if li == NUM_LEVELS:
-            logits = self.head(conds)
-            ids = sampling.draw(logits, ctx.temperature, ctx.top_k, ctx.top_p, ctx.greedy, ctx.generator)
+            ids = ctx.draw_cells(self.head(conds))
             flat = cells.reshape(-1)
             return torch.where(known.reshape(-1), flat, ids.to(flat.dtype)).reshape(cells.shape)
         level = self.levels[li]
@@ -384,11 +423,14 @@ class FractalGenerator(Generator):
         temperature: divides the logits of the cell classes and of the silent-patch flags; higher is more random,
         0 (or greedy) takes the likeliest. top_k / top_p filter the cell classes only. The MAR order is random
         from `seed` whatever the temperature. num_iter: MAR iterations per level - an int (level 0) or up to 3
-        values (default: the config's `num_iter`).
+        values (default: the config's `num_iter`). note_temperature: silence or sound of each cell at this
+        temperature, the rest at `temperature` (None: the whole cell at `temperature`). Unknown cells in pitch
+        rows outside `allowed_rows()` stay silent.
         """
         num_iter = self.config.num_iter
         if options.get("num_iter") is not None:
             num_iter = parse_num_iter(options["num_iter"], default=self.config.num_iter, option="num_iter")
+        note_temperature = check_note_temperature(options.get("note_temperature"))
         if length < 4 or length % 4:
             raise ConfigError(f"sample length must be a positive multiple of 4 time steps, not {length!r}")
         device = self.device
@@ -399,6 +441,7 @@ class FractalGenerator(Generator):
         cells[:, :, :length] = torch.from_numpy(cells_np).to(device)
         known[:, :, :length] = torch.from_numpy(known_np).to(device)
         cells = cells * known  # unknown cells start at 0 (never read before they are generated)
+        known[:, ~self.allowed_rows().to(device), :] = True  # rows never heard in training: silent, as known cells
         real = torch.zeros(n, self.height, wp, dtype=torch.bool, device=device)
         real[:, :, :length] = True
         ctx = _SampleContext(
@@ -409,6 +452,7 @@ class FractalGenerator(Generator):
             greedy=bool(greedy),
             num_iter=num_iter,
             use_cache=bool(self.kv_cache),
+            note_temperature=note_temperature,
         )
         window = self.window_width()
         overlap = max(16, (window // 2) // 16 * 16)
