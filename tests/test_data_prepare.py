@@ -124,6 +124,9 @@ def test_a_long_job_hands_the_files_left_to_workers(tmp_path, monkeypatch):
     assert parallel.read_now == 12
     assert [r.source for r in serial.refs] == [r.source for r in parallel.refs]
     assert [r.key for r in serial.refs] == [r.key for r in parallel.refs]
+    # the workers also make each file's entry (summaries, content hashes): the same as made here
+    assert [r.summary for r in serial.refs] == [r.summary for r in parallel.refs]
+    assert [f.meta for f in serial.files] == [f.meta for f in parallel.files]
 
 
 def test_workers_only_when_the_files_left_would_keep_one_process_busy():

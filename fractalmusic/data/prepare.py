@@ -81,8 +81,15 @@ def _read_in_worker(path: str, notes: bool, reader=None):
 
 
 def _read_batch_in_worker(items: list, notes: bool) -> list:
-    """Several files per task: a MIDI file reads in milliseconds, less than handing one task to a worker costs."""
-    return [_read_in_worker(path, notes, *extra) for path, extra in items]
+    """Several files per task: a MIDI file reads in milliseconds, less than handing one task to a worker costs.
+    Each file's cache entry facts (summaries, content hashes: `_entry_meta`) are worked out here too, so that the
+    main process, which encodes every piece, only stores them."""
+    out = []
+    for path, extra in items:
+        pieces, tune_errors, error = _read_in_worker(path, notes, *extra)
+        meta, _ = _entry_meta(Path(path), pieces, tune_errors, error, notes_too=False)
+        out.append((pieces, tune_errors, error, meta))
+    return out
 
 
 KEEP_LOADED_NOTES = 2_000_000  # notes of freshly read pieces kept in memory for the rest of a run (about 54 MB)
@@ -214,14 +221,22 @@ def _repath(reason: str | None, path: Path) -> str | None:
     return reason.replace(THIS_FILE, str(path)) if reason else reason
 
 
-def _entry_meta(path: Path, pieces: list[Piece], tune_errors, error) -> tuple[dict[str, Any], np.ndarray]:
+def _entry_meta(path: Path, pieces: list[Piece], tune_errors, error, meta: dict[str, Any] | None = None,
+                notes_too: bool = True) -> tuple[dict[str, Any], np.ndarray | None]:
+    """(a file's cache entry meta, all its pieces' notes end to end); `meta` when already made (by a reader worker),
+    the notes left out (None) without `notes_too`."""
+    if meta is not None:
+        return meta, _entry_notes(pieces)
     rows = [_piece_row(p, path) for p in pieces]
-    if len(pieces) == 1:
-        notes = pieces[0].notes  # one piece (a MIDI file): its own array, not a copy (it is only written out)
-    else:
-        notes = np.concatenate([p.notes for p in pieces]) if pieces else np.zeros(0, dtype=NOTE_DTYPE)
     tune = [[_suffix_of(s, path) or s, _unpath(r, path)] for s, r in tune_errors]
-    return {"error": _unpath(error, path), "tune_errors": tune, "pieces": rows}, notes
+    meta = {"error": _unpath(error, path), "tune_errors": tune, "pieces": rows}
+    return meta, _entry_notes(pieces) if notes_too else None
+
+
+def _entry_notes(pieces: list[Piece]) -> np.ndarray:
+    if len(pieces) == 1:
+        return pieces[0].notes  # one piece (a MIDI file): its own array, not a copy (it is only written out)
+    return np.concatenate([p.notes for p in pieces]) if pieces else np.zeros(0, dtype=NOTE_DTYPE)
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -405,8 +420,8 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
     kept_notes = 0
 
     def finish(e: FileEntry, outcome) -> None:
-        pieces, tune_errors, error = outcome
-        meta, arr = _entry_meta(e.path, pieces, tune_errors, error)
+        pieces, tune_errors, error, *made = outcome  # a reader worker sends the entry's meta with the pieces
+        meta, arr = _entry_meta(e.path, pieces, tune_errors, error, *made)
         try:
             cache.save_pieces(e.key, meta, arr)
         except OSError:  # a full or read-only cache folder must not stop training
