@@ -36,3 +36,47 @@ def test_data_stats_does_not_start_torch(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "3 pieces from 3 files read, 1 skipped: 1 empty file (empty.mid)" in out.stdout
     assert out.stdout.strip().endswith("torch imported: False")
+
+
+def _song(path, pitches, title="song"):
+    notes = make_notes([(b / 2, 0.5, p, 80) for b, p in enumerate(pitches)])
+    path.write_bytes(midi_bytes(Piece(notes=notes, title=title)))
+
+
+def test_midi_copies_are_found_hashing_only_pieces_that_could_be_copies(tmp_path):
+    # content hashes of notes are made only for pieces whose note count, length and pitch range another piece
+    # shares: the copy (other bytes, same notes) is dropped, the look-alike (same facts, other notes) is kept
+    from fractalmusic.data.build import prepare_data
+    from fractalmusic.data.config import DataConfig
+    from fractalmusic.representations.pianoroll import PianoRollRepresentation
+
+    train, valid = tmp_path / "train", tmp_path / "valid"
+    train.mkdir()
+    valid.mkdir()
+    _song(train / "a.mid", [60, 62, 64, 65, 67])
+    _song(train / "b.mid", [60, 62, 64, 65, 67], title="another title")  # a copy of a.mid's notes
+    _song(train / "c.mid", [60, 64, 62, 65, 67])  # the same facts as a.mid, other notes
+    _song(train / "d.mid", [50, 52, 54])
+    _song(valid / "v.mid", [50, 52, 54], title="d again")  # a copy of a training piece
+    _song(valid / "w.mid", [70, 72])
+
+    def run():
+        cfg = DataConfig(data=str(train), val_data=str(valid), cache_dir=str(tmp_path / "cache"),
+                         num_prep_workers=0)
+        return prepare_data(cfg, PianoRollRepresentation(), log=None)
+
+    for attempt in range(2):  # cold, then warm from the corpus index
+        prepared = run()
+        lines = prepared.report.lines()
+        assert any("train: 1 copies of pieces already read dropped before the split (b.mid = a.mid)" in x
+                   for x in lines), lines
+        assert any("valid: 1 validation pieces that copy a training piece dropped before the split (v.mid = d.mid)"
+                   in x for x in lines), lines
+        assert sorted(r.source.rsplit("/", 1)[1] for r in prepared.train_refs) == ["a.mid", "c.mid", "d.mid"]
+        assert [r.source.rsplit("/", 1)[1] for r in prepared.val_refs] == ["w.mid"]
+        has_content = {r.source.rsplit("/", 1)[1]: "content" in r.summary
+                       for r in prepared.train_refs + prepared.val_refs}
+        assert has_content == {"a.mid": True, "c.mid": True, "d.mid": True, "w.mid": False}
+    # warm, the pieces compared within the training folder had their hashes in its index; only the two that look
+    # alike across the folders (d.mid, v.mid) had their notes loaded to be compared
+    assert prepared.report.cache_hits.get("pieces") == 2

@@ -12,6 +12,7 @@ and encodings are cached per music file, so changing one file re-reads only that
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -31,7 +32,7 @@ from fractalmusic.data.dataset import (
     WholeTuneDataset,
 )
 from fractalmusic.data.prepare import FileEntry, PieceRef, ReadCorpus, _first_line, _short_name, group_reasons
-from fractalmusic.data.prepare import older_objects_left_alone, read_corpus
+from fractalmusic.data.prepare import content_of, copy_signature, older_objects_left_alone, read_corpus
 from fractalmusic.data.prepare import reader_version
 from fractalmusic.data.split import split_indices
 from fractalmusic.errors import ConfigError, DataError
@@ -170,18 +171,28 @@ def _grid_steps_per_beat(representation) -> float | None:
     return float(spb) if isinstance(spb, (int, float)) and spb > 0 else None
 
 
-def _screen(read: ReadCorpus, steps_per_beat: float | None, seen: dict[str, str] | None = None) -> list:
+def _screen(read: ReadCorpus, steps_per_beat: float | None, cache: Cache, notes: bool,
+            seen: list[PieceRef] | None = None) -> list:
     """Before the split: pieces over the length limits move to `read.skipped_pieces`, and copies of a piece read
-    before (same `content_key`, or in `seen`: content -> source) are dropped. Returns [(copy, first source)]."""
-    first = dict(seen or {})
-    kept, copies = [], []
+    before (same `content_key`, in `read` or among the pieces `seen`) are dropped. Returns [(copy, first source)].
+    Content hashes are compared only between pieces of the same `copy_signature` (and made for those only)."""
+    seen = list(seen or [])
+    usable = []
     for ref in read.refs:
         why = summary_problem(ref.summary, steps_per_beat)
         if why:
             read.skipped_pieces.append((ref.source, why))
             continue
-        content = ref.summary.get("content")
-        if content:
+        usable.append(ref)
+    shared = Counter(copy_signature(r.summary) for r in seen + usable)
+    first: dict[str, str] = {}
+    for ref in seen:
+        if shared[copy_signature(ref.summary)] > 1 or ref.summary.get("content"):
+            first.setdefault(content_of(ref, cache, notes), ref.source)
+    kept, copies = [], []
+    for ref in usable:
+        if shared[copy_signature(ref.summary)] > 1 or ref.summary.get("content"):
+            content = content_of(ref, cache, notes)
             if content in first:
                 copies.append((ref.source, first[content]))
                 continue
@@ -516,7 +527,7 @@ def _prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | N
     reads: list[ReadCorpus] = [read_corpus(corpus, notes, cache, workers, cfg.max_pieces, log, reader)]
     train_read = reads[0]
     spb = _grid_steps_per_beat(representation)
-    copies = _screen(train_read, spb)
+    copies = _screen(train_read, spb, cache, notes)
     val_copies: list = []
     if not train_read.refs:
         raise DataError(
@@ -530,8 +541,7 @@ def _prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | N
             log(line)
             report.notes.append(line)
         reads.append(read_corpus(val_corpus, notes, cache, workers, cfg.max_pieces, log, reader))
-        seen = {r.summary["content"]: r.source for r in train_read.refs if r.summary.get("content")}
-        val_copies = _screen(reads[1], spb, seen)
+        val_copies = _screen(reads[1], spb, cache, notes, seen=train_read.refs)
         train_refs, val_refs = list(train_read.refs), list(reads[1].refs)
         shared = {r.key for r in train_refs} & {r.key for r in val_refs}
         if shared:

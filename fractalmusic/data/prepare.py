@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -193,8 +194,46 @@ def _piece_row(piece: Piece, path: Path) -> dict[str, Any]:
         "title": piece.title,
         "abc": piece.abc,
         "meta": piece.meta,
-        "summary": dict(piece_summary(piece), content=content_key(piece)),  # content: copies are dropped by it
+        "summary": _summary(piece),
     }
+
+
+def _summary(piece: Piece) -> dict[str, Any]:
+    """`piece_summary` with the content hash that finds copies (`content_key`) when it is cheap to make: from text
+    (ABC tunes, text documents). A piece of notes alone (a MIDI file) gets it only when another piece could be a
+    copy of it (`content_of`, called by the split's screening): hashing every piece's notes took as long as a
+    tenth of reading the file."""
+    summary = piece_summary(piece)
+    if piece.abc or isinstance((piece.meta or {}).get("text"), str):
+        summary["content"] = content_key(piece)
+    return summary
+
+
+def copy_signature(summary: dict[str, Any]) -> tuple:
+    """What copies of a piece share for sure (their notes are the same): pieces with different signatures are
+    never compared by content."""
+    return (summary.get("n_notes"), summary.get("end_beat"), summary.get("pitch_min"), summary.get("pitch_max"),
+            bool(summary.get("has_abc")))
+
+
+def _hash_possible_copies(entries: list["FileEntry"], cache: Cache, notes: bool) -> None:
+    """Content hashes for the pieces of `entries` that share a `copy_signature` with another one (kept in their
+    summaries)."""
+    rows = [(e, i, row["summary"]) for e in entries if e.meta and not e.error
+            for i, row in enumerate(e.meta.get("pieces", []))]
+    shared = Counter(copy_signature(summary) for _, _, summary in rows)
+    for e, i, summary in rows:
+        if shared[copy_signature(summary)] > 1 and not summary.get("content"):
+            summary["content"] = content_key(e.pieces(cache, notes)[i])
+
+
+def content_of(ref: "PieceRef", cache: Cache, notes: bool) -> str:
+    """A piece's content hash: from its summary, else made from its notes (loaded from memory or the cache) and
+    kept in the summary."""
+    content = ref.summary.get("content")
+    if not content:
+        content = ref.summary["content"] = content_key(ref.file.pieces(cache, notes)[ref.index])
+    return content
 
 
 def _piece_from_row(row: dict[str, Any], notes: np.ndarray, path: Path) -> Piece:
@@ -336,6 +375,7 @@ def read_corpus(
             for e in entries:
                 e.meta = cache.load_piece_meta(e.key)
             result.read_now += _read_missing([e for e in entries if e.meta is None], notes, cache, workers, corpus.name)
+            _hash_possible_copies(entries, cache, notes)  # into the index: a warm run compares without the notes
             try:
                 cache.save_json("index", index_key, [_light(e.meta) for e in entries])
             except OSError:
