@@ -189,6 +189,15 @@ def test_dropping_annotations_drops_layout_spacers():
     assert normalise_abc("X:1\nM:2/4\nK:G\nB``G y|\n", annotations="keep").endswith("B``G y|\n")
 
 
+def test_dropping_annotations_drops_every_decoration_letter():
+    from fractalmusic.representations.abc_text import drop_annotations
+
+    # ABC 2.1 keeps H-W and h-w for decoration symbols (Ryan's Mammoth writes an undefined k); notes, rests (z, x),
+    # grace notes, chord symbols and inline fields stay
+    line = 'kD2 kC2 {C}D "Am"AB [K:Dmix] vkg2vdB Jc Rx Wz iZ2 [M:3/4] Ia "Bb7"b'
+    assert drop_annotations(line) == 'D2 C2 {C}D "Am"AB [K:Dmix] g2dB c x z Z2 [M:3/4] a "Bb7"b'
+
+
 def test_dropping_annotations_joins_continued_lines():
     from fractalmusic.representations.abc_text import normalise_abc
 

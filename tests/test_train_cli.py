@@ -159,5 +159,40 @@ def test_generator_training_defaults_apply_unless_given(capsys, tmp_path):
     assert json.loads((out / "hparams.json").read_text())["train"]["lr"] == 0.005
     code, stdout, err = fmusic(capsys, "train", *TINY_LSTM, "--max-steps", "1", "--lr", "0.02", "--output-dir", out)
     assert code == 0, err
-    assert "trains with" not in stdout
+    assert "generator lstm trains with" not in stdout
     assert json.loads((out / "hparams.json").read_text())["train"]["lr"] == 0.02
+
+
+def test_representation_data_defaults_apply_by_group_unless_given(capsys, tmp_path):
+    from fractalmusic.representations.abc import ABCRepresentation
+
+    pitch = next(g for g in ABCRepresentation.data_defaults if "pitch_shift_min" in g)
+    out = tmp_path / "run"
+    # TINY_LSTM gives no pitch-shift option: abc's pitch group applies; options it does not name keep their values
+    code, stdout, err = fmusic(capsys, "train", *TINY_LSTM, "--max-steps", "1", "--output-dir", out)
+    assert code == 0, err
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("representation abc trains with"))
+    assert f"--pitch-shift-min {pitch['pitch_shift_min']} --pitch-shift-max {pitch['pitch_shift_max']}" in line
+    data = json.loads((out / "hparams.json").read_text())["data"]
+    assert (data["pitch_shift_min"], data["pitch_shift_max"]) == (pitch["pitch_shift_min"], pitch["pitch_shift_max"])
+    assert data["whole_tunes"] is False and data["crop_length"] == 16
+    # one option of a group given: the whole group is the user's (the other keeps the data layer's default)
+    code, stdout, err = fmusic(capsys, "train", *TINY_LSTM, "--max-steps", "1", "--pitch-shift-max", "1",
+                               "--output-dir", out)
+    assert code == 0, err
+    assert "representation abc trains with" not in stdout
+    data = json.loads((out / "hparams.json").read_text())["data"]
+    assert (data["pitch_shift_min"], data["pitch_shift_max"]) == (0, 1)
+
+
+def test_representation_data_defaults_are_data_options():
+    import dataclasses
+
+    from fractalmusic import data as fdata
+    from fractalmusic.config import config_from_dict
+    from fractalmusic.representations.abc import ABCRepresentation
+
+    names = {f.name for f in dataclasses.fields(fdata.DataConfig)}
+    for group in ABCRepresentation.data_defaults:
+        assert group and set(group) <= names
+        config_from_dict(fdata.DataConfig, dict(group), where="data options")

@@ -350,7 +350,17 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str],
                        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in suggested.items())
                        + " unless told otherwise")
         train_cfg = config_from_dict(TrainConfig, {**suggested, **parsed["train"]}, where="training options")
-        data_cfg = config_from_dict(fdata.DataConfig, parsed["data"], where="data options")
+        # the representation's suggested data options (abc: pitch shifts, whole tunes), by group: a group applies
+        # whole, and only when none of its options is given
+        data_suggested = {}
+        for group in getattr(rep_cls, "data_defaults", ()) or ():
+            if not any(k in parsed["data"] for k in group):
+                data_suggested.update(group)
+        if data_suggested and os.environ.get("RANK", "0") == "0" and not check_only:
+            shown = [f"--{'' if v else 'no-'}{k.replace('_', '-')}" if isinstance(v, bool)
+                     else f"--{k.replace('_', '-')} {v}" for k, v in data_suggested.items()]
+            click.echo(f"representation {rep_cls.name} trains with {' '.join(shown)} unless told otherwise")
+        data_cfg = config_from_dict(fdata.DataConfig, {**data_suggested, **parsed["data"]}, where="data options")
 
     if check_only:
         if data_cfg.dataset or data_cfg.root:

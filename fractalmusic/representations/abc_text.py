@@ -55,7 +55,9 @@ _CHORD_SYMBOL = re.compile(r'^[A-G][#b]?(?:m|min|maj|dim|aug|sus|\+|o|M)?[0-9]*(
 _QUOTED = re.compile(r'"([^"]*)"')
 _LONG_DECORATION = re.compile(r"![^!\n]*!|\+[^+\n]*\+")
 _INLINE_FIELD = re.compile(r"\[[A-Za-z]:[^\]]*\]")
-_SHORT_DECORATIONS = re.compile(r"[.~HLMOPSTuv]")
+# one-character decorations: . ~ and the letters ABC 2.1 reserves for (predefined or user-defined, U:) decoration
+# symbols, H-W and h-w; none of them is a note, a rest or a spacer (y is removed as a spacer anyway)
+_SHORT_DECORATIONS = re.compile(r"[.~H-Wh-w]")
 _SPACERS = re.compile(r"[`y]")  # backquotes (beaming-preserving spaces) and y spacers: layout, no time, no sound
 
 
@@ -67,8 +69,9 @@ def drop_annotations(line: str) -> str:
     """A body line without text annotations, fingerings, bowings and decorations; chord symbols stay.
 
     Drops quoted strings that are not chord symbols, !name! and +name+ decorations, and the one-character
-    decorations . ~ H L M O P S T u v (staccato, roll, fermata, accent, mordents, coda, segno, trill, bowings), and
-    the layout characters that carry no music: backquotes (spaces that keep a beam) and y spacers. Inline fields
+    decorations: . ~ and the letters H-W and h-w that ABC 2.1 keeps for decoration symbols (H L M O P S T u v are
+    fermata, accent, mordents, coda, segno, trill and bowings; the others are user-definable with U:, and
+    Ryan's Mammoth writes an undefined k before many notes), and the layout characters that carry no music: backquotes (spaces that keep a beam) and y spacers. Inline fields
     such as [K:G] and chord symbols are kept untouched. music21 reads either form; a small model learns the notes
     faster without the transcribers' marks, and does not spend its guesses on one transcriber's layout habits.
     """

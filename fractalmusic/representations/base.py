@@ -58,6 +58,10 @@ class Representation:
     default_output_formats: ClassVar[tuple[str, ...] | None] = None
     # API 2: files with these suffixes are read by `read_file` (the data layer asks before its own readers)
     input_suffixes: ClassVar[tuple[str, ...]] = ()
+    # data-layer options (DataConfig fields such as pitch_shift_min/max) this representation suggests for a fresh
+    # `fmusic train` run, in groups of options that belong together: a group applies whole, and only when the
+    # command line sets none of its options
+    data_defaults: ClassVar[tuple[dict[str, Any], ...]] = ()
 
     def __init__(self, config=None, **overrides):
         if config is None:
