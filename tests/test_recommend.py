@@ -148,8 +148,8 @@ class _GridModel:
     """A stand-in grid generator: rolls in C major when note_temperature <= `cold`, chromatic above it; note
     density grows with the temperature. It records the settings it was asked for."""
 
-    def __init__(self, cold=0.3, takes=True):
-        self.cold, self.takes, self.calls = cold, takes, []
+    def __init__(self, cold=0.3, takes=True, silent_below=0.0):
+        self.cold, self.takes, self.silent_below, self.calls = cold, takes, silent_below, []
 
     def sample_option_names(self):
         return ("num_iter", "note_temperature") if self.takes else ("num_iter",)
@@ -160,6 +160,8 @@ class _GridModel:
         pitches = (60, 62, 64, 65, 67, 69, 71) if note_temperature is not None and note_temperature <= self.cold \
             else tuple(range(60, 72))
         every = max(1, round(4 / temperature ** 2))  # temperature 1: a note every 4 columns
+        if note_temperature is not None and note_temperature < self.silent_below:
+            every = 4 * width  # one note per roll
         for k, t in enumerate(range(0, width, every)):
             roll[:, pitches[k % len(pitches)], t] = 2
         return roll
@@ -178,6 +180,11 @@ def test_grid_settings_choose_note_temperature_for_the_key_then_temperature_for_
     assert set(rec["note_density"]) == {str(t) for t in recommend.GRID_TEMPERATURES}
     assert all(c[3] == 0.3 for c in model.calls[len(recommend.GRID_NOTE_TEMPERATURES):])
     assert recommend.describe(rec) == "temperature 1, note temperature 0.3"
+    # only 0.15 gives the key, but this model falls nearly silent there: it does not take part, and of the
+    # others (all equally out of key) the warmest is chosen
+    rec = recommend.grid_settings(_GridModel(cold=0.15, silent_below=0.2), [{"grid": val}], n=2, key_samples=3)
+    assert rec["scale_consistency"]["0.15"] == pytest.approx(1.0) and rec["key_note_density"]["0.15"] < 0.1
+    assert rec["note_temperature"] == 1.0
     # a grid generator without note_temperature: the temperature alone, over the plain candidates
     plain = _GridModel(takes=False)
     rec = recommend.grid_settings(plain, [{"grid": val}], n=2)

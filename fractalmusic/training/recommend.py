@@ -24,9 +24,11 @@ command line says otherwise (it prints one line saying so).
   - `note_temperature` (a cell's choice between silence and sound, i.e. which pitches sound) among
     `GRID_NOTE_TEMPERATURES`, sampled at temperature 1: the one whose rolls' scale consistency (the share of
     note starts inside the best-fitting major or harmonic-minor scale, per roll, `GRID_KEY_SAMPLES` rolls) is
-    closest to the validation rolls'; of candidates within `GRID_KEY_TOLERANCE` of the closest, the warmest. An
-    undertrained model scatters notes over every pitch class when it samples warm; cold, it keeps the pitches it
-    is sure of, which are mostly those of one key;
+    closest to the validation rolls'; of candidates within `GRID_KEY_TOLERANCE` of the closest, the warmest.
+    Only candidates whose rolls keep at least `GRID_KEY_MIN_DENSITY` of the validation rolls' note density take
+    part (all of them when none does): a model that is unsure everywhere falls nearly silent when it samples
+    cold, and a few notes in one key are no music. An undertrained model scatters notes over every pitch class
+    when it samples warm; cold, it keeps the pitches it is sure of, which are mostly those of one key;
   - `temperature` (onset or sustain, and the silent-patch flags) among `GRID_TEMPERATURES` with that note
     temperature: the one whose sampled note density (note starts per column, `GRID_SAMPLES` rolls) is closest,
     in ratio, to the validation rolls'.
@@ -50,6 +52,7 @@ GRID_TEMPERATURES = (0.8, 1.0, 1.2, 1.4)  # onset vs sustain and silent flags, c
 GRID_SAMPLES = 4  # rolls sampled per temperature
 GRID_KEY_SAMPLES = 8  # rolls sampled per note temperature
 GRID_KEY_TOLERANCE = 0.01
+GRID_KEY_MIN_DENSITY = 0.5  # share of the validation rolls' note density a note temperature must keep
 COVERAGE = 0.99
 SUSTAIN, ONSET_MIN = 1, 2  # pianoroll cells: 0 silence, 1 sustain, 2.. onsets
 
@@ -230,16 +233,21 @@ def grid_settings(generator, batches: Iterable[dict[str, Any]], n: int = GRID_SA
     if _takes_note_temperature(generator) and key_rolls and note_temperatures:
         data_key = key_sum / key_rolls
         keys: dict[str, float] = {}
+        densities: dict[str, float] = {}
         for nt in note_temperatures:
             rolls = torch.as_tensor(generator.sample(key_samples, width, temperature=1.0, seed=seed,
                                                      note_temperature=nt))
             share = scale_consistency(rolls)
             keys[str(nt)] = share if share is not None else 0.0
-        gap = {nt: abs(keys[str(nt)] - data_key) for nt in note_temperatures}
+            densities[str(nt)] = note_density(rolls)
+        dense = [nt for nt in note_temperatures if densities[str(nt)] >= GRID_KEY_MIN_DENSITY * data]
+        dense = dense or list(note_temperatures)
+        gap = {nt: abs(keys[str(nt)] - data_key) for nt in dense}
         closest = min(gap.values())
-        chosen = max(nt for nt in note_temperatures if gap[nt] <= closest + GRID_KEY_TOLERANCE)
+        chosen = max(nt for nt in dense if gap[nt] <= closest + GRID_KEY_TOLERANCE)
         options["note_temperature"] = chosen
-        out.update(note_temperature=chosen, scale_consistency=keys, data_scale_consistency=data_key)
+        out.update(note_temperature=chosen, scale_consistency=keys, key_note_density=densities,
+                   data_scale_consistency=data_key)
         temperatures = GRID_TEMPERATURES if temperatures is None else temperatures
     else:
         temperatures = GRID_PLAIN_TEMPERATURES if temperatures is None else temperatures
