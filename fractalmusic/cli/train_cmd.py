@@ -350,7 +350,7 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str],
                        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in suggested.items())
                        + " unless told otherwise")
         train_cfg = config_from_dict(TrainConfig, {**suggested, **parsed["train"]}, where="training options")
-        # the representation's suggested data options (abc: pitch shifts, whole tunes), by group: a group applies
+        # the representation's suggested data options (abc: pitch shifts), by group: a group applies
         # whole, and only when none of its options is given
         data_suggested = {}
         for group in getattr(rep_cls, "data_defaults", ()) or ():
