@@ -241,18 +241,23 @@ def bench_realmidi(args) -> None:
             cpu[name].append(_cpu_seconds() - c)
     rate = {name: len(files) / statistics.median(ts) for name, ts in times.items()}
     cpu_rate = {name: len(files) / statistics.median(ts) for name, ts in cpu.items()}
+    # the fastest pass of each method: on a machine shared with other jobs, the one they disturbed least
+    best_cpu_rate = {name: len(files) / min(ts) for name, ts in cpu.items()}
     sym_name = "symusic: read + resample + pianoroll (its own grid)"
-    sym, sym_cpu = rate[sym_name], cpu_rate[sym_name]
+    sym, sym_cpu, sym_best = rate[sym_name], cpu_rate[sym_name], best_cpu_rate[sym_name]
     pm = rate["pretty_midi: PrettyMIDI + get_piano_roll"]
-    rows = [[name, f"{fps:.1f}", f"{fps / sym:.2f}", f"{cpu_rate[name] / sym_cpu:.2f}", f"{fps / pm:.0f}x"]
+    rows = [[name, f"{fps:.1f}", f"{fps / sym:.2f}", f"{cpu_rate[name] / sym_cpu:.2f}",
+             f"{best_cpu_rate[name] / sym_best:.2f}" if name not in slow else "-", f"{fps / pm:.0f}x"]
             for name, fps in rate.items()]
     table(
         f"Reading {len(files)} real MIDI files ({len(pieces)} with notes, {n_notes:,} notes) into grids and words "
         f"(files/s; one process; medians of {args.repeats} interleaved passes)",
-        ["method", "files/s", "share of symusic's rate", "share by CPU time", "vs pretty_midi"],
+        ["method", "files/s", "share of symusic's rate", "share by CPU time", "share by best pass (CPU)",
+         "vs pretty_midi"],
         rows,
     )
-    RESULTS["realmidi"] = {"files": len(files), "notes": n_notes, "files_per_s": rate, "files_per_cpu_s": cpu_rate}
+    RESULTS["realmidi"] = {"files": len(files), "notes": n_notes, "files_per_s": rate, "files_per_cpu_s": cpu_rate,
+                           "files_per_best_cpu_s": best_cpu_rate}
     shutil.rmtree(cache_root, ignore_errors=True)
 
 
