@@ -122,7 +122,8 @@ def test_config_validation():
 def test_default_level_types_are_resolved_and_old_checkpoints_keep_theirs():
     m = make()
     assert m.types == ("mar", "mar", "ar") and m.config.generator_types == ("mar", "mar", "ar")
-    assert FractalConfig().model_size == "compact" and MARGenerator.train_defaults == {"batch_size": 8}
+    assert FractalConfig().model_size == "compact" and MARGenerator.train_defaults == {"batch_size": 8, "lr": 2e-3}
+    assert ARGenerator.train_defaults == {"batch_size": 8}
     # a version-1 checkpoint left the types empty, meaning every level of the generator's own kind
     old = {"config": {"model_size": "tiny", "generator_types": None}, "model": {}}
     assert MARGenerator.upgrade_state(old, 1)["config"]["generator_types"] == ["mar"] * 3

@@ -516,6 +516,8 @@ class MARGenerator(FractalGenerator):
 
     name = "mar"
     default_types = ("mar", "mar", "ar")
+    # lr 2e-3: after 640 steps on the chorales 0.0460 validation nats per cell against 0.0483 at 1e-3 (3e-3: 0.0459)
+    train_defaults: ClassVar[dict[str, Any]] = {"batch_size": 8, "lr": 2e-3}
 
 
 class ARGenerator(FractalGenerator):
