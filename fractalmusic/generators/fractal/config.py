@@ -11,8 +11,10 @@ Per-level tuples have one entry per level of the hierarchy:
 
 Defaults, and why (measured on the Bach chorales on one CPU thread, docs/BENCHMARKS.md):
 
-* model_size compact (with the generators' train_defaults batch 8): about 0.5-0.7 s per step, so 30 minutes make
-  2,500-3,500 steps; the old default, FractalMIDI's small at batch 32, made about 180.
+* model_size compact (with the generators' train_defaults batch 8, and lr 2e-3 for `mar`): about 0.5-0.7 s per
+  step, so 30 minutes make 2,500-3,500 steps; the old default, FractalMIDI's small at batch 32, made about 180.
+  `tiny` makes about 2.5 times more steps and samples more in key, but with more sixteenths and fewer pitch
+  classes per bar after 15 minutes (docs/BENCHMARKS.md).
 * generator_types: empty means the generator's own default, `mar` = mar,mar,ar (an AR cell level trains faster and
   breaks fewer notes than all-MAR at the same budget) and `ar` = ar,ar,ar; checkpoints store the resolved types.
 * note_cell_weight 1.0: the plain likelihood. 3 cut the sixteenth-note share of 640-step samples by a third but
