@@ -320,9 +320,13 @@ def _encode_file(entry: FileEntry, representation, cache: Cache, notes: bool, dt
             lengths.append(0)
             continue
         try:
-            fast = getattr(representation, "encode_time_major", None) if kind == "grid" else None
-            # the pianoroll builds the stored [T, 128] small-int form directly (no int64 grid, no transposed copy)
-            arr = fast(piece, dtype).T if fast is not None else np.asarray(representation.encode(piece))
+            fast = getattr(representation, "encode_time_major" if kind == "grid" else "encode_as", None)
+            # the pianoroll builds the stored [T, 128] small-int form directly (no int64 grid, no transposed copy);
+            # MIDI words write their ids straight into the stored type
+            if fast is None:
+                arr = np.asarray(representation.encode(piece))
+            else:
+                arr = fast(piece, dtype).T if kind == "grid" else fast(piece, dtype)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
@@ -346,7 +350,7 @@ def _encode_file(entry: FileEntry, representation, cache: Cache, notes: bool, dt
             failures[str(i)] = why
             lengths.append(0)
             continue
-        blocks.append(np.asarray(arr.T, dtype=dtype) if kind == "grid" else arr.astype(dtype))
+        blocks.append(np.asarray(arr.T, dtype=dtype) if kind == "grid" else arr.astype(dtype, copy=False))
         lengths.append(arr.shape[-1])
     if len(blocks) == 1:
         data = blocks[0]  # one piece (a MIDI file): no copy
@@ -372,7 +376,7 @@ def _encoded_piece(
     enc = entries.get(fkey)
     to_pack = None
     if enc is None:
-        key = make_key("encoded", fkey, fingerprint, dtype.str)
+        key = make_key("encoded", fkey, fingerprint, dtype.str) if cache.enabled else ""  # no cache: never used
         enc = cache.load_encoded(key)
         if enc is None:
             enc = _encode_file(ref.file, representation, cache, notes, dtype)

@@ -276,9 +276,11 @@ class WordsRepresentation(Representation):
             return [_code_word(c) for c in units.tolist()], kind
         return units, kind
 
-    def _piece_units(self, piece: Piece, as_ids: bool = False, parts: bool = False) -> tuple[Any, str]:
+    def _piece_units(self, piece: Piece, as_ids: bool = False, parts: bool = False,
+                     dtype: np.dtype | type = np.int64, ends: bool = False) -> tuple[Any, str]:
         """(ABC words, "abc") or (MIDI word codes, or ids with `as_ids`, or with `parts` the `_MidiWords` they are
-        written from, "midi"), as `piece_words` chooses."""
+        written from, "midi"), as `piece_words` chooses. MIDI codes or ids come as `dtype`, between <bos> and <eos>
+        with `ends`."""
         source = self.config.source
         if source == "abc" or (source == "auto" and piece.abc):
             if not piece.abc:
@@ -294,7 +296,7 @@ class WordsRepresentation(Representation):
         if parts:
             return self._midi_parts(piece), "midi"
         words = self._recall(piece) if as_ids else None
-        return self._write(words if words is not None else self._midi_parts(piece), as_ids), "midi"
+        return self._write(words if words is not None else self._midi_parts(piece), as_ids, dtype, ends), "midi"
 
     def fit(self, pieces: Iterable[Piece]) -> "WordsRepresentation":
         counts: Counter[str] = Counter()
@@ -535,8 +537,10 @@ class WordsRepresentation(Representation):
         words.vel = vel
         return words
 
-    def _write(self, words: "_MidiWords", as_ids: bool) -> np.ndarray:
-        """The sequence of a piece's MIDI words: their codes, or (`as_ids`) their vocabulary ids."""
+    def _write(self, words: "_MidiWords", as_ids: bool, dtype: np.dtype | type = np.int64,
+               ends: bool = False) -> np.ndarray:
+        """The sequence of a piece's MIDI words: their codes, or (`as_ids`) their vocabulary ids, as `dtype` (ids
+        only: they must fit), with `ends` between <bos> and <eos> (written in place: no copy to add them)."""
         if as_ids:
             tables = self._id_tables
 
@@ -552,11 +556,14 @@ class WordsRepresentation(Representation):
             def ts_word(code: int) -> int:
                 return code
 
-        out = np.empty(words.length, dtype=np.int64)
+        full = np.empty(words.length + 2 if ends else words.length, dtype=dtype)
+        if ends:
+            full[0], full[-1] = BOS, EOS
+        out = full[1:-1] if ends else full  # a view: the words are written into `full`
         out[0] = ts_word(_ts_code(*words.first_ts))
         out[1] = word(K_TEMPO, np.array([words.first_tempo]))[0]
         if words.length == _HEAD:
-            return out
+            return full
         out[words.bar_at] = word(K_BAR, np.zeros(1, dtype=np.int64))[0]
         out[words.ts_at] = [ts_word(c) for c in words.ts_codes.tolist()]
         out[words.tempo_at] = word(K_TEMPO, words.tempo)
@@ -567,7 +574,7 @@ class WordsRepresentation(Representation):
         out[at] = word(K_DUR, words.dur)
         at += 1
         out[at] = word(K_VEL, words.vel)
-        return out
+        return full
 
     _MEMO_TOKENS = 4_000_000  # words kept between fit and encode (about 4 bytes each); beyond that, encode works
     # them out again
@@ -711,15 +718,19 @@ class WordsRepresentation(Representation):
 
     # ------------------------------------------------------------------ conversion
     def encode(self, piece: Piece) -> np.ndarray:
+        return self.encode_as(piece, np.int64)
+
+    def encode_as(self, piece: Piece, dtype: np.dtype | type) -> np.ndarray:
+        """`encode(piece)` as `dtype` (an integer type that holds every id of the vocabulary: the cache's storage
+        type), MIDI words written straight into it: no int64 sequence to convert."""
         self._require_fitted()
-        units, kind = self._piece_units(piece, as_ids=True)
-        out = np.empty(len(units) + 2, dtype=np.int64)
-        out[0], out[-1] = BOS, EOS
+        units, kind = self._piece_units(piece, as_ids=True, dtype=dtype, ends=True)
         if kind == "midi":
-            out[1:-1] = units
-        else:
-            index = self._index
-            out[1:-1] = [index.get(w, UNK) for w in units]
+            return units
+        index = self._index
+        out = np.empty(len(units) + 2, dtype=dtype)
+        out[0], out[-1] = BOS, EOS
+        out[1:-1] = [index.get(w, UNK) for w in units]
         return out
 
     def _clean_ids(self, array, repairs: dict[str, int] | None) -> tuple[np.ndarray, bool]:
