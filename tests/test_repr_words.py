@@ -142,6 +142,24 @@ def test_time_signature_and_tempo_changes():
     assert back.notes["onset"].tolist() == [0, 3, 4, 7] and np.array_equal(rep.encode(back), ids)
 
 
+def test_encode_as_gives_encode_ids_in_the_storage_type(midi_rep, chorale):
+    piece = Piece(
+        notes=make_notes([(0, 1, 60), (3, 1, 62), (4, 0.5, 64), (7, 1, 65), (7, 9, 130 - 3)]),
+        time_signatures=[(0.0, 3, 4), (3.0, 2, 4)],
+        tempos=[(0.0, 90.0), (3.0, 150.0)],
+    )
+    for rep, p in ((midi_rep, chorale), (midi_rep, piece), (WordsRepresentation(source="midi").fit([piece]), piece)):
+        ids = rep.encode(p)
+        assert ids.dtype == np.int64 and ids[0] == rep.encode(Piece())[0] and ids[-1] == rep.encode(Piece())[-1]
+        for dtype in (np.uint16, np.int32, np.uint8):
+            if rep.vocab_size > np.iinfo(dtype).max + 1:
+                continue
+            got = rep.encode_as(p, dtype)
+            assert got.dtype == dtype and np.array_equal(got, ids)
+    folk = WordsRepresentation(source="abc").fit([Piece(abc=JIG)])
+    assert np.array_equal(folk.encode_as(Piece(abc=JIG), np.uint16), folk.encode(Piece(abc=JIG)))
+
+
 def test_midi_decode_repairs(midi_rep):
     seq = ["Bar", "Pitch_60", "Pitch_62", "Dur_4", "Vel_3", "Dur_2", "Pos_20", "Pitch_64", "Dur_1", "Vel_1"]
     arr = np.concatenate([midi_rep.ids_of(seq), [10**9, -5, 0, 1]])
