@@ -24,7 +24,8 @@ def command():
       fmusic data list
       fmusic data stats --data folk --repr abc
       fmusic data stats --data chorales --repr pianoroll --steps-per-beat 4
-      fmusic data prepare --data my_midis/ --repr pianoroll
+      fmusic data stats my_midis/ --repr words        (a bare PATH means --data PATH)
+      fmusic data prepare my_midis/ --repr pianoroll
       fmusic data prepare --dataset maestro --root ~/data/maestro-v3.0.0 --write-split splits/maestro
     """
 
@@ -96,6 +97,7 @@ def _build(args: list[str], repr_name: str | None, log=None, split=None):
     from fractalmusic.config import config_from_dict, parse_options
     from fractalmusic.data.config import DATA_ALIASES, DataConfig
 
+    args = _positional_data(args, plugins.get_representation(repr_name or "abc"))
     dataset = _dataset_of(args)
     if dataset:
         from fractalmusic.cli.train_cmd import _dataset_defaults
@@ -126,6 +128,41 @@ def _build(args: list[str], repr_name: str | None, log=None, split=None):
 
         cfg = resolve_data_config(cfg, log=log)
     return cfg, representation
+
+
+def _positional_data(args: list[str], rep_cls) -> list[str]:
+    """`fmusic data stats PATH ...`: a bare PATH among the options (not an option's value) means --data PATH.
+    ConfigError when two are given, or PATH and --data both are."""
+    from fractalmusic.config import _scalar, field_types, option_name
+    from fractalmusic.data.config import DATA_ALIASES, DataConfig
+
+    flags = set()  # options that take no value: a bare token after one is not its value
+    for cls in (DataConfig, rep_cls.Config):
+        for name, tp in field_types(cls).items():
+            if _scalar(tp) is bool:
+                flags |= {option_name(name), "--no-" + name.replace("_", "-")}
+    rest, bare, named, i = [], [], None, 0
+    while i < len(args):
+        tok = args[i]
+        if not tok.startswith("--"):
+            bare.append(tok)
+            i += 1
+            continue
+        opt, eq, value = tok.partition("=")
+        opt = "--" + opt[2:].replace("_", "-")
+        takes_value = not eq and opt not in flags and i + 1 < len(args)
+        if DATA_ALIASES.get(opt, opt) == "--data":
+            named = value if eq else args[i + 1] if takes_value else ""
+        rest += args[i : i + (2 if takes_value else 1)]
+        i += 2 if takes_value else 1
+    if not bare:
+        return rest
+    if len(bare) > 1:
+        raise ConfigError(f"one data folder or file, not {len(bare)}: {', '.join(map(repr, bare))} (a list file, one "
+                          "path per line, names several; --val-data names the validation data)")
+    if named is not None:
+        raise ConfigError(f"the data is named twice: {bare[0]!r} and --data {named!r}; give one of them")
+    return rest + ["--data", bare[0]]
 
 
 def _only_data_and_representation(args: list[str], repr_name: str) -> list[str]:
@@ -221,8 +258,7 @@ def prepare(ctx, repr_name: str | None, split_dir: str | None, split_only: bool)
     cfg, representation = _build(args, repr_name, log=click.echo, split=split)
     if cfg.no_cache:
         raise ConfigError("fmusic data prepare fills the cache; --no-cache would make it do nothing")
-    started = time.perf_counter()
-    try:
+    try:  # the time it reports leaves out the readers' first imports
         prepared = prepare_data(cfg, representation, log=click.echo)
     except DataError as exc:
         if not (dataset and split_dir is not None):
@@ -234,7 +270,9 @@ def prepare(ctx, repr_name: str | None, split_dir: str | None, split_only: bool)
     click.echo(
         f"prepared {report.n_train + report.n_val} pieces for {representation.name} "
         f"({report.train_units + report.val_units:,} {report.unit}, vocabulary {report.vocabulary}) "
-        f"in {time.perf_counter() - started:.1f} s; cache: {report.cache_dir}"
+        f"from {report.files:,} files in {report.seconds:.2f} s"
+        + (f" ({report.files / report.seconds:,.0f} files/s)" if report.files and report.seconds > 0 else "")
+        + f"; cache: {report.cache_dir}"
     )
     if split_dir is not None and not dataset:
         train, valid, unlisted = prepared.write_split(split_dir)

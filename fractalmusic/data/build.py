@@ -33,7 +33,7 @@ from fractalmusic.data.dataset import (
 )
 from fractalmusic.data.prepare import FileEntry, PieceRef, ReadCorpus, _first_line, _short_name, group_reasons
 from fractalmusic.data.prepare import content_of, copy_signature, older_objects_left_alone, read_corpus
-from fractalmusic.data.prepare import reader_version
+from fractalmusic.data.prepare import load_readers, reader_version
 from fractalmusic.data.split import split_indices
 from fractalmusic.errors import ConfigError, DataError
 from fractalmusic.limits import piece_problem, summary_problem
@@ -129,7 +129,8 @@ class DataReport:
         else:
             out.append("cache: off (--no-cache)")
         out.extend(self.notes)
-        out.append(f"prepared in {self.seconds:.2f} s")
+        rate = f" ({self.files / self.seconds:,.0f} files/s)" if self.files and self.seconds > 0 else ""
+        out.append(f"prepared {self.files:,} file{'s' if self.files != 1 else ''} in {self.seconds:.2f} s{rate}")
         return out
 
 
@@ -521,6 +522,7 @@ def _prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | N
     own = tuple(getattr(representation, "input_suffixes", ()) or ())
     reader = representation if own else None
     corpus = resolve_corpus(cfg.data or default_corpus(representation), own)
+    start += load_readers(corpus.files)  # first imports are the process's cost, not the data's: not timed
     report = DataReport(corpus=corpus.spec, representation=representation.name, kind=kind, crop_length=crop)
     report.notes_parsed = notes
     report.val_fraction = cfg.val_fraction
@@ -540,6 +542,7 @@ def _prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | N
         )
     if cfg.val_data:
         val_corpus = resolve_corpus(cfg.val_data, own)
+        start += load_readers(val_corpus.files)
         report.val_corpus = val_corpus.spec
         for line in val_corpus.notes:
             log(line)
