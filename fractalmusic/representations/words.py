@@ -139,9 +139,12 @@ class _MidiTally:
 
     _ARRAY_LIMIT = 1 << 16  # larger values (a Pos_ in a bar of thousands of steps) are counted one by one
 
-    def __init__(self):
+    def __init__(self, bounds: dict[int, int] | None = None):
         self.by_kind: dict[int, np.ndarray] = {}
         self.codes: Counter[int] = Counter()
+        # kind -> a bound its values never reach (Dur_ is capped, Vel_ and Tempo_ are bins): counted without
+        # looking for their largest value first
+        self.bounds = {k: b for k, b in (bounds or {}).items() if b <= self._ARRAY_LIMIT}
 
     def add(self, words: _MidiWords) -> None:
         self.codes[_ts_code(*words.first_ts)] += 1
@@ -150,7 +153,7 @@ class _MidiTally:
         for kind, values in words.kinds():
             if not len(values):
                 continue
-            if int(values.max()) >= self._ARRAY_LIMIT:
+            if kind not in self.bounds and int(values.max()) >= self._ARRAY_LIMIT:
                 uniq, n = np.unique(values, return_counts=True)
                 for v, c in zip(uniq.tolist(), n.tolist()):
                     self.codes[_code(kind, v)] += c
@@ -303,7 +306,8 @@ class WordsRepresentation(Representation):
         used = 0
         midi = self.config.source == "midi"
         sigs: set[tuple[int, int]] = set()
-        tally = _MidiTally()
+        tally = _MidiTally({K_DUR: int(self.config.max_duration_steps) + 1, K_VEL: int(self.config.velocity_bins),
+                            K_TEMPO: max(TEMPO_BINS) + 1})
         for piece in pieces:
             try:
                 units, kind = self._piece_units(piece, parts=True)
@@ -357,9 +361,8 @@ class WordsRepresentation(Representation):
         self._id_to_word = list(SPECIALS) + self._words
         self._index = {w: i for i, w in enumerate(self._id_to_word)}
         n = len(self._id_to_word)
-        kind = np.full(n, K_ABC, dtype=np.int64)
-        value = np.zeros(n, dtype=np.int64)
-        kind[: len(SPECIALS)] = K_SPECIAL
+        kinds = [K_SPECIAL] * len(SPECIALS) + [K_ABC] * (n - len(SPECIALS))  # plain lists, made arrays at the end
+        values = [0] * n
         self._ts: dict[int, tuple[int, int]] = {}
         self._code_index: dict[int, int] = {}  # MIDI word code -> id
         self._pitch_id = np.full(128, -1, dtype=np.int64)
@@ -368,31 +371,35 @@ class WordsRepresentation(Representation):
             if not m:
                 continue
             g = m.groups()
+            k, v = K_ABC, 0
             if w == "Bar":
-                kind[i] = K_BAR
+                k = K_BAR
             elif g[0] is not None:
-                kind[i], value[i] = K_POS, int(g[0])
+                k, v = K_POS, int(g[0])
             elif g[1] is not None:
-                kind[i], value[i] = K_PITCH, int(g[1])
-                if value[i] < 128:
-                    self._pitch_id[value[i]] = i
+                k, v = K_PITCH, int(g[1])
+                if v < 128:
+                    self._pitch_id[v] = i
             elif g[2] is not None:
-                kind[i], value[i] = K_DUR, int(g[2])
+                k, v = K_DUR, int(g[2])
             elif g[3] is not None:
-                kind[i], value[i] = K_VEL, int(g[3])
+                k, v = K_VEL, int(g[3])
             elif g[4] is not None:
                 num, den = int(g[4]), int(g[5])
                 if num >= 1 and den >= 1:
-                    kind[i] = K_TS
+                    k = K_TS
                     self._ts[i] = (num, den)
             else:
-                kind[i], value[i] = K_TEMPO, int(g[6])
-            if kind[i] == K_TS:
+                k, v = K_TEMPO, int(g[6])
+            kinds[i], values[i] = k, v
+            if k == K_TS:
                 num, den = self._ts[i]
                 if _valid_ts(num, den):
                     self._code_index[_ts_code(num, den)] = i
-            elif kind[i] != K_ABC and value[i] < (1 << _SHIFT):
-                self._code_index[_code(int(kind[i]), value[i])] = i
+            elif k != K_ABC and v < (1 << _SHIFT):
+                self._code_index[_code(k, v)] = i
+        kind = np.array(kinds, dtype=np.int64)
+        value = np.array(values, dtype=np.int64)
         self._kind = kind
         self._value = value
         # MIDI word kind -> dense value -> id table (<unk> where the vocabulary lacks the word); the last entry is
