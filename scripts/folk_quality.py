@@ -4,6 +4,7 @@
     python scripts/folk_quality.py bars --corpus 80                # the same on 80 random tunes of the folk corpus
     python scripts/folk_quality.py bodies CKPT --book miscFolk --max-tunes 300   # bits/char of bodies
     python scripts/folk_quality.py bodies CKPT --book ryansMammoth --drop-near-copies   # a held-out folk book
+    python scripts/folk_quality.py bodies CKPT --book ryansMammoth --by-class          # where the bits go
     python scripts/folk_quality.py lr runs/folk/metrics.jsonl      # last logged lr against the peak
 
 bars: a tune counts as parsed when music21 reads it into a score with notes. Over the parsed tunes, every inner
@@ -13,7 +14,9 @@ when its duration equals the bar of the time signature in force. Bar consistency
 bodies: the bits per character the checkpoint gives the characters after each tune's K: line (the body), read as
 the representation normalises tunes, each tune fed from its own start (so the header conditions the body). With
 --drop-near-copies the tunes of a held-out folk book that another folk book also holds (a near copy by
-fractalmusic.metrics.abc: Jaccard similarity of body 8-grams >= 0.7) are left out and counted.
+fractalmusic.metrics.abc: Jaccard similarity of body 8-grams >= 0.7) are left out and counted. With --by-class
+the body bits are also split by character class (note letters, digits, bar lines, ...; other characters each on
+their own): each class's share of the bits and of the characters, and its bits per character.
 """
 from __future__ import annotations
 
@@ -79,6 +82,16 @@ def cmd_bars(args) -> dict:
             "bar_consistency": right / judged if judged else math.nan}
 
 
+def char_class(c: str) -> str:
+    """The class a body character is counted in by `bodies --by-class`."""
+    for name, members in (("note letter", "ABCDEFGabcdefg"), ("digit", "0123456789"), ("newline", "\n"),
+                          ("space", " "), ("bar/repeat", "|:[]"), ("octave", ",'"), ("slash/broken", "/<>"),
+                          ("accidental", "^_="), ("slur/tuplet", "()"), ("grace", "{}"), ("rest", "zxZX")):
+        if c in members:
+            return name
+    return repr(c)
+
+
 def cmd_bodies(args) -> dict:
     import numpy as np
     import torch
@@ -111,6 +124,8 @@ def cmd_bodies(args) -> dict:
         near = len(tunes) - len(kept)
         tunes = kept
     nats = chars = 0.0
+    class_nats: dict[str, float] = {}
+    class_chars: dict[str, int] = {}
     with torch.no_grad():
         for t in tunes:
             text = rep.normalise(t)
@@ -131,8 +146,21 @@ def cmd_bodies(args) -> dict:
             body = nll[max(0, offset - 1):]
             nats += float(body.sum())
             chars += body.numel()
-    return {"tunes": len(tunes), "near_copies_left_out": near, "body_chars": int(chars),
-            "bits_per_char": nats / chars / math.log(2)}
+            if args.by_class:
+                # target k is text[k] (ids[0] is <bos>): body targets are text[head_len:]
+                for c, v in zip(text[head_len:], body.tolist()):
+                    name = char_class(c)
+                    class_nats[name] = class_nats.get(name, 0.0) + v
+                    class_chars[name] = class_chars.get(name, 0) + 1
+    out = {"tunes": len(tunes), "near_copies_left_out": near, "body_chars": int(chars),
+           "bits_per_char": nats / chars / math.log(2)}
+    if args.by_class:
+        out["by_class"] = {
+            name: {"share_of_bits": round(class_nats[name] / nats, 4),
+                   "share_of_chars": round(class_chars[name] / chars, 4),
+                   "bits_per_char": round(class_nats[name] / class_chars[name] / math.log(2), 3)}
+            for name in sorted(class_nats, key=class_nats.get, reverse=True)}
+    return out
 
 
 def cmd_lr(args) -> dict:
@@ -156,6 +184,7 @@ def main(argv: list[str]) -> None:
     d.add_argument("--max-tunes", type=int, default=300)
     d.add_argument("--drop-near-copies", action="store_true",
                    help="leave out tunes that another book of the folk corpus holds too (near copies)")
+    d.add_argument("--by-class", action="store_true", help="also split the body bits by character class")
     lr = sub.add_parser("lr")
     lr.add_argument("metrics")
     args = p.parse_args(argv)
