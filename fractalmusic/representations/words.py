@@ -280,10 +280,10 @@ class WordsRepresentation(Representation):
         return units, kind
 
     def _piece_units(self, piece: Piece, as_ids: bool = False, parts: bool = False,
-                     dtype: np.dtype | type = np.int64, ends: bool = False) -> tuple[Any, str]:
+                     ends: bool = False) -> tuple[Any, str]:
         """(ABC words, "abc") or (MIDI word codes, or ids with `as_ids`, or with `parts` the `_MidiWords` they are
-        written from, "midi"), as `piece_words` chooses. MIDI codes or ids come as `dtype`, between <bos> and <eos>
-        with `ends`."""
+        written from, "midi"), as `piece_words` chooses. MIDI codes or ids come between <bos> and <eos> with
+        `ends`."""
         source = self.config.source
         if source == "abc" or (source == "auto" and piece.abc):
             if not piece.abc:
@@ -299,7 +299,7 @@ class WordsRepresentation(Representation):
         if parts:
             return self._midi_parts(piece), "midi"
         words = self._recall(piece) if as_ids else None
-        return self._write(words if words is not None else self._midi_parts(piece), as_ids, dtype, ends), "midi"
+        return self._write(words if words is not None else self._midi_parts(piece), as_ids, ends), "midi"
 
     def fit(self, pieces: Iterable[Piece]) -> "WordsRepresentation":
         counts: Counter[str] = Counter()
@@ -544,10 +544,9 @@ class WordsRepresentation(Representation):
         words.vel = vel
         return words
 
-    def _write(self, words: "_MidiWords", as_ids: bool, dtype: np.dtype | type = np.int64,
-               ends: bool = False) -> np.ndarray:
-        """The sequence of a piece's MIDI words: their codes, or (`as_ids`) their vocabulary ids, as `dtype` (ids
-        only: they must fit), with `ends` between <bos> and <eos> (written in place: no copy to add them)."""
+    def _write(self, words: "_MidiWords", as_ids: bool, ends: bool = False) -> np.ndarray:
+        """The sequence of a piece's MIDI words (int64): their codes, or (`as_ids`) their vocabulary ids, with `ends`
+        between <bos> and <eos> (written in place: no copy to add them)."""
         if as_ids:
             tables = self._id_tables
 
@@ -563,7 +562,7 @@ class WordsRepresentation(Representation):
             def ts_word(code: int) -> int:
                 return code
 
-        full = np.empty(words.length + 2 if ends else words.length, dtype=dtype)
+        full = np.empty(words.length + 2 if ends else words.length, dtype=np.int64)
         if ends:
             full[0], full[-1] = BOS, EOS
         out = full[1:-1] if ends else full  # a view: the words are written into `full`
@@ -728,12 +727,14 @@ class WordsRepresentation(Representation):
         return self.encode_as(piece, np.int64)
 
     def encode_as(self, piece: Piece, dtype: np.dtype | type) -> np.ndarray:
-        """`encode(piece)` as `dtype` (an integer type that holds every id of the vocabulary: the cache's storage
-        type), MIDI words written straight into it: no int64 sequence to convert."""
+        """`encode(piece)` as `dtype`, an integer type that holds every id of the vocabulary (the cache's storage
+        type; its largest id is then found in a small-int array, and an unsigned one needs no check for negatives).
+        The ids are written as int64 and converted once: writing them straight into a small type is slower (numpy's
+        casting scatter)."""
         self._require_fitted()
-        units, kind = self._piece_units(piece, as_ids=True, dtype=dtype, ends=True)
+        units, kind = self._piece_units(piece, as_ids=True, ends=True)
         if kind == "midi":
-            return units
+            return units.astype(dtype, copy=False)
         index = self._index
         out = np.empty(len(units) + 2, dtype=dtype)
         out[0], out[-1] = BOS, EOS
