@@ -112,7 +112,8 @@ def test_primer_text(rep):
 
 def test_transpose_moves_the_text_and_comes_back(rep):
     printable = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")  # '%' would start a comment
-    wide = ABCRepresentation(annotations="keep").fit([Piece(abc=CLEAN + printable)])
+    # a tune in A minor in the corpus lets transposition reach its key signature (none) from G minor's two flats
+    wide = ABCRepresentation(annotations="keep").fit([Piece(abc=CLEAN + printable), Piece(abc="X:2\nK:Am\nA|\n")])
     ids = wide.encode(Piece(abc=RAW))
     up = wide.transpose(ids, 2)
     assert up is not None and up[1] == 0
@@ -123,6 +124,37 @@ def test_transpose_moves_the_text_and_comes_back(rep):
     # a key it cannot move, and characters the small vocabulary lacks (K:Am needs an 'm' it has, but 'E'...)
     assert wide.transpose(wide.encode(Piece(abc="X:1\nK:none\nABc|\n")), 2) is None
     assert rep.transpose(rep.encode(Piece(abc=SECOND)), 3) is None  # needs characters the vocabulary lacks
+
+
+def _tune(key: str, n: int = 1) -> list[Piece]:
+    return [Piece(abc=f"X:{i}\nM:4/4\nL:1/8\nK:{key}\nC,D,E,F,G,A,B,CDEFGAB|cdefgabc'd'e'f'g'a'b'|^f_e=c2 z4|]\n") for i in range(n)]
+
+
+def test_transposition_stays_in_the_key_signatures_the_corpus_uses():
+    # 60 tunes in G (1 sharp), 30 in F (1 flat), 9 in A (3 sharps) and 1 in F# (6 sharps): the lone F# tune is
+    # 1 % of the corpus and falls outside; 1 flat .. 3 sharps is widened to six signatures: 1 flat .. 4 sharps
+    corpus = _tune("G", 60) + _tune("F", 30) + _tune("A", 9) + _tune("F#")
+    rep = ABCRepresentation().fit(corpus)
+    ids = rep.encode(_tune("G")[0])
+    moved = {s: rep.transpose(ids, s) for s in range(-5, 7)}
+    reached = sorted(rep.array_to_text(m[0]).split("K:")[1].split("\n")[0] for m in moved.values() if m is not None)
+    assert reached == ["A", "C", "D", "E", "F", "G"]  # 1 flat .. 4 sharps: never Bb, Eb, Ab, B, F# or C#
+    assert moved[2] is not None and "K:A" in rep.array_to_text(moved[2][0])
+    assert moved[4] is None and moved[-1] is None  # B (5 sharps), F# (6 sharps)
+    lone = rep.encode(_tune("F#")[0])
+    assert rep.transpose(lone, 3) is not None and rep.transpose(lone, 2) is None  # into the range (A), not Ab
+    # the range travels with the state; a state without one (text version 4) lets every key through
+    state = json.loads(json.dumps(rep.state_dict()))
+    assert state["key_range"] == [-1, 4]
+    again = ABCRepresentation.from_state_dict(state)
+    assert again.transpose(ids, 4) is None
+    del state["key_range"]
+    assert ABCRepresentation.from_state_dict(state).transpose(ids, 4) is not None
+    with pytest.raises(CheckpointError):
+        ABCRepresentation.from_state_dict({**state, "key_range": [3, -1]})
+    # a corpus in one key still lets a tune reach six signatures: D (2 sharps) widens to 0 .. 5
+    one_key = ABCRepresentation().fit(_tune("D", 5))
+    assert one_key.state_dict()["key_range"] == [0, 5]
 
 
 def test_state_dict_is_json_and_restores_the_same_encoding(rep):

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from fractalmusic.abcsyntax import header_fields, parse_key
 from fractalmusic.errors import CheckpointError, ConfigError, DataError, FractalMusicError
 from fractalmusic.piece import Piece
 from fractalmusic.representations.abc_text import ANNOTATION_MODES, HEADER_MODES, header_facts, line_fields, normalise_abc, transpose_abc
@@ -104,6 +105,44 @@ def as_id_array(array) -> np.ndarray:
     return values.astype(np.int64)
 
 
+
+def _key_signature(text: str) -> int | None:
+    """The header K:'s key signature (sharps > 0, flats < 0), or None when the tune has no readable key."""
+    value = header_fields(text).get("K")
+    spec = parse_key(value) if value else None
+    return None if spec is None else spec.sharps
+
+
+def _common_range(signatures: Counter[int], tail: float = 0.01, width: int = 6) -> tuple[int, int] | None:
+    """The range of key signatures left after dropping, from each end, the rarest signatures while together they
+    hold at most `tail` of the tunes (folk corpus: 2 flats to 3 sharps; 3 flats and 4 sharps, 21 of 4,082 tunes,
+    fall outside), widened to at least `width` neighbouring signatures (a sharp more, then a flat more, in turn),
+    so that a corpus in one or two keys still lets each tune take half of the twelve shifts. None when no tune has
+    a readable key."""
+    if not signatures:
+        return None
+    keys = sorted(signatures)
+    total = sum(signatures.values())
+    lo, hi = 0, len(keys) - 1
+    dropped = 0
+    while lo < hi:
+        cheaper_low = signatures[keys[lo]] <= signatures[keys[hi]]
+        n = signatures[keys[lo]] if cheaper_low else signatures[keys[hi]]
+        if dropped + n > tail * total:
+            break
+        dropped += n
+        if cheaper_low:
+            lo += 1
+        else:
+            hi -= 1
+    low, high = keys[lo], keys[hi]
+    while high - low + 1 < width:
+        if high - low + 1 < width and high < 7:
+            high += 1
+        if high - low + 1 < width and low > -7:
+            low -= 1
+    return low, high
+
 class ABCRepresentation(Representation):
     """Characters of ABC text.
 
@@ -118,9 +157,11 @@ class ABCRepresentation(Representation):
     kind = "tokens"
     Config = ABCConfig
     uses_abc_text = True
-    # a fresh `fmusic train` moves each training crop's tune by a uniform -5..+6 semitones (every key; K: and the
-    # notes move together, see `transpose`) unless a --pitch-shift option is given: measured on the folk corpus
-    # with one book held out, the LSTM then scores lower bits per character on the unseen book (docs/BENCHMARKS.md)
+    # a fresh `fmusic train` moves each training crop's tune by a uniform -5..+6 semitones (K: and the notes move
+    # together, see `transpose`) unless a --pitch-shift option is given: measured on the folk corpus with one book
+    # held out, the LSTM then scores lower bits per character on the unseen book (docs/BENCHMARKS.md). A shift that
+    # would land the tune in a key signature the corpus (almost) never uses is refused, so the tune stays where it
+    # is: samples come in the corpus's own keys (folk: 2 flats to 3 sharps), not in D flat or F sharp.
     data_defaults = ({"pitch_shift_min": -5, "pitch_shift_max": 6},)
     pad_id = PAD
     bos_id = BOS
@@ -130,6 +171,7 @@ class ABCRepresentation(Representation):
     def __init__(self, config=None, **overrides):
         super().__init__(config, **overrides)
         self._chars: list[str] | None = None
+        self._key_range: tuple[int, int] | None = None  # key signatures (sharps > 0, flats < 0) transposing may reach
         self._index: dict[str, int] = {}
         self._table = np.full(1, UNK, dtype=np.int64)  # code point -> id; the last slot answers "too large"
         self._wide = False
@@ -159,14 +201,20 @@ class ABCRepresentation(Representation):
 
     def fit(self, pieces: Iterable[Piece]) -> "ABCRepresentation":
         counts: Counter[str] = Counter()
+        signatures: Counter[int] = Counter()
         seen = 0
         for piece in pieces:
             if piece.abc:
-                counts.update(self.normalise(piece.abc))
+                text = self.normalise(piece.abc)
+                counts.update(text)
+                sharps = _key_signature(text)
+                if sharps is not None:
+                    signatures[sharps] += 1
                 seen += 1
         if not seen:
             raise DataError("the abc representation needs ABC text, and none of the pieces has any")
         self._set_chars(sorted(c for c, n in counts.items() if n >= self.config.min_char_freq))
+        self._key_range = _common_range(signatures)
         return self
 
     def _set_chars(self, chars: list[str]) -> None:
@@ -236,8 +284,9 @@ class ABCRepresentation(Representation):
         return piece
 
     def transpose(self, array: np.ndarray, semitones: int) -> tuple[np.ndarray, int] | None:
-        """Whole-tune arrays only (the key is read from K:); None when the text cannot be moved honestly or the
-        moved text needs characters outside the vocabulary."""
+        """Whole-tune arrays only (the key is read from K:); None when the text cannot be moved honestly, the moved
+        text needs characters outside the vocabulary, or its key signature lies outside the range the fitted corpus
+        uses (`fit` records it; a state without one lets every key through)."""
         arr = np.asarray(array, dtype=np.int64).reshape(-1)
         if semitones == 0:
             return arr.copy(), 0
@@ -250,6 +299,10 @@ class ABCRepresentation(Representation):
         moved = transpose_abc(text, semitones)
         if moved is None:
             return None
+        if self._key_range is not None:
+            sharps = _key_signature(moved)
+            if sharps is None or not self._key_range[0] <= sharps <= self._key_range[1]:
+                return None
         ids = self._text_ids(moved)
         if np.any(ids == UNK):
             return None
@@ -269,18 +322,27 @@ class ABCRepresentation(Representation):
     # ------------------------------------------------------------------ persistence
     # what `normalise` writes, versioned: encoded packs in the data cache are keyed by the fingerprint (this state),
     # so a change to the normalisation must change this number (3: with annotations dropped, backquotes and y
-    # spacers go and continued lines are joined; 4: every one-letter decoration H-W and h-w goes). load_state ignores
+    # spacers go and continued lines are joined; 4: every one-letter decoration H-W and h-w goes; 5: the fitted
+    # state also holds the key signatures a transposition may reach, so older cached states are refitted). load_state ignores
     # it.
-    TEXT_VERSION = 4
+    TEXT_VERSION = 5
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["chars"] = self.chars if self._chars is not None else None
+        state["key_range"] = list(self._key_range) if self._key_range is not None else None
         state["text_version"] = self.TEXT_VERSION
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         chars = state.get("chars")
+        key_range = state.get("key_range")  # absent in states before text version 5: every key may be reached
+        if key_range is not None:
+            if (not isinstance(key_range, list) or len(key_range) != 2
+                    or not all(isinstance(v, int) and -7 <= v <= 7 for v in key_range) or key_range[0] > key_range[1]):
+                raise CheckpointError("abc representation state: 'key_range' must be [lowest, highest] key signature")
+            key_range = (key_range[0], key_range[1])
+        self._key_range = key_range
         if chars is None:
             self._chars = None
             return
