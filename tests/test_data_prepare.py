@@ -154,7 +154,8 @@ def test_preparation_gives_the_older_objects_back_to_the_collector(tmp_path, mon
     try:
         frozen = gc.get_freeze_count()
         build_datasets(_cfg(folder, val_fraction=0), ToyGrid(), log=None)
-        assert gc.get_freeze_count() >= frozen
+        # not unfrozen (that would leave 0); frozen objects freed meanwhile leave the count, so no exact equality
+        assert gc.get_freeze_count() > frozen // 2
     finally:
         gc.unfreeze()
 
