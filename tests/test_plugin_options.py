@@ -114,10 +114,12 @@ def test_fractal_declares_its_options_with_the_cli_spellings_of_today():
     from fractalmusic.generators.fractal import MARGenerator
 
     flags = [s.flag for s in option_specs(MARGenerator.SampleOptions)]
-    assert flags == ["--mask-start", "--mask-end", "--mask-pitch-low", "--mask-pitch-high", "--num-iter"]
+    assert flags == ["--mask-start", "--mask-end", "--mask-pitch-low", "--mask-pitch-high", "--num-iter",
+                     "--note-temperature"]
     assert [s.flag for s in option_specs(MARGenerator.EvalOptions)] == ["--nll-forward-number"]
     assert all(s.help for s in option_specs(MARGenerator.SampleOptions))
-    assert MARGenerator.sample_option_names() == ("num_iter",)  # the region becomes `mask`, never a keyword
+    # the region becomes `mask`, never a keyword
+    assert MARGenerator.sample_option_names() == ("num_iter", "note_temperature")
 
 
 def test_sample_help_lists_the_checkpoints_own_options(tmp_path, capsys):
