@@ -138,6 +138,19 @@ def test_workers_only_when_the_files_left_would_keep_one_process_busy():
     assert worth(done=10, left=1000, seconds=0.3, workers=1) == 0
 
 
+def test_a_new_state_version_of_the_representation_refits_the_vocabulary(tmp_path, monkeypatch):
+    # a cached vocabulary written by an older version of a representation (one whose fit learnt less) is not reused
+    use_toy_reader(monkeypatch)
+    folder = toy_corpus(tmp_path / "toys", n_files=3)
+    ToyTokens.fit_calls = 0
+    build_datasets(_cfg(folder, val_fraction=0), ToyTokens(), log=None)
+    _, _, again = build_datasets(_cfg(folder, val_fraction=0), ToyTokens(), log=None)
+    assert ToyTokens.fit_calls == 1 and again.vocabulary == "cached"
+    monkeypatch.setattr(ToyTokens, "state_version", ToyTokens.state_version + 1)
+    _, _, newer = build_datasets(_cfg(folder, val_fraction=0), ToyTokens(), log=None)
+    assert ToyTokens.fit_calls == 2 and newer.vocabulary == "fitted"
+
+
 def test_preparation_gives_the_older_objects_back_to_the_collector(tmp_path, monkeypatch):
     import gc
 

@@ -19,7 +19,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fractalmusic.config import config_to_dict
 from fractalmusic.data.cache import Cache, PackWriter, make_key, shard_paths
 from fractalmusic.data.config import DataConfig, default_corpus
 from fractalmusic.data.corpora import resolve_corpus
@@ -277,11 +276,14 @@ def _gather(refs: list[PieceRef], cache: Cache, notes: bool) -> _LazyPieces:
 def _fit(representation, train_refs, cache: Cache, notes: bool) -> str:
     if representation.is_fitted:
         return "given"
+    # the unfitted state, not only the config: it carries what a representation versions about its fitted state
+    # (abc's text version), so a fit that learns more than an older one did is never answered from the cache
     key = make_key(
         "vocab",
         reader_version(),
         representation.name,
-        config_to_dict(representation.config),
+        representation.state_version,
+        representation.state_dict(),
         bool(notes),
         sorted(r.key for r in train_refs),
     )
