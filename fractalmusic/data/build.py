@@ -185,13 +185,17 @@ def _screen(read: ReadCorpus, steps_per_beat: float | None, cache: Cache, notes:
             continue
         usable.append(ref)
     shared = Counter(copy_signature(r.summary) for r in seen + usable)
+
+    def may_be_a_copy(ref: PieceRef) -> bool:  # a hash made already, or another piece of the same signature
+        return bool(ref.summary.get("content")) or shared[copy_signature(ref.summary)] > 1
+
     first: dict[str, str] = {}
     for ref in seen:
-        if shared[copy_signature(ref.summary)] > 1 or ref.summary.get("content"):
+        if may_be_a_copy(ref):
             first.setdefault(content_of(ref, cache, notes), ref.source)
     kept, copies = [], []
     for ref in usable:
-        if shared[copy_signature(ref.summary)] > 1 or ref.summary.get("content"):
+        if may_be_a_copy(ref):
             content = content_of(ref, cache, notes)
             if content in first:
                 copies.append((ref.source, first[content]))

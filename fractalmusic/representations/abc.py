@@ -105,7 +105,6 @@ def as_id_array(array) -> np.ndarray:
     return values.astype(np.int64)
 
 
-
 def _key_signature(text: str) -> int | None:
     """The header K:'s key signature (sharps > 0, flats < 0), or None when the tune has no readable key."""
     value = header_fields(text).get("K")
@@ -136,12 +135,17 @@ def _common_range(signatures: Counter[int], tail: float = 0.01, width: int = 6) 
         else:
             hi -= 1
     low, high = keys[lo], keys[hi]
-    while high - low + 1 < width:
-        if high - low + 1 < width and high < 7:
+    sharp_turn = True
+    while high - low + 1 < width:  # width <= 15: the -7..7 signatures always hold it
+        if sharp_turn and high < 7:
             high += 1
-        if high - low + 1 < width and low > -7:
+        elif low > -7:
             low -= 1
+        else:
+            high += 1
+        sharp_turn = not sharp_turn
     return low, high
+
 
 class ABCRepresentation(Representation):
     """Characters of ABC text.
