@@ -130,7 +130,10 @@ def test_default_level_types_are_resolved_and_old_checkpoints_keep_theirs():
     assert ARGenerator.upgrade_state(old, 1)["config"]["generator_types"] == ["ar"] * 3
     kept = {"config": {"generator_types": ["mar", "ar", "ar"]}, "model": {}}
     assert MARGenerator.upgrade_state(kept, 1)["config"]["generator_types"] == ["mar", "ar", "ar"]
-    assert MARGenerator.upgrade_state(old, 3) is old
+    assert MARGenerator.upgrade_state(old, 4) is old
+    # before version 4 there was no left-cell embedding: old checkpoints load with it off
+    assert MARGenerator.upgrade_state(old, 3)["config"]["left_cell"] is False
+    assert FractalConfig().left_cell is True
 
 
 def test_pitch_rows_are_saved_and_old_checkpoints_get_none_recorded():
@@ -531,3 +534,87 @@ def test_attention_in_slices_gives_the_same_loss_and_grads(cls, monkeypatch):
     assert len(grads_whole) == len(grads_sliced)
     for a, b in zip(grads_whole, grads_sliced):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+# ----------------------------------------------------------------- the cell before (left_cell)
+def _true_pairs(grid: torch.Tensor, unknown: int) -> list[tuple[int, int]]:
+    """(class of the cell before, class of the cell) over every cell; `unknown` before column 0."""
+    before = torch.cat([torch.full_like(grid[:, :, :1], unknown), grid[:, :, :-1]], dim=2)
+    return sorted(zip(before.reshape(-1).tolist(), grid.reshape(-1).tolist()))
+
+
+def _record_head(m, monkeypatch):
+    """Record (left, target) of every cell the cell classifier's loss is taken on."""
+    seen = {"left": [], "target": []}
+    head_forward = m.head.forward
+
+    def head(conds, left=None):
+        seen["left"].append(left.clone())
+        return head_forward(conds, left)
+
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def ce(logits, target, **kw):
+        seen["target"].append(target.clone())
+        return cross_entropy(logits, target, **kw)
+
+    monkeypatch.setattr(m.head, "forward", head)
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", ce)
+    return seen
+
+
+def test_left_cell_in_training_is_the_true_cell_before_where_sampling_would_have_made_it(monkeypatch):
+    batch = toy_batch(w=32)
+    grid = batch["grid"]
+    # all AR: every child is made before the next in time, so every cell sees the true cell before it
+    m = make(generator_types=("ar", "ar", "ar"), skip_silent=False)
+    seen = _record_head(m, monkeypatch)
+    m.loss(batch)
+    pairs = sorted(zip(torch.cat(seen["left"]).tolist(), torch.cat(seen["target"]).tolist()))
+    assert pairs == _true_pairs(grid, unknown=3)
+    # MAR above: a cell whose left neighbour patch was masked sees "unknown" (3), never a wrong class
+    m = make(skip_silent=False)
+    seen = _record_head(m, monkeypatch)
+    torch.manual_seed(1)
+    m.loss(batch)
+    left, target = torch.cat(seen["left"]), torch.cat(seen["target"])
+    known = left != 3
+    assert 0 < int(known.sum()) < left.numel()
+    true = {}
+    for pair in _true_pairs(grid, unknown=3):
+        true[pair] = true.get(pair, 0) + 1
+    for pair in zip(left[known].tolist(), target[known].tolist()):
+        assert true.get(pair, 0) > 0, pair
+        true[pair] -= 1
+    # without left_cell the head gets nothing and has no embedding
+    plain = make(left_cell=False)
+    assert plain.head.left_embed is None and "head.left_embed.weight" not in plain.state_dict()
+
+
+# a cell classifier that follows the cell before it: unknown -> onset, onset -> sustain, sustain -> silence,
+# silence -> onset; so a row is 2,1,0,2,1,0,... exactly where every cell saw the cell really made before it
+_NEXT = torch.tensor([2, 0, 1, 2])
+
+
+def _follow_left(m, monkeypatch):
+    def head(conds, left=None):
+        return torch.nn.functional.one_hot(_NEXT[left], 3).float() * 50.0
+
+    monkeypatch.setattr(m.head, "forward", head)
+
+
+@pytest.mark.parametrize("types", ["ar,ar,ar", "mar,mar,ar", "mar,mar,mar"])
+def test_left_cell_in_sampling_is_the_cell_made_before_it(types, monkeypatch):
+    m = make(generator_types=tuple(types.split(",")), skip_silent=False, max_crop_length=32)
+    _follow_left(m, monkeypatch)
+    m.pitch_rows[48:64] = True  # one band of 16 pitches is generated (the rest stays silent): quick
+    s = m.sample(2, 32, seed=0, temperature=1.0, num_iter=(4, 4, 4))[:, 48:64]
+    nxt = _NEXT[torch.from_numpy(s[:, :, :-1])].numpy()
+    follows = s[:, :, 1:] == nxt
+    # every cell either followed the cell really there before it, or did not see it (and is an onset)
+    assert np.all(follows | (s[:, :, 1:] == 2))
+    assert np.all(s[:, :, 0] == 2)
+    if types == "ar,ar,ar":  # AR everywhere: every cell saw the one before it
+        assert follows.all()
+    else:  # MAR: cells at the start of a patch made in the same iteration as the patch before did not
+        assert 0.3 < follows.mean() < 1.0

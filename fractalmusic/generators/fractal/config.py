@@ -29,6 +29,10 @@ Defaults, and why (measured on the Bach chorales on one CPU thread, docs/BENCHMA
   whole window: raise it with the width (e.g. 32 for 512 steps) to keep 8 patches per iteration.
 * max_crop_length 1024: the widest crop FractalMIDI's guide lists; the level-0 position table costs
   8 x 64 x width parameters (0.13M at small). Wider samples are made in overlapping windows.
+* left_cell: the cell classifier sees the cell one time step before its own, at the same pitch, when that cell is
+  already made (in training: not masked at any level above; in sampling: generated in an earlier MAR iteration or
+  AR step, or known), else an "unknown" token. Without it the first column of a 4x4 patch cannot see the note
+  its left neighbour patch holds, and most of the sampled sixteenths were notes broken there (docs/BENCHMARKS.md).
 * skip_silent: most 16x16 and 4x4 patches of a piano roll are silent (in Bach chorales about 67% and 87%); a
   flag predicted from the patch's conditions stops those at once, in training and sampling.
 """
@@ -76,6 +80,7 @@ class FractalConfig:
     num_iter: tuple[int, ...] = DEFAULT_NUM_ITER  # MAR sampling iterations per level (3); AR levels ignore theirs
     skip_silent: bool = True  # predict a "silent patch" flag first and skip finer levels for silent patches
     note_cell_weight: float = 1.0  # training only: weight of the cell classifier's loss on sounding cells (1: the likelihood)
+    left_cell: bool = True  # the cell classifier also sees the cell before it (same pitch), where already made
 
     def __post_init__(self):
         if self.model_size not in PRESETS:
@@ -130,6 +135,7 @@ class FractalConfig:
             raise ConfigError(f"--max-crop-length must be a positive multiple of 16, not {m!r}")
         self.num_iter = parse_num_iter(self.num_iter, default=DEFAULT_NUM_ITER, option="--num-iter")
         self.skip_silent = bool(self.skip_silent)
+        self.left_cell = bool(self.left_cell)
         w = self.note_cell_weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not (0.0 < float(w) < 1e6):
             raise ConfigError(f"--note-cell-weight must be a number > 0, not {w!r}")

@@ -101,3 +101,16 @@ def window_starts(total: int, window: int, overlap: int) -> list[int]:
     while starts[-1] + window < total:
         starts.append(min(starts[-1] + step, total - window))
     return starts
+
+
+def child_left_columns(
+    left: torch.Tensor, child_cells: torch.Tensor, visible: torch.Tensor, rows: int, cols: int, unknown: int
+) -> torch.Tensor:
+    """The column just before each child, [N, R*C, p]: for a child in grid column 0 the item's own `left` column
+    ([N, R*p], its rows), else the last column of the child before it on the grid where `visible` [N, R*C] says that
+    child is made, and `unknown` where not. child_cells: [N, R*C, p, p] (as from `patchify`)."""
+    n, _, p, _ = child_cells.shape
+    last = child_cells[..., p - 1]  # [N, S, p]: a child's last time step
+    last = torch.where(visible.unsqueeze(-1), last, torch.full_like(last, unknown)).reshape(n, rows, cols, p)
+    first = left.to(last.dtype).reshape(n, rows, 1, p)
+    return torch.cat([first, last[:, :, :-1]], dim=2).reshape(n, rows * cols, p)

@@ -56,6 +56,7 @@ from fractalmusic.generators.fractal.config import (
 )
 from fractalmusic.generators.fractal.layout import (
     child_grid,
+    child_left_columns,
     padded_width,
     patchify,
     unpatchify,
@@ -136,8 +137,9 @@ class FractalGenerator(Generator):
     # more, smaller steps: on a CPU, batch 8 at the compact size makes ~0.6 s steps (docs/BENCHMARKS.md)
     train_defaults: ClassVar[dict[str, Any]] = {"batch_size": 8}
     # 2: an empty generator_types means `default_types` (1: every level of the generator's own kind); checkpoints
-    # store the resolved types from version 2 on. 3: the `pitch_rows` buffer (rows that sounded in training)
-    state_version: ClassVar[int] = 3
+    # store the resolved types from version 2 on. 3: the `pitch_rows` buffer (rows that sounded in training).
+    # 4: `left_cell` (the cell classifier's left-cell embedding); older checkpoints load with it off
+    state_version: ClassVar[int] = 4
 
     def __init__(self, config: FractalConfig, spec: RepresentationSpec):
         super().__init__(config, spec)
@@ -163,7 +165,10 @@ class FractalGenerator(Generator):
                 levels.append(ARLevel(*args, scan_order=config.scan_order))
         self.levels = nn.ModuleList(levels)
         head_conds = MARLevel.n_next_conds if self.types[-1] == "mar" else 1
-        self.head = CellHead(widths[2], head_conds, widths[3], depths[3], heads[3], config.dropout, vocab)
+        self.left_cell = bool(config.left_cell)
+        self.head = CellHead(
+            widths[2], head_conds, widths[3], depths[3], heads[3], config.dropout, vocab, left_cell=self.left_cell
+        )
         # widest crop seen in training (padded to 16): the sampling window, saved with the weights
         self.register_buffer("trained_width", torch.zeros((), dtype=torch.long))
         # pitch rows that sounded in a training batch: sampling generates only rows between the lowest and the
@@ -178,7 +183,8 @@ class FractalGenerator(Generator):
     @classmethod
     def upgrade_state(cls, state: dict[str, Any], from_version: int) -> dict[str, Any]:
         """Version 1 checkpoints left generator_types empty for "every level of the generator's own kind";
-        versions 1-2 have no `pitch_rows` (they get an empty one: no rows recorded, every row may sound)."""
+        versions 1-2 have no `pitch_rows` (they get an empty one: no rows recorded, every row may sound); versions
+        1-3 have no left-cell embedding (`left_cell` off)."""
         if from_version < 2:
             config = dict(state.get("config") or {})
             if not config.get("generator_types"):
@@ -191,6 +197,10 @@ class FractalGenerator(Generator):
                 height = int(width.shape[0]) * 16 if isinstance(width, torch.Tensor) else 128
                 model["pitch_rows"] = torch.zeros(height, dtype=torch.bool)
             state = {**state, "model": model}
+        if from_version < 4:
+            config = dict(state.get("config") or {})
+            config.setdefault("left_cell", False)
+            state = {**state, "config": config}
         return state
 
     # ------------------------------------------------------------- plumbing
@@ -244,6 +254,12 @@ class FractalGenerator(Generator):
             self.pitch_rows |= (grid != 0).any(dim=2).any(dim=0)
         return grid, real
 
+    def _unknown_left(self, n: int, device) -> torch.Tensor | None:
+        """The column before a level-0 item (a crop or a sampling window): unknown; None without `left_cell`."""
+        if not self.left_cell:
+            return None
+        return torch.full((n, self.height), self.vocab, dtype=torch.long, device=device)
+
     def allowed_rows(self) -> torch.Tensor:
         """Bool [height]: the rows sampling may generate, from the lowest to the highest row that sounded in
         training (every row when none was recorded)."""
@@ -254,10 +270,11 @@ class FractalGenerator(Generator):
         return (rows >= seen.min()) & (rows <= seen.max())
 
     # ------------------------------------------------------------- training
-    def _loss_level(self, li: int, cells, real, conds, scale, acc: _Totals, mode: str) -> None:
+    def _loss_level(self, li: int, cells, real, conds, scale, acc: _Totals, mode: str, left=None) -> None:
+        """left: [N, rows of the item] the column before each item (`vocab` where not made), with `left_cell`."""
         if li == NUM_LEVELS:  # the cell classifier
             target = cells.reshape(-1)
-            ce = F.cross_entropy(self.head(conds), target, reduction="none")
+            ce = F.cross_entropy(self.head(conds, None if left is None else left.reshape(-1)), target, reduction="none")
             sounding = (target != 0).float()
             w = self.config.note_cell_weight
             if mode == "train" and w != 1.0:  # `nll` always weighs every cell the same: it is the likelihood
@@ -276,6 +293,7 @@ class FractalGenerator(Generator):
                 return
             if keep.numel() < cells.shape[0]:
                 cells, real, conds, scale = cells[keep], real[keep], conds[keep], scale[keep]
+                left = None if left is None else left[keep]
         p = level.p
         cols = cells.shape[2] // p
         child_cells = patchify(cells, p)
@@ -290,12 +308,21 @@ class FractalGenerator(Generator):
             out = level.child_conditions(child_cells, child_real, conds, cols, masked)
         b, j = chosen.nonzero(as_tuple=True)
         next_conds = level.gather(out, b, j, child_real, cols)
-        self._loss_level(li + 1, child_cells[b, j], child_real_cells[b, j], next_conds, (scale * factor)[b], acc, mode)
+        next_left = None
+        if left is not None:
+            # what sampling will have made before a child: MAR, the children it did not mask; AR, the earlier ones
+            made = ~chosen if level.kind == "mar" else torch.ones_like(chosen)
+            rows = cells.shape[1] // p
+            next_left = child_left_columns(left, child_cells, made, rows, cols, self.vocab)[b, j]
+        self._loss_level(
+            li + 1, child_cells[b, j], child_real_cells[b, j], next_conds, (scale * factor)[b], acc, mode, next_left
+        )
 
     def _run(self, grid, real, mode: str) -> _Totals:
         acc = _Totals(grid.device)
         scale = torch.ones(grid.shape[0], device=grid.device)
-        self._loss_level(0, grid, real, None, scale, acc, mode)
+        left = self._unknown_left(grid.shape[0], grid.device)
+        self._loss_level(0, grid, real, None, scale, acc, mode, left)
         return acc
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -354,10 +381,11 @@ class FractalGenerator(Generator):
         }
 
     # ------------------------------------------------------------- sampling
-    def _fill(self, li: int, cells, known, real, conds, ctx: _SampleContext) -> torch.Tensor:
-        """Generate the unknown real cells of a batch of level-`li` items; returns the filled cells."""
+    def _fill(self, li: int, cells, known, real, conds, ctx: _SampleContext, left=None) -> torch.Tensor:
+        """Generate the unknown real cells of a batch of level-`li` items; returns the filled cells. left: as in
+        `_loss_level` (the column before each item where made, else `vocab`), with `left_cell`."""
         if li == NUM_LEVELS:
-            ids = ctx.draw_cells(self.head(conds))
+            ids = ctx.draw_cells(self.head(conds, None if left is None else left.reshape(-1)))
             flat = cells.reshape(-1)
             return torch.where(known.reshape(-1), flat, ids.to(flat.dtype)).reshape(cells.shape)
         level = self.levels[li]
@@ -375,10 +403,11 @@ class FractalGenerator(Generator):
                 active = (~silent).nonzero().squeeze(1)
                 if active.numel() == 0:
                     return cells
-        sub_cells, sub_known, sub_real, sub_conds = cells, known, real, conds
+        sub_cells, sub_known, sub_real, sub_conds, sub_left = cells, known, real, conds, left
         if active is not None:
             sub_cells, sub_known, sub_real = cells[active], known[active], real[active]
             sub_conds = None if conds is None else conds[active]
+            sub_left = None if left is None else left[active]
         p = level.p
         rows, cols = sub_cells.shape[1] // p, sub_cells.shape[2] // p
         child_cells = patchify(sub_cells, p).clone()
@@ -386,11 +415,21 @@ class FractalGenerator(Generator):
         child_real_cells = patchify(sub_real, p)
         child_real = child_real_cells.flatten(2).any(2)
         child_unknown = (~child_known & child_real_cells).flatten(2).any(2)
+        made = ~child_unknown  # children whose cells are all there: known ones, then each as it is generated
 
         def fill(b: torch.Tensor, j: torch.Tensor, next_conds: torch.Tensor) -> None:
+            next_left = None
+            if sub_left is not None:  # children generated together (one MAR iteration) do not see each other
+                r, c = j // cols, j % cols
+                before = (j - 1).clamp(min=0)
+                prev = child_cells[b, before, :, p - 1]  # [M, p]: the last column of the child before
+                prev = torch.where(made[b, before].unsqueeze(1), prev, torch.full_like(prev, self.vocab))
+                edge = sub_left[b].reshape(b.shape[0], rows, p)[torch.arange(b.shape[0], device=b.device), r]
+                next_left = torch.where((c == 0).unsqueeze(1), edge.to(prev.dtype), prev)
             child_cells[b, j] = self._fill(
-                li + 1, child_cells[b, j], child_known[b, j], child_real_cells[b, j], next_conds, ctx
+                li + 1, child_cells[b, j], child_known[b, j], child_real_cells[b, j], next_conds, ctx, next_left
             )
+            made[b, j] = True
 
         level.sample(child_cells, child_unknown, child_real, sub_conds, cols, ctx.num_iter[li], fill, ctx)
         filled = unpatchify(child_cells, rows, cols)
@@ -462,7 +501,8 @@ class FractalGenerator(Generator):
             if not bool((~k & r).any()):
                 continue
             c = cells[:, :, start:end].contiguous()
-            cells[:, :, start:end] = self._fill(0, c, k.contiguous(), r.contiguous(), None, ctx)
+            left = self._unknown_left(n, device)
+            cells[:, :, start:end] = self._fill(0, c, k.contiguous(), r.contiguous(), None, ctx, left)
             known[:, :, start:end] = True
         return cells[:, :, :length].cpu().numpy().astype(np.int64)
 
