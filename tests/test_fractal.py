@@ -130,10 +130,13 @@ def test_default_level_types_are_resolved_and_old_checkpoints_keep_theirs():
     assert ARGenerator.upgrade_state(old, 1)["config"]["generator_types"] == ["ar"] * 3
     kept = {"config": {"generator_types": ["mar", "ar", "ar"]}, "model": {}}
     assert MARGenerator.upgrade_state(kept, 1)["config"]["generator_types"] == ["mar", "ar", "ar"]
-    assert MARGenerator.upgrade_state(old, 4) is old
-    # before version 4 there was no left-cell embedding: old checkpoints load with it off
-    assert MARGenerator.upgrade_state(old, 3)["config"]["left_cell"] is False
-    assert FractalConfig().left_cell is True
+    assert MARGenerator.upgrade_state(old, 5) is old
+    # before version 4 there was no left-cell embedding, before 5 no right-cell one: old checkpoints load without
+    up = MARGenerator.upgrade_state(old, 3)["config"]
+    assert up["left_cell"] is False and up["right_cell"] is False
+    up = MARGenerator.upgrade_state({"config": {"left_cell": True}, "model": {}}, 4)["config"]
+    assert up["left_cell"] is True and up["right_cell"] is False
+    assert FractalConfig().left_cell is True and FractalConfig().right_cell is True
 
 
 def test_pitch_rows_are_saved_and_old_checkpoints_get_none_recorded():
@@ -420,7 +423,9 @@ def test_infilling_keeps_cells_outside_the_mask(warm_mar):
 
 
 def test_ar_kv_cache_matches_recomputation():
-    m = _warm(make(ARGenerator, max_crop_length=64, scan_order="column_major"), steps=10)
+    # without the cells beside (they do not touch the cache): after 10 steps that model's greedy rolls sound
+    m = _warm(make(ARGenerator, max_crop_length=64, scan_order="column_major", left_cell=False, right_cell=False),
+              steps=10)
     primer = np.zeros((128, 32), dtype=np.int64)
     primer[60, :8] = 2
     kw = dict(primer=primer[:, :8], greedy=True, seed=0)
@@ -537,20 +542,30 @@ def test_attention_in_slices_gives_the_same_loss_and_grads(cls, monkeypatch):
 
 
 # ----------------------------------------------------------------- the cell before (left_cell)
-def _true_pairs(grid: torch.Tensor, unknown: int) -> list[tuple[int, int]]:
-    """(class of the cell before, class of the cell) over every cell; `unknown` before column 0."""
-    before = torch.cat([torch.full_like(grid[:, :, :1], unknown), grid[:, :, :-1]], dim=2)
-    return sorted(zip(before.reshape(-1).tolist(), grid.reshape(-1).tolist()))
+def _true_pairs(grid: torch.Tensor, unknown: int, after: bool = False) -> list[tuple[int, int]]:
+    """(class of the cell before, class of the cell) over every cell; `unknown` before column 0. after: (class of
+    the cell after, class of the cell), `unknown` after the last column."""
+    edge = torch.full_like(grid[:, :, :1], unknown)
+    side = torch.cat([grid[:, :, 1:], edge], dim=2) if after else torch.cat([edge, grid[:, :, :-1]], dim=2)
+    return sorted(zip(side.reshape(-1).tolist(), grid.reshape(-1).tolist()))
+
+
+def _counts(pairs) -> dict:
+    out: dict = {}
+    for pair in pairs:
+        out[pair] = out.get(pair, 0) + 1
+    return out
 
 
 def _record_head(m, monkeypatch):
     """Record (left, target) of every cell the cell classifier's loss is taken on."""
-    seen = {"left": [], "target": []}
+    seen = {"left": [], "right": [], "target": []}
     head_forward = m.head.forward
 
-    def head(conds, left=None):
+    def head(conds, left=None, right=None):
         seen["left"].append(left.clone())
-        return head_forward(conds, left)
+        seen["right"].append(right.clone())
+        return head_forward(conds, left, right)
 
     cross_entropy = torch.nn.functional.cross_entropy
 
@@ -572,23 +587,24 @@ def test_left_cell_in_training_is_the_true_cell_before_where_sampling_would_have
     m.loss(batch)
     pairs = sorted(zip(torch.cat(seen["left"]).tolist(), torch.cat(seen["target"]).tolist()))
     assert pairs == _true_pairs(grid, unknown=3)
-    # MAR above: a cell whose left neighbour patch was masked sees "unknown" (3), never a wrong class
+    assert bool((torch.cat(seen["right"]) == 3).all())  # an AR scan never has made the cell after
+    # MAR above: a cell whose neighbour patch was masked sees "unknown" (3), never a wrong class
     m = make(skip_silent=False)
     seen = _record_head(m, monkeypatch)
     torch.manual_seed(1)
     m.loss(batch)
-    left, target = torch.cat(seen["left"]), torch.cat(seen["target"])
-    known = left != 3
-    assert 0 < int(known.sum()) < left.numel()
-    true = {}
-    for pair in _true_pairs(grid, unknown=3):
-        true[pair] = true.get(pair, 0) + 1
-    for pair in zip(left[known].tolist(), target[known].tolist()):
-        assert true.get(pair, 0) > 0, pair
-        true[pair] -= 1
-    # without left_cell the head gets nothing and has no embedding
-    plain = make(left_cell=False)
-    assert plain.head.left_embed is None and "head.left_embed.weight" not in plain.state_dict()
+    target = torch.cat(seen["target"])
+    for name in ("left", "right"):
+        side = torch.cat(seen[name])
+        known = side != 3
+        assert 0 < int(known.sum()) < side.numel()
+        true = _counts(_true_pairs(grid, unknown=3, after=name == "right"))
+        for pair, k in _counts(zip(side[known].tolist(), target[known].tolist())).items():
+            assert true.get(pair, 0) >= k, (name, pair)
+    # without left_cell / right_cell the head has no such embedding
+    plain = make(left_cell=False, right_cell=False)
+    assert plain.head.left_embed is None and plain.head.right_embed is None
+    assert not any("_embed" in k and k.startswith("head.") for k in plain.state_dict())
 
 
 # a cell classifier that follows the cell before it: unknown -> onset, onset -> sustain, sustain -> silence,
@@ -597,7 +613,7 @@ _NEXT = torch.tensor([2, 0, 1, 2])
 
 
 def _follow_left(m, monkeypatch):
-    def head(conds, left=None):
+    def head(conds, left=None, right=None):
         return torch.nn.functional.one_hot(_NEXT[left], 3).float() * 50.0
 
     monkeypatch.setattr(m.head, "forward", head)
@@ -618,3 +634,25 @@ def test_left_cell_in_sampling_is_the_cell_made_before_it(types, monkeypatch):
         assert follows.all()
     else:  # MAR: cells at the start of a patch made in the same iteration as the patch before did not
         assert 0.3 < follows.mean() < 1.0
+
+
+# a cell classifier that reads the cell after it: unknown -> silence, silence -> sustain, sustain -> onset,
+# onset -> sustain
+_PREV = torch.tensor([1, 2, 1, 0])
+
+
+@pytest.mark.parametrize("types", ["mar,mar,ar", "mar,mar,mar"])
+def test_right_cell_in_sampling_is_the_cell_made_after_it(types, monkeypatch):
+    m = make(generator_types=tuple(types.split(",")), skip_silent=False, max_crop_length=32)
+
+    def head(conds, left=None, right=None):
+        return torch.nn.functional.one_hot(_PREV[right], 3).float() * 50.0
+
+    monkeypatch.setattr(m.head, "forward", head)
+    m.pitch_rows[48:64] = True
+    s = m.sample(2, 32, seed=0, temperature=1.0, num_iter=(4, 4, 4))[:, 48:64]
+    read = s[:, :, :-1] == _PREV[torch.from_numpy(s[:, :, 1:])].numpy()
+    # every cell either read the cell really there after it, or did not see it (and is silent)
+    assert np.all(read | (s[:, :, :-1] == 0))
+    assert np.all(s[:, :, -1] == 0)
+    assert 0.05 < read.mean() < 1.0

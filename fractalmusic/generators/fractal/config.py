@@ -33,6 +33,8 @@ Defaults, and why (measured on the Bach chorales on one CPU thread, docs/BENCHMA
   already made (in training: not masked at any level above; in sampling: generated in an earlier MAR iteration or
   AR step, or known), else an "unknown" token. Without it the first column of a 4x4 patch cannot see the note
   its left neighbour patch holds, and most of the sampled sixteenths were notes broken there (docs/BENCHMARKS.md).
+* right_cell: the same for the cell one time step after (a MAR level may make the later patch first; an AR scan
+  never has: there it is always "unknown").
 * skip_silent: most 16x16 and 4x4 patches of a piano roll are silent (in Bach chorales about 67% and 87%); a
   flag predicted from the patch's conditions stops those at once, in training and sampling.
 """
@@ -81,6 +83,7 @@ class FractalConfig:
     skip_silent: bool = True  # predict a "silent patch" flag first and skip finer levels for silent patches
     note_cell_weight: float = 1.0  # training only: weight of the cell classifier's loss on sounding cells (1: the likelihood)
     left_cell: bool = True  # the cell classifier also sees the cell before it (same pitch), where already made
+    right_cell: bool = True  # ... and the cell after it (same pitch), where already made
 
     def __post_init__(self):
         if self.model_size not in PRESETS:
@@ -136,6 +139,7 @@ class FractalConfig:
         self.num_iter = parse_num_iter(self.num_iter, default=DEFAULT_NUM_ITER, option="--num-iter")
         self.skip_silent = bool(self.skip_silent)
         self.left_cell = bool(self.left_cell)
+        self.right_cell = bool(self.right_cell)
         w = self.note_cell_weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not (0.0 < float(w) < 1e6):
             raise ConfigError(f"--note-cell-weight must be a number > 0, not {w!r}")

@@ -114,3 +114,15 @@ def child_left_columns(
     last = torch.where(visible.unsqueeze(-1), last, torch.full_like(last, unknown)).reshape(n, rows, cols, p)
     first = left.to(last.dtype).reshape(n, rows, 1, p)
     return torch.cat([first, last[:, :, :-1]], dim=2).reshape(n, rows * cols, p)
+
+
+def child_right_columns(
+    right: torch.Tensor, child_cells: torch.Tensor, visible: torch.Tensor, rows: int, cols: int, unknown: int
+) -> torch.Tensor:
+    """The column just after each child, [N, R*C, p]: the mirror of `child_left_columns` (the item's own `right`
+    column for the last grid column, else the first column of the child after it where `visible`)."""
+    n, _, p, _ = child_cells.shape
+    first = child_cells[..., 0]  # [N, S, p]: a child's first time step
+    first = torch.where(visible.unsqueeze(-1), first, torch.full_like(first, unknown)).reshape(n, rows, cols, p)
+    last = right.to(first.dtype).reshape(n, rows, 1, p)
+    return torch.cat([first[:, :, 1:], last], dim=2).reshape(n, rows * cols, p)

@@ -124,25 +124,30 @@ class CellHead(nn.Module):
     def __init__(
         self, cond_dim: int, n_conds: int, width: int, depth: int, heads: int, dropout: float, vocab: int,
         left_cell: bool = False,
+        right_cell: bool = False,
     ):
         super().__init__()
         self.proj = nn.Linear(cond_dim, width)
         self.pos = nn.Parameter(torch.zeros(n_conds, width))
         # the class of the cell one time step before (same pitch), or `vocab` for "not made yet / unknown"
         self.left_embed = nn.Embedding(vocab + 1, width) if left_cell else None
+        self.right_embed = nn.Embedding(vocab + 1, width) if right_cell else None  # the cell one step after
         self.in_norm = nn.LayerNorm(width, eps=1e-6)
         self.transformer = Transformer(width, depth, heads, dropout)
         self.out = nn.Linear(width, vocab)
 
-    def forward(self, conds: torch.Tensor, left: torch.Tensor | None = None) -> torch.Tensor:
-        """[M, n_conds, cond_dim] (and, with a left-cell embedding, left [M] classes, `vocab` = unknown) -> logits
-        [M, vocab] (float32)."""
+    def forward(
+        self, conds: torch.Tensor, left: torch.Tensor | None = None, right: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[M, n_conds, cond_dim] (and, with left/right-cell embeddings, left / right [M]: the classes of the cells
+        one step before / after, `vocab` = unknown) -> logits [M, vocab] (float32)."""
         x = self.proj(conds) + self.pos
-        if self.left_embed is not None:
-            if left is None:
-                raise ValueError("this cell classifier needs the left cell's class (or `vocab` for unknown)")
-            e = self.left_embed(left).to(x.dtype).unsqueeze(1)
-            x = torch.cat([x[:, :1] + e, x[:, 1:]], dim=1)
+        for embed, side in ((self.left_embed, left), (self.right_embed, right)):
+            if embed is None:
+                continue
+            if side is None:
+                raise ValueError("this cell classifier needs the classes of the cells beside (or `vocab` for unknown)")
+            x = torch.cat([x[:, :1] + embed(side).to(x.dtype).unsqueeze(1), x[:, 1:]], dim=1)
         x = self.in_norm(x)
         x = self.transformer(x)
         return self.out(x[:, 0]).float()

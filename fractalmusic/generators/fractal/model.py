@@ -18,6 +18,16 @@ logged `loss` is then that weighted sum, no longer a likelihood); `nll` never we
 The silent flag makes the likelihood an upper bound (a non-silent branch could also produce silence), never an
 underestimate.
 
+The cells before and after (`left_cell`, state version 4 on; `right_cell`, 5 on). Cells in the first column of a 4x4 patch are predicted from
+conditions that summarise the patch before them in time, not from its last column itself, and most broken notes of
+the samples sat there (a voice held in one patch and started again, or stopped, in the next). So the cell
+classifier also gets an embedding of the cell one time step before its own at the same pitch, where that cell is
+already made: in sampling, a known cell or one generated earlier (an earlier MAR iteration, an earlier AR step, a
+finished window); in training, the same rule read off the masks (a child that a MAR level above did not mask, any
+earlier child of an AR scan); else an "unknown" class. The column before a crop or a sampling window is unknown.
+`right_cell` does the same for the cell one step after (a MAR level may have made the later patch first; in an AR
+scan the later child is never made, so there it is always unknown in training).
+
 Sampling. All n samples form one batch; at each level the children predicted in one iteration of all items are
 sent down together. Cells outside the generation mask are known: never changed, only conditioned on; children
 that are wholly known are skipped, silent flags are not drawn where a known cell already sounds. Wider than the
@@ -57,6 +67,7 @@ from fractalmusic.generators.fractal.config import (
 from fractalmusic.generators.fractal.layout import (
     child_grid,
     child_left_columns,
+    child_right_columns,
     padded_width,
     patchify,
     unpatchify,
@@ -138,8 +149,9 @@ class FractalGenerator(Generator):
     train_defaults: ClassVar[dict[str, Any]] = {"batch_size": 8}
     # 2: an empty generator_types means `default_types` (1: every level of the generator's own kind); checkpoints
     # store the resolved types from version 2 on. 3: the `pitch_rows` buffer (rows that sounded in training).
-    # 4: `left_cell` (the cell classifier's left-cell embedding); older checkpoints load with it off
-    state_version: ClassVar[int] = 4
+    # 4: `left_cell` (the cell classifier's left-cell embedding); older checkpoints load with it off.
+    # 5: `right_cell` (its right-cell embedding), off for older checkpoints
+    state_version: ClassVar[int] = 5
 
     def __init__(self, config: FractalConfig, spec: RepresentationSpec):
         super().__init__(config, spec)
@@ -165,9 +177,10 @@ class FractalGenerator(Generator):
                 levels.append(ARLevel(*args, scan_order=config.scan_order))
         self.levels = nn.ModuleList(levels)
         head_conds = MARLevel.n_next_conds if self.types[-1] == "mar" else 1
-        self.left_cell = bool(config.left_cell)
+        self.left_cell, self.right_cell = bool(config.left_cell), bool(config.right_cell)
         self.head = CellHead(
-            widths[2], head_conds, widths[3], depths[3], heads[3], config.dropout, vocab, left_cell=self.left_cell
+            widths[2], head_conds, widths[3], depths[3], heads[3], config.dropout, vocab,
+            left_cell=self.left_cell, right_cell=self.right_cell,
         )
         # widest crop seen in training (padded to 16): the sampling window, saved with the weights
         self.register_buffer("trained_width", torch.zeros((), dtype=torch.long))
@@ -184,7 +197,7 @@ class FractalGenerator(Generator):
     def upgrade_state(cls, state: dict[str, Any], from_version: int) -> dict[str, Any]:
         """Version 1 checkpoints left generator_types empty for "every level of the generator's own kind";
         versions 1-2 have no `pitch_rows` (they get an empty one: no rows recorded, every row may sound); versions
-        1-3 have no left-cell embedding (`left_cell` off)."""
+        1-3 have no left-cell embedding (`left_cell` off), versions 1-4 no right-cell one (`right_cell` off)."""
         if from_version < 2:
             config = dict(state.get("config") or {})
             if not config.get("generator_types"):
@@ -200,6 +213,10 @@ class FractalGenerator(Generator):
         if from_version < 4:
             config = dict(state.get("config") or {})
             config.setdefault("left_cell", False)
+            state = {**state, "config": config}
+        if from_version < 5:
+            config = dict(state.get("config") or {})
+            config.setdefault("right_cell", False)
             state = {**state, "config": config}
         return state
 
@@ -254,11 +271,18 @@ class FractalGenerator(Generator):
             self.pitch_rows |= (grid != 0).any(dim=2).any(dim=0)
         return grid, real
 
-    def _unknown_left(self, n: int, device) -> torch.Tensor | None:
-        """The column before a level-0 item (a crop or a sampling window): unknown; None without `left_cell`."""
-        if not self.left_cell:
+    def _unknown_sides(self, n: int, device) -> torch.Tensor | None:
+        """The columns before and after a level-0 item (a crop or a sampling window), [n, height, 2]: unknown;
+        None without `left_cell` and `right_cell`."""
+        if not (self.left_cell or self.right_cell):
             return None
-        return torch.full((n, self.height), self.vocab, dtype=torch.long, device=device)
+        return torch.full((n, self.height, 2), self.vocab, dtype=torch.long, device=device)
+
+    def _head(self, conds: torch.Tensor, sides: torch.Tensor | None) -> torch.Tensor:
+        if sides is None:
+            return self.head(conds)
+        sides = sides.reshape(-1, 2)
+        return self.head(conds, sides[:, 0], sides[:, 1])
 
     def allowed_rows(self) -> torch.Tensor:
         """Bool [height]: the rows sampling may generate, from the lowest to the highest row that sounded in
@@ -270,11 +294,12 @@ class FractalGenerator(Generator):
         return (rows >= seen.min()) & (rows <= seen.max())
 
     # ------------------------------------------------------------- training
-    def _loss_level(self, li: int, cells, real, conds, scale, acc: _Totals, mode: str, left=None) -> None:
-        """left: [N, rows of the item] the column before each item (`vocab` where not made), with `left_cell`."""
+    def _loss_level(self, li: int, cells, real, conds, scale, acc: _Totals, mode: str, sides=None) -> None:
+        """sides: [N, rows of the item, 2] the columns before and after each item (`vocab` where not made), with
+        `left_cell` / `right_cell`."""
         if li == NUM_LEVELS:  # the cell classifier
             target = cells.reshape(-1)
-            ce = F.cross_entropy(self.head(conds, None if left is None else left.reshape(-1)), target, reduction="none")
+            ce = F.cross_entropy(self._head(conds, sides), target, reduction="none")
             sounding = (target != 0).float()
             w = self.config.note_cell_weight
             if mode == "train" and w != 1.0:  # `nll` always weighs every cell the same: it is the likelihood
@@ -293,7 +318,7 @@ class FractalGenerator(Generator):
                 return
             if keep.numel() < cells.shape[0]:
                 cells, real, conds, scale = cells[keep], real[keep], conds[keep], scale[keep]
-                left = None if left is None else left[keep]
+                sides = None if sides is None else sides[keep]
         p = level.p
         cols = cells.shape[2] // p
         child_cells = patchify(cells, p)
@@ -308,21 +333,28 @@ class FractalGenerator(Generator):
             out = level.child_conditions(child_cells, child_real, conds, cols, masked)
         b, j = chosen.nonzero(as_tuple=True)
         next_conds = level.gather(out, b, j, child_real, cols)
-        next_left = None
-        if left is not None:
-            # what sampling will have made before a child: MAR, the children it did not mask; AR, the earlier ones
-            made = ~chosen if level.kind == "mar" else torch.ones_like(chosen)
+        next_sides = None
+        if sides is not None:
+            # what sampling will have made before a child: MAR, the children it did not mask; AR, the earlier
+            # ones (the child before in time), never the later ones (the child after)
             rows = cells.shape[1] // p
-            next_left = child_left_columns(left, child_cells, made, rows, cols, self.vocab)[b, j]
+            mar = level.kind == "mar"
+            before = child_left_columns(
+                sides[..., 0], child_cells, ~chosen if mar else torch.ones_like(chosen), rows, cols, self.vocab
+            )
+            after = child_right_columns(
+                sides[..., 1], child_cells, ~chosen if mar else torch.zeros_like(chosen), rows, cols, self.vocab
+            )
+            next_sides = torch.stack([before[b, j], after[b, j]], dim=-1)
         self._loss_level(
-            li + 1, child_cells[b, j], child_real_cells[b, j], next_conds, (scale * factor)[b], acc, mode, next_left
+            li + 1, child_cells[b, j], child_real_cells[b, j], next_conds, (scale * factor)[b], acc, mode, next_sides
         )
 
     def _run(self, grid, real, mode: str) -> _Totals:
         acc = _Totals(grid.device)
         scale = torch.ones(grid.shape[0], device=grid.device)
-        left = self._unknown_left(grid.shape[0], grid.device)
-        self._loss_level(0, grid, real, None, scale, acc, mode, left)
+        sides = self._unknown_sides(grid.shape[0], grid.device)
+        self._loss_level(0, grid, real, None, scale, acc, mode, sides)
         return acc
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -381,11 +413,11 @@ class FractalGenerator(Generator):
         }
 
     # ------------------------------------------------------------- sampling
-    def _fill(self, li: int, cells, known, real, conds, ctx: _SampleContext, left=None) -> torch.Tensor:
-        """Generate the unknown real cells of a batch of level-`li` items; returns the filled cells. left: as in
-        `_loss_level` (the column before each item where made, else `vocab`), with `left_cell`."""
+    def _fill(self, li: int, cells, known, real, conds, ctx: _SampleContext, sides=None) -> torch.Tensor:
+        """Generate the unknown real cells of a batch of level-`li` items; returns the filled cells. sides: as in
+        `_loss_level` (the columns before and after each item where made, else `vocab`)."""
         if li == NUM_LEVELS:
-            ids = ctx.draw_cells(self.head(conds, None if left is None else left.reshape(-1)))
+            ids = ctx.draw_cells(self._head(conds, sides))
             flat = cells.reshape(-1)
             return torch.where(known.reshape(-1), flat, ids.to(flat.dtype)).reshape(cells.shape)
         level = self.levels[li]
@@ -403,11 +435,11 @@ class FractalGenerator(Generator):
                 active = (~silent).nonzero().squeeze(1)
                 if active.numel() == 0:
                     return cells
-        sub_cells, sub_known, sub_real, sub_conds, sub_left = cells, known, real, conds, left
+        sub_cells, sub_known, sub_real, sub_conds, sub_sides = cells, known, real, conds, sides
         if active is not None:
             sub_cells, sub_known, sub_real = cells[active], known[active], real[active]
             sub_conds = None if conds is None else conds[active]
-            sub_left = None if left is None else left[active]
+            sub_sides = None if sides is None else sides[active]
         p = level.p
         rows, cols = sub_cells.shape[1] // p, sub_cells.shape[2] // p
         child_cells = patchify(sub_cells, p).clone()
@@ -418,16 +450,20 @@ class FractalGenerator(Generator):
         made = ~child_unknown  # children whose cells are all there: known ones, then each as it is generated
 
         def fill(b: torch.Tensor, j: torch.Tensor, next_conds: torch.Tensor) -> None:
-            next_left = None
-            if sub_left is not None:  # children generated together (one MAR iteration) do not see each other
+            next_sides = None
+            if sub_sides is not None:  # children generated together (one MAR iteration) do not see each other
                 r, c = j // cols, j % cols
-                before = (j - 1).clamp(min=0)
-                prev = child_cells[b, before, :, p - 1]  # [M, p]: the last column of the child before
-                prev = torch.where(made[b, before].unsqueeze(1), prev, torch.full_like(prev, self.vocab))
-                edge = sub_left[b].reshape(b.shape[0], rows, p)[torch.arange(b.shape[0], device=b.device), r]
-                next_left = torch.where((c == 0).unsqueeze(1), edge.to(prev.dtype), prev)
+                edges = sub_sides[b].reshape(b.shape[0], rows, p, 2)[torch.arange(b.shape[0], device=b.device), r]
+                unknown = torch.full_like(edges[..., 0], self.vocab)
+                before, after = (j - 1).clamp(min=0), (j + 1).clamp(max=child_cells.shape[1] - 1)
+                prev = torch.where(made[b, before].unsqueeze(1), child_cells[b, before, :, p - 1], unknown)
+                nxt = torch.where(made[b, after].unsqueeze(1), child_cells[b, after, :, 0], unknown)
+                next_sides = torch.stack([
+                    torch.where((c == 0).unsqueeze(1), edges[..., 0], prev),
+                    torch.where((c == cols - 1).unsqueeze(1), edges[..., 1], nxt),
+                ], dim=-1)
             child_cells[b, j] = self._fill(
-                li + 1, child_cells[b, j], child_known[b, j], child_real_cells[b, j], next_conds, ctx, next_left
+                li + 1, child_cells[b, j], child_known[b, j], child_real_cells[b, j], next_conds, ctx, next_sides
             )
             made[b, j] = True
 
@@ -501,8 +537,8 @@ class FractalGenerator(Generator):
             if not bool((~k & r).any()):
                 continue
             c = cells[:, :, start:end].contiguous()
-            left = self._unknown_left(n, device)
-            cells[:, :, start:end] = self._fill(0, c, k.contiguous(), r.contiguous(), None, ctx, left)
+            sides = self._unknown_sides(n, device)
+            cells[:, :, start:end] = self._fill(0, c, k.contiguous(), r.contiguous(), None, ctx, sides)
             known[:, :, start:end] = True
         return cells[:, :, :length].cpu().numpy().astype(np.int64)
 
