@@ -28,7 +28,7 @@ from fractalmusic.piece import NOTE_DTYPE, Piece
 from fractalmusic.representations.abc import as_id_array, piece_from_abc_text
 from fractalmusic.representations.abc_text import HEADER_MODES, abc_words, transpose_abc, words_to_abc
 from fractalmusic.representations.base import Representation
-from fractalmusic.representations.pianoroll import beats_to_steps, bin_to_velocity, velocity_to_bin
+from fractalmusic.representations.pianoroll import _velocity_table, beats_to_steps, bin_to_velocity, velocity_to_bin
 
 SPECIALS = ("<unk>", "<pad>", "<bos>", "<eos>")
 UNK, PAD, BOS, EOS = 0, 1, 2, 3
@@ -68,6 +68,25 @@ def _tempo_bins(qpm: np.ndarray) -> np.ndarray:
 
 
 _TEMPO_BIN_MEMO: dict[float, np.ndarray] = {}
+
+
+_TEMPO_BIN_INTS: dict[float, int] = {}
+
+
+def _tempo_bins_of(qpms: list[float]) -> np.ndarray:
+    """`_tempo_bins` of a list of tempos, each finite one remembered (tempo maps repeat a handful of values; the
+    bins of the log-distance matrix cost more than the rest of a small piece's words)."""
+    found = [_TEMPO_BIN_INTS.get(q) for q in qpms]
+    missing = [i for i, b in enumerate(found) if b is None]
+    if missing:
+        if len(_TEMPO_BIN_INTS) > 4096:
+            _TEMPO_BIN_INTS.clear()
+        made = _tempo_bins(np.array([qpms[i] for i in missing], dtype=np.float64)).tolist()
+        for i, b in zip(missing, made):
+            found[i] = b
+            if math.isfinite(qpms[i]):
+                _TEMPO_BIN_INTS[qpms[i]] = b
+    return np.array(found, dtype=np.int64)
 
 
 def _tempo_bin_of(qpm: float) -> np.ndarray:
@@ -111,6 +130,7 @@ def _code_word(code: int) -> str:
 
 _CODE_PREFIX = {K_POS: "Pos_", K_PITCH: "Pitch_", K_DUR: "Dur_", K_VEL: "Vel_", K_TEMPO: "Tempo_"}
 _HEAD = 2  # a piece's MIDI words start with its first TS_ and Tempo_ words
+_NO_WORDS = np.zeros(0, dtype=np.int64)  # a kind of word a piece lacks (never written to)
 
 
 class _MidiWords:
@@ -429,28 +449,36 @@ class WordsRepresentation(Representation):
         return self._write(self._midi_parts(piece), as_ids)
 
     def _midi_parts(self, piece: Piece) -> "_MidiWords":
+        # Few array operations per piece: a piece of a few thousand notes costs more in calls than in arithmetic
+        # (about 90 calls of 1-3 us each before), so steps, sums and flags are made in as few calls as the
+        # results allow, and a piece of one time signature and one tempo (most files) skips the bar heads' maps.
         spb = self.steps_per_beat
         notes = piece.notes
-        begin = notes["onset"]
-        on = beats_to_steps(begin, spb)
+        if np.count_nonzero(notes["is_drum"]):  # drums are left out: one gather of the records
+            notes = notes[~notes["is_drum"]]
+        n = len(notes)
+        # onsets and ends on the step grid as `beats_to_steps` rounds them (x * spb + 0.5 + 1e-9, floored), in one
+        # [2, n] array; truncating instead of flooring changes nothing here: onsets are clipped at 0 and a note
+        # ending before step 0 gets the shortest duration either way
+        steps = np.empty((2, n), dtype=np.float64)
+        np.multiply(notes["onset"], spb, out=steps[0])
+        np.add(notes["onset"], notes["duration"], out=steps[1])
+        steps[1] *= spb
+        steps += 0.5
+        steps += 1e-9
+        on, dur = steps.astype(np.int64)
         np.maximum(on, 0, out=on)
-        end = beats_to_steps(begin + notes["duration"], spb)
-        pitch, velocity = notes["pitch"], notes["velocity"]
-        drums = notes["is_drum"]
-        if drums.any():  # drums are left out: four columns filtered, not the packed note records
-            keep = ~drums
-            on, end, pitch, velocity = on[keep], end[keep], pitch[keep], velocity[keep]
-        dur = end
         dur -= on
         np.maximum(dur, 1, out=dur)  # np.clip(end - on, 1, max_duration_steps), in place
         np.minimum(dur, int(self.config.max_duration_steps), out=dur)
-        vel = np.asarray(velocity_to_bin(velocity, int(self.config.velocity_bins)), dtype=np.int64)
-        pitch = pitch.astype(np.int64)
+        vel = _velocity_table(int(self.config.velocity_bins)).take(notes["velocity"], mode="clip")
+        pitch = notes["pitch"].astype(np.int64)
+        np.maximum(pitch, 0, out=pitch)  # what the Pitch_ words hold (their table clips at the top)
         by = on * 128
-        by += np.clip(pitch, 0, 127)  # by onset, then pitch: read pieces come in this order already
-        if not (by[1:] >= by[:-1]).all():
+        by += np.minimum(pitch, 127)  # by onset, then pitch: read pieces come in this order already
+        if n > 1 and not (by[1:] >= by[:-1]).all():
             order = np.argsort(by, kind="stable")
-            on, dur, pitch, vel = on[order], dur[order], pitch[order], vel[order]
+            on, dur, pitch, vel = on.take(order), dur.take(order), pitch.take(order), vel.take(order)
 
         sigs = sorted((b, int(n), int(d)) for b, n, d in piece.time_signatures if _valid_ts(n, d))
         changes = [(_step(b, spb), n, d) for b, n, d in sigs or [(0.0, 4, 4)]]
@@ -459,10 +487,10 @@ class WordsRepresentation(Representation):
             tempo_steps, tempo_vals = None, _tempo_bin_of(tempos[0][1])
         else:
             tempo_steps = beats_to_steps([b for b, _ in tempos], spb)
-            tempo_vals = _tempo_bins(np.array([q for _, q in tempos], dtype=np.float64))
+            tempo_vals = _tempo_bins_of([float(q) for _, q in tempos])
         first_ts = changes[0][1:]
         words = _MidiWords(first_ts, int(tempo_vals[0]))
-        if not len(on):
+        if not n:
             return words
         last_on = int(on[-1])
 
@@ -484,28 +512,28 @@ class WordsRepresentation(Representation):
             ts = new_ts
             start += bar_len * count
             n_bars += count
-        run_start, run_len, run_first = (np.array(col, dtype=np.int64) for col in zip(*runs))
-        if len(runs) == 1:
-            bar_end = np.arange(run_len[0], run_len[0] * (n_bars + 1), run_len[0])
-        else:
-            run_of_bar = np.repeat(np.arange(len(runs)), np.diff(np.append(run_first, n_bars)))
-            bar_end = run_start[run_of_bar] + (np.arange(n_bars) - run_first[run_of_bar] + 1) * run_len[run_of_bar]
-        ts_flag = np.zeros(n_bars, dtype=bool)
-        ts_bars = np.array([b for b, _ in ts_changes], dtype=np.int64)
-        ts_flag[ts_bars] = True
         if tempo_steps is None:
-            tempo_now, tempo_flag = tempo_vals[:0], np.zeros(n_bars, dtype=bool)
+            tempo_now = tempo_flag = None
         else:
+            if len(runs) == 1:
+                bar_end = np.arange(runs[0][1], runs[0][1] * (n_bars + 1), runs[0][1])
+            else:
+                run_start, run_len, run_first = (np.array(col, dtype=np.int64) for col in zip(*runs))
+                run_of_bar = np.repeat(np.arange(len(runs)), np.diff(np.append(run_first, n_bars)))
+                bar_end = run_start[run_of_bar] + (np.arange(n_bars) - run_first[run_of_bar] + 1) * run_len[run_of_bar]
             consumed = np.searchsorted(tempo_steps, bar_end, side="left")  # tempo changes before each bar's end
             tempo_now = tempo_vals[np.maximum(consumed, 1) - 1]
             tempo_flag = np.empty(n_bars, dtype=bool)
             tempo_flag[0] = tempo_now[0] != tempo_vals[0]
             np.not_equal(tempo_now[1:], tempo_now[:-1], out=tempo_flag[1:])
+            if not tempo_flag.any():
+                tempo_flag = None
 
         # each note's bar and its step in that bar, by arithmetic within its run of equal bars
         if len(runs) == 1:
-            bar_of, pos_in_bar = np.divmod(on, run_len[0])  # the first run starts at step 0
+            bar_of, pos_in_bar = np.divmod(on, runs[0][1])  # the first run starts at step 0
         else:
+            run_start, run_len, run_first = (np.array(col, dtype=np.int64) for col in zip(*runs))
             run = np.searchsorted(run_start, on, side="right") - 1
             bar_of, pos_in_bar = np.divmod(on - run_start[run], run_len[run])
             bar_of += run_first[run]
@@ -513,33 +541,52 @@ class WordsRepresentation(Representation):
         # token positions: each bar is Bar [TS] [Tempo], then its notes as [Pos] Pitch Dur Vel. Before note i's
         # Pitch come the heads of its bar and of every bar before it, the words of notes 0..i-1 (3 each, +1 with a
         # Pos) and its own Pos if it has one.
-        pos_flag = np.empty(len(on), dtype=bool)
+        pos_flag = np.empty(n, dtype=bool)
         pos_flag[0] = True
         np.not_equal(on[1:], on[:-1], out=pos_flag[1:])
-        pos_upto = np.empty(len(on) + 1, dtype=np.int64)  # Pos words of the first k notes
+        pos_upto = np.empty(n + 1, dtype=np.int64)  # Pos words of the first k notes
         pos_upto[0] = 0
         np.cumsum(pos_flag, out=pos_upto[1:])
-        head_len = 1 + ts_flag.astype(np.int64)
-        head_len += tempo_flag
-        heads = np.cumsum(head_len)
-        at = heads[bar_of]
-        at += np.arange(_HEAD, _HEAD + 3 * len(on), 3)
+        ts_bars = [b for b, _ in ts_changes]
+        if not ts_bars and tempo_flag is None:  # every bar's head is its Bar word alone
+            head_len = None
+            heads = np.arange(1, n_bars + 1)
+        else:
+            head_len = np.ones(n_bars, dtype=np.int64)
+            head_len[ts_bars] += 1
+            if tempo_flag is not None:
+                head_len += tempo_flag
+            heads = np.cumsum(head_len)
+        at = heads.take(bar_of)
+        at += np.arange(_HEAD, _HEAD + 3 * n, 3)
         at += pos_upto[1:]
         first_note = np.searchsorted(bar_of, np.arange(n_bars), side="left")  # notes in the bars before each bar
-        bar_at = heads - head_len
-        bar_at += _HEAD + 3 * first_note
-        bar_at += pos_upto[first_note]
+        bar_at = first_note * 3
+        bar_at += pos_upto.take(first_note)
+        bar_at += heads
+        if head_len is None:
+            bar_at += _HEAD - 1
+        else:
+            bar_at += _HEAD
+            bar_at -= head_len
 
-        words.length = _HEAD + int(heads[-1]) + 3 * len(on) + int(pos_upto[-1])
+        words.length = _HEAD + int(heads[-1]) + 3 * n + int(pos_upto[-1])
         words.bar_at = bar_at
-        words.ts_at = bar_at[ts_bars] + 1
-        words.ts_codes = np.array([c for _, c in ts_changes], dtype=np.int64)
-        words.tempo_at = (bar_at + 1 + ts_flag)[tempo_flag]
-        words.tempo = tempo_now[tempo_flag] if tempo_steps is not None else tempo_now
-        words.pos_at = at[pos_flag] - 1
-        words.pos = pos_in_bar[pos_flag]
+        words.ts_at = bar_at.take(ts_bars) + 1 if ts_bars else _NO_WORDS
+        words.ts_codes = np.array([c for _, c in ts_changes], dtype=np.int64) if ts_bars else _NO_WORDS
+        if tempo_flag is None:
+            words.tempo_at = words.tempo = _NO_WORDS
+        else:
+            tempo_at = bar_at + 1
+            tempo_at[ts_bars] += 1
+            words.tempo_at = tempo_at[tempo_flag]
+            words.tempo = tempo_now[tempo_flag]
+        first_at = np.flatnonzero(pos_flag)
+        words.pos_at = at.take(first_at)
+        words.pos_at -= 1
+        words.pos = pos_in_bar.take(first_at)
         words.at = at
-        words.pitch = np.maximum(pitch, 0, out=pitch)
+        words.pitch = pitch
         words.dur = dur
         words.vel = vel
         return words
