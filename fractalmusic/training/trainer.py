@@ -991,6 +991,8 @@ class Trainer:
             record["lr_horizon"] = self.horizon.horizon
         if self.config.precision == "16":
             record["loss_scale"] = float(self.scaler.get_scale())
+        if self.device.type == "cuda":  # this process's peak so far (grad checkpointing, batch size choices)
+            record["cuda_peak_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         record["elapsed_s"] = self._prior_elapsed + (now - m.t0)
         self.logger.log(record)
         self.last_metrics["train"] = record
