@@ -23,6 +23,30 @@ def _cfg(data, **kw) -> DataConfig:
     return DataConfig(data=str(data), **kw)
 
 
+
+def test_a_first_look_leaves_the_packs_to_a_run_that_parses_nothing(tmp_path, monkeypatch):
+    """`fmusic data stats` (defer_packs): the run that parses files caches the pieces and the vocabulary but writes
+    no encodings or packs; the next run parses nothing, encodes and writes them; the one after that opens the
+    packs. What each run reports and stores is the same."""
+    reader = use_toy_reader(monkeypatch)
+    folder = toy_corpus(tmp_path / "toys", n_files=5, tunes_per_file=3)
+    packs = tmp_path / ".fm-cache" / "data-v2" / "packs"
+    runs = []
+    for _ in range(3):
+        train, val, report = build_datasets(_cfg(folder, val_fraction=0.3), ToyTokens(), log=None, defer_packs=True)
+        runs.append((report, [train.store[i].tolist() for i in range(len(train.store))], train.store.sources,
+                     val.store.sources))
+        if len(runs) == 1:
+            assert report.files_parsed == 5 and not packs.exists()
+            assert not (tmp_path / ".fm-cache" / "data-v2" / "encoded").exists()
+            assert report.vocabulary == "fitted" and report.cache_misses.get("packs") == 2
+    assert len(reader.calls) == 5  # read once
+    assert runs[1][0].files_parsed == 0 and runs[1][0].cache_misses.get("packs") == 2 and packs.is_dir()
+    assert runs[2][0].cache_hits == {"index": 1, "vocab": 1, "packs": 2}
+    for report, stored, train_sources, val_sources in runs[1:]:
+        assert stored == runs[0][1] and train_sources == runs[0][2] and val_sources == runs[0][3]
+        assert (report.train_units, report.val_units) == (runs[0][0].train_units, runs[0][0].val_units)
+
 def test_second_run_reads_nothing_and_fits_nothing(tmp_path, monkeypatch):
     reader = use_toy_reader(monkeypatch)
     folder = toy_corpus(tmp_path / "toys", n_files=5, tunes_per_file=3)

@@ -201,7 +201,9 @@ def stats(ctx, repr_name: str | None, as_json: bool):
 
     log = (lambda line: click.echo(line, err=True)) if as_json else None
     cfg, representation = _build(list(ctx.args), repr_name, log=log or click.echo)
-    _, _, report = build_datasets(cfg, representation, log=log or (lambda _line: None))
+    # a first look caches the parsed pieces and the vocabulary, not the packs training reads (a later run that
+    # parses nothing, `data prepare` or `train` writes them)
+    _, _, report = build_datasets(cfg, representation, log=log or (lambda _line: None), defer_packs=True)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
         return
