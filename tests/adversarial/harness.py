@@ -123,10 +123,13 @@ class Context:
         return Result(code, out.getvalue(), err.getvalue(), time.monotonic() - start)
 
     def spawn(self, *args, env: dict | None = None, **popen) -> subprocess.Popen:
-        """`python -m fractalmusic ARGS` as a subprocess (stdout and stderr piped, text)."""
+        """`python -m fractalmusic ARGS` as a subprocess (stdout and stderr piped, text), started as from a terminal:
+        SIGINT at its default and not blocked. A process inherits an ignored SIGINT (a test run started in the
+        background of a non-interactive shell, or under nohup), and Python then keeps ignoring it, as it should,
+        so a Ctrl-C case would test the launcher of the test run instead of fmusic."""
         return subprocess.Popen([sys.executable, "-m", "fractalmusic", *map(str, args)], cwd=self.tmp,
                                 env=self.env(**(env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, **popen)
+                                text=True, preexec_fn=_sigint_as_from_a_terminal, **popen)
 
     def run_proc(self, *args, limit: float = 120.0, env: dict | None = None) -> Result:
         start = time.monotonic()
@@ -161,6 +164,11 @@ class Context:
         if within is not None:
             assert res.seconds < within, f"took {res.seconds:.1f} s (limit {within} s)"
         return line
+
+
+def _sigint_as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def no_crash(res: Result) -> None:
