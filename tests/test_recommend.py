@@ -218,5 +218,42 @@ def test_grid_settings_choose_note_temperature_for_the_key_then_temperature_for_
     # a grid generator without note_temperature: the temperature alone, over the plain candidates
     plain = _GridModel(takes=False)
     rec = recommend.grid_settings(plain, [{"grid": val}], n=2)
-    assert "note_temperature" not in rec and rec["temperature"] == 1.0
+    # (the coldest within 15 % of the data's density: 0.9, 7 notes in 32 columns against 8)
+    assert "note_temperature" not in rec and rec["temperature"] == 0.9
     assert [c[2] for c in plain.calls] == list(recommend.GRID_PLAIN_TEMPERATURES)
+
+
+class _SteppedGridModel(_GridModel):
+    """Rolls in C major at every note temperature; a note every `gaps[temperature]` columns."""
+
+    def __init__(self, gaps):
+        super().__init__(cold=10.0)
+        self.gaps = gaps
+
+    def sample(self, n, width, temperature=1.0, seed=None, note_temperature=None):
+        self.calls.append((n, width, temperature, note_temperature))
+        roll = torch.zeros(n, 128, width, dtype=torch.long)
+        for k, t in enumerate(range(0, width, self.gaps[temperature])):
+            roll[:, (60, 62, 64, 65, 67, 69, 71)[k % 7], t] = 2
+        return roll
+
+
+def test_grid_settings_take_the_coldest_temperature_within_the_density_tolerance():
+    val = torch.zeros(4, 128, 64, dtype=torch.long)
+    for t in range(0, 64, 4):  # density 0.25
+        val[:, (60, 62, 64, 65, 67, 69, 71)[(t // 4) % 7], t] = 2
+    # density 64/g/64: gap 5 -> 0.2 (-20 %: too sparse), gap 4 -> exact, gap 3 -> 0.34 (+37 %)
+    gaps = {0.8: 6, 1.0: 5, 1.2: 4, 1.4: 4, 1.6: 3, 1.8: 3}
+    rec = recommend.grid_settings(_SteppedGridModel(gaps), [{"grid": val}], n=2, key_samples=2)
+    assert rec["temperature"] == 1.2
+    # within 15 % at 1.0 too (gap 4 at 56 of 64 columns ~ -12 %): the colder one, not the closest
+    gaps = {0.8: 6, 1.0: 4, 1.2: 4, 1.4: 4, 1.6: 3, 1.8: 3}
+    val_dense = val.clone()
+    val_dense[:, 72, 2:64:32] = 2  # two more notes: density 18/64 = 0.281; 0.25 is 11 % under it
+    rec = recommend.grid_settings(_SteppedGridModel(gaps), [{"grid": val_dense}], n=2, key_samples=2)
+    assert rec["temperature"] == 1.0
+    # nothing within 15 %: the closest
+    gaps = {t: 8 for t in recommend.GRID_TEMPERATURES}
+    gaps[1.8] = 6
+    rec = recommend.grid_settings(_SteppedGridModel(gaps), [{"grid": val}], n=2, key_samples=2)
+    assert rec["temperature"] == 1.8
