@@ -112,7 +112,7 @@ def test_config_validation():
         FractalConfig(num_iter=(0, 4, 4))
     # FractalMIDI's four-entry spelling: the last names the order-less cell level
     assert FractalConfig(generator_types=("mar", "mar", "ar", "ar")).generator_types == ("mar", "mar", "ar")
-    assert FractalConfig(num_iter=(12,)).num_iter == (12, 4, 4)
+    assert FractalConfig(num_iter=(12,)).num_iter == (12, 16, 4)
     assert FractalConfig(num_iter=(8, 4, 2, 1)).num_iter == (8, 4, 2)  # FractalMIDI spelling
     assert MARGenerator.name == "mar" and ARGenerator.name == "ar"
     assert make(ARGenerator).types == ("ar", "ar", "ar")

@@ -23,10 +23,12 @@ Defaults, and why (measured on the Bach chorales on one CPU thread, docs/BENCHMA
   down to one child in N and the last MAR sampling iterations predict with only ~pi/(2T) of the children still
   masked, so training must visit low ratios too; they are rare with loc 1 / scale 0.5 (3% of draws below 0.1),
   and every item still masks at least one child.
-* num_iter 8,4,4: FractalMIDI's 8 and 4 iterations at levels 0 and 1 (its 8,4,2,1), but 4 instead of 2 at
-  level 2, where cells predicted in the same iteration can break a note (onset and sustains disagree); about
-  0.5 s per 128x128 roll at the small size on two CPU cores (16,4,4: 0.75-1 s). The level-0 count is for the
-  whole window: raise it with the width (e.g. 32 for 512 steps) to keep 8 patches per iteration.
+* num_iter 8,16,4: 8 at level 0 as FractalMIDI; 16 at level 1, one 4x4 patch per iteration, so that of two
+  neighbouring patches one is always made first and the other sees its edge column (`left_cell` / `right_cell`):
+  with those, 8,4,4 left 0.069 of the notes a sixteenth long and 8,16,4 0.050 (chorale MAR, 800 steps; 32,16,4
+  0.057, docs/BENCHMARKS.md); 4 (not FractalMIDI's 2) at level 2, where cells predicted in the same iteration can
+  break a note. 16 rolls of 128 x 128 at the compact size take about 20 s on one CPU thread. The level-0 count is
+  for the whole window: raise it with the width (e.g. 32 for 512 steps) to keep 8 patches per iteration.
 * max_crop_length 1024: the widest crop FractalMIDI's guide lists; the level-0 position table costs
   8 x 64 x width parameters (0.13M at small). Wider samples are made in overlapping windows.
 * left_cell: the cell classifier sees the cell one time step before its own, at the same pitch, when that cell is
@@ -47,7 +49,7 @@ from fractalmusic.generators.base import GridRegion
 
 NUM_LEVELS = 3  # generator levels: 16x16 patches, 4x4 patches, cells; then the cell classifier
 GENERATOR_TYPES = ("mar", "ar")
-DEFAULT_NUM_ITER = (8, 4, 4)
+DEFAULT_NUM_ITER = (8, 16, 4)
 SCAN_ORDERS = ("row_major", "column_major")
 
 # widths, depths, heads for levels 0, 1, 2 and the cell classifier (level 3)
