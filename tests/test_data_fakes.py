@@ -40,7 +40,7 @@ class CountingReader:
     def __init__(self):
         self.calls: list[str] = []
 
-    def __call__(self, path: str, notes: bool):
+    def __call__(self, path: str, notes: bool, data: bytes | None = None):  # data: the bytes prepare read
         self.calls.append(Path(path).name)
         return toy_read_file(path, notes)
 

@@ -262,3 +262,35 @@ def test_workers_are_forked_with_ctrl_c_held_back():
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # the mask is as it was
+
+
+def test_midi_files_are_read_once_for_their_digest_and_their_notes(tmp_path, monkeypatch):
+    """Preparation hands the bytes it hashed to the MIDI reader (no second read of the file); past the byte budget
+    the reader opens the files itself; both give the same pieces."""
+    from fractalmusic.io import midi as midi_io
+    from fractalmusic.piece import Piece
+    from fractalmusic.representations.pianoroll import PianoRollRepresentation
+
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for k in range(4):
+        notes = np.zeros(12, dtype=prepare.NOTE_DTYPE)
+        notes["onset"] = np.arange(12) * 0.5
+        notes["duration"] = 0.5
+        notes["pitch"] = rng.integers(50, 80, 12)
+        notes["velocity"] = 90
+        midi_io.write_midi(Piece(notes=notes), folder / f"m{k}.mid")
+    opened: list[str] = []
+    real = midi_io.read_file_bytes
+    monkeypatch.setattr(midi_io, "read_file_bytes", lambda path, *a: opened.append(str(path)) or real(path, *a))
+
+    def run(**kw):
+        train, val, report = build_datasets(_cfg(folder, val_fraction=0.25, no_cache=True, **kw),
+                                            PianoRollRepresentation(), log=None)
+        return [train.store[i].tolist() for i in range(len(train.store))], train.store.sources, val.store.sources
+
+    once = run()
+    assert opened == []  # every file was read once, for its digest
+    monkeypatch.setattr(prepare, "KEEP_READ_BYTES", 0)
+    assert run() == once and len(opened) == 4  # no budget: the reader reads each file itself

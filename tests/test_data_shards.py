@@ -34,11 +34,11 @@ def test_preparation_resumes_where_it_was_interrupted(tmp_path, monkeypatch):
     real_read = prepare_mod.read_file
     reads: list[str] = []
 
-    def interrupted_read(path, *args):
+    def interrupted_read(path, *args, **kw):
         if len(reads) == 5:
             raise KeyboardInterrupt  # Ctrl-C while the sixth file is read
         reads.append(path)
-        return real_read(path, *args)
+        return real_read(path, *args, **kw)
 
     monkeypatch.setattr(prepare_mod, "read_file", interrupted_read)
     with pytest.raises(KeyboardInterrupt):
@@ -47,7 +47,7 @@ def test_preparation_resumes_where_it_was_interrupted(tmp_path, monkeypatch):
 
     # again: the five files read before the interrupt come from the cache, only the other three are parsed
     resumed: list[str] = []
-    monkeypatch.setattr(prepare_mod, "read_file", lambda path, *a: resumed.append(path) or real_read(path, *a))
+    monkeypatch.setattr(prepare_mod, "read_file", lambda path, *a, **k: resumed.append(path) or real_read(path, *a, **k))
     rep = PianoRollRepresentation()
     real_encode = rep.encode_time_major
     encodes: list[str] = []

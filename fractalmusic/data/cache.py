@@ -64,6 +64,26 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def file_digest_and_bytes(path: str | os.PathLike, keep_up_to: int) -> tuple[str, bytes | None]:
+    """(`file_digest`, the file's bytes when it holds at most `keep_up_to` of them, else None): preparation hashes
+    every file to find it in the cache, and hands the bytes to the reader instead of opening the file again."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= keep_up_to:
+            data = f.read()
+            if len(data) <= keep_up_to:  # it may have grown since
+                return hashlib.sha256(data).hexdigest(), data
+            h = hashlib.sha256(data)
+        else:
+            h = hashlib.sha256()
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest(), None
+
+
 def make_key(*parts: Any) -> str:
     """A cache key: sha256 of the JSON form of `parts` (sorted keys, so dict order never matters)."""
     blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))

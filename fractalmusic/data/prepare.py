@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fractalmusic.data.cache import Cache, file_digest, make_key, piece_summary
+from fractalmusic.data.cache import Cache, file_digest, file_digest_and_bytes, make_key, piece_summary
 from fractalmusic.data.corpora import Corpus
 from fractalmusic.data.split import content_key
 from fractalmusic.data.workers import die_with_parent, sigint_held, stop_pool
@@ -82,11 +82,13 @@ def reads_itself(reader, path) -> bool:
     return reader is not None and Path(path).suffix.lower() in {s.lower() for s in reader.input_suffixes}
 
 
-def read_file(path: str, notes: bool, reader=None) -> tuple[list[Piece], list[tuple[str, str]], str | None]:
+def read_file(path: str, notes: bool, reader=None,
+              data: bytes | None = None) -> tuple[list[Piece], list[tuple[str, str]], str | None]:
     """Read one file: (pieces, failed tunes as (source, reason), reason the whole file failed or None).
 
     `reader`: the representation, when it reads some file types itself (`input_suffixes`, `read_file(path)`).
-    Never raises for a bad file: a corpus with bad files trains on the good ones.
+    `data`: a MIDI file's bytes, read already (for its digest). Never raises for a bad file: a corpus with bad
+    files trains on the good ones.
     """
     from fractalmusic.io import read_pieces
 
@@ -95,7 +97,7 @@ def read_file(path: str, notes: bool, reader=None) -> tuple[list[Piece], list[tu
         if reads_itself(reader, path):
             pieces = reader.read_file(path)
         else:
-            pieces = read_pieces(path, notes=notes, errors=errors)
+            pieces = read_pieces(path, notes=notes, errors=errors, data=data)
     except PieceReadError as exc:
         return [], errors, exc.reason
     except (KeyboardInterrupt, SystemExit):
@@ -126,6 +128,7 @@ def _read_batch_in_worker(items: list, notes: bool) -> list:
 
 
 KEEP_LOADED_NOTES = 2_000_000  # notes of freshly read pieces kept in memory for the rest of a run (about 54 MB)
+KEEP_READ_BYTES = 64 << 20  # MIDI files' bytes read for their digests and kept for their reader, at most, per batch
 MIN_FILES_PER_WORKER = 4  # fewer files than this per worker are read in-process (starting workers costs more)
 # Reading starts in this process, and worker processes take over only when the files left would keep it busy for
 # longer than POOL_AFTER_SECONDS (judged from the files read so far, after at least PROBE_SECONDS of reading).
@@ -160,6 +163,7 @@ class FileEntry:
     meta: dict[str, Any] | None = None  # {"error", "tune_errors", "pieces": [facts + summary]}
     loaded: list[Piece] | None = field(default=None, repr=False)  # in memory when read or loaded this run
     reader: Any = field(default=None, repr=False)  # the representation, when it reads this file itself
+    data: bytes | None = field(default=None, repr=False)  # a MIDI file's bytes, read for its digest, until parsed
 
     @property
     def error(self) -> str | None:
@@ -429,6 +433,8 @@ def read_corpus(
             _collect(entries, result)
         result.truncated = len(result.refs) > max_pieces or pos < len(paths)
         del result.refs[max_pieces:]
+    for e in result.files:
+        e.data = None  # found in the cache, or read: the bytes are not needed again
     if log is not None:
         log(result.summary_line())
     return result
@@ -437,9 +443,15 @@ def read_corpus(
 def _entries(paths: list[Path], notes: bool, version: str, result: ReadCorpus, reader=None) -> list[FileEntry]:
     """Entries for `paths`, less unreadable files and byte-identical copies of files already seen."""
     out = []
+    budget = KEEP_READ_BYTES
     for p in paths:
+        data = None
         try:
-            digest = file_digest(p)
+            if budget > 0 and p.suffix.lower() in (".mid", ".midi") and not reads_itself(reader, p):
+                digest, data = file_digest_and_bytes(p, budget)  # the reader gets the bytes: one read, not two
+                budget -= len(data) if data is not None else 0
+            else:
+                digest = file_digest(p)
         except OSError as exc:
             result.skipped_files.append((str(p), exc.strerror or "cannot be read"))
             continue
@@ -454,7 +466,8 @@ def _entries(paths: list[Path], notes: bool, version: str, result: ReadCorpus, r
             out.append(FileEntry(p, digest, key, reader=reader))
             continue
         is_abc = p.suffix.lower() == ".abc"
-        out.append(FileEntry(p, digest, make_key("pieces", version, digest, bool(notes) if is_abc else True)))
+        out.append(FileEntry(p, digest, make_key("pieces", version, digest, bool(notes) if is_abc else True),
+                             data=data))
     return out
 
 
@@ -510,7 +523,8 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
         bar.update(1)
 
     def read_here(e: FileEntry) -> None:
-        finish(e, read_file(str(e.path), notes, *_reader_args(e)))
+        data, e.data = e.data, None
+        finish(e, read_file(str(e.path), notes, *_reader_args(e), **({"data": data} if data is not None else {})))
 
     try:
         todo = list(entries)
@@ -524,6 +538,8 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
                 done += 1
             todo = todo[done:]
         if n_workers > 1:
+            for e in todo:
+                e.data = None  # workers read their files themselves (sending the bytes would cost more)
             per_task = max(1, min(16, len(todo) // (n_workers * 8)))
             batches = [todo[i : i + per_task] for i in range(0, len(todo), per_task)]
             try:

@@ -28,12 +28,13 @@ _SUFFIX_FORMATS = {".mid": "mid", ".midi": "mid", ".abc": "abc", ".musicxml": "m
                    ".wav": "wav", ".png": "png"}  # fmt: skip
 
 
-def read_pieces(path, notes: bool = True, errors: list | None = None) -> list[Piece]:
+def read_pieces(path, notes: bool = True, errors: list | None = None, data: bytes | None = None) -> list[Piece]:
     """Read one music file. ABC files give one Piece per tune (see `fractalmusic.io.abc.read_abc` for `notes` and
     `errors`); MIDI, MusicXML and kern files give one Piece. A file that yields nothing raises PieceReadError.
 
     Bounded: only a regular file within `limits.MAX_FILE_BYTES` is opened (a FIFO or a device never is), and a piece
-    longer than `limits.MAX_PIECE_BEATS` is refused (a tune of a book is left out and reported in `errors`)."""
+    longer than `limits.MAX_PIECE_BEATS` is refused (a tune of a book is left out and reported in `errors`).
+    `data`: a MIDI file's bytes, when the caller read them already (other formats read the file themselves)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in SUPPORTED_SUFFIXES:
@@ -56,7 +57,7 @@ def read_pieces(path, notes: bool = True, errors: list | None = None) -> list[Pi
     if suffix in MIDI_SUFFIXES:
         from fractalmusic.io.midi import read_midi
 
-        return [read_midi(path)]  # the MIDI reader refuses pieces over the limits itself (piece_problem)
+        return [read_midi(path, data)]  # the MIDI reader refuses pieces over the limits itself (piece_problem)
     if suffix in MUSIC21_SUFFIXES:
         from fractalmusic.io.music21_io import read_music21
 

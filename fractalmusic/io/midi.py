@@ -125,10 +125,12 @@ class _NeedsEventPath(Exception):
     """symusic's reading would differ from the event-by-event one for this file."""
 
 
-def read_midi(path) -> Piece:
-    """Read a Standard MIDI File (type 0, 1 or 2) into a Piece. Raises PieceReadError for anything unusable."""
+def read_midi(path, data: bytes | None = None) -> Piece:
+    """Read a Standard MIDI File (type 0, 1 or 2) into a Piece. Raises PieceReadError for anything unusable.
+    `data`: the file's bytes when the caller has read them already (preparation, which hashed them)."""
     path = Path(path)
-    data = read_file_bytes(path, "MIDI file")
+    if data is None:
+        data = read_file_bytes(path, "MIDI file")
     return midi_bytes_to_piece(data, source=str(path))
 
 
