@@ -656,3 +656,15 @@ def test_right_cell_in_sampling_is_the_cell_made_after_it(types, monkeypatch):
     assert np.all(read | (s[:, :, :-1] == 0))
     assert np.all(s[:, :, -1] == 0)
     assert 0.05 < read.mean() < 1.0
+
+
+def test_a_version_3_checkpoint_loads_without_the_cells_beside_and_samples():
+    # what a state-version-3 checkpoint holds: a config without left_cell / right_cell, weights without the
+    # classifier's left/right embeddings
+    old = make(left_cell=False, right_cell=False)
+    config = {k: v for k, v in vars(old.config).items() if k not in ("left_cell", "right_cell")}
+    up = MARGenerator.upgrade_state({"config": config, "model": old.state_dict()}, 3)
+    fresh = MARGenerator(FractalConfig(**up["config"]), SPEC)
+    fresh.load_state_dict(up["model"])  # strict: no embedding missing or left over
+    assert fresh.head.left_embed is None and fresh.head.right_embed is None
+    assert fresh.sample(1, 16, seed=0, num_iter=(2, 2, 2)).shape == (1, 128, 16)
