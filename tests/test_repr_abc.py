@@ -258,3 +258,39 @@ def test_dropping_annotations_keeps_every_pitch_and_duration():
     dropped = normalise_abc(tune, annotations="drop")
     assert dropped != normalise_abc(tune, annotations="keep")
     assert notes(dropped) == notes(normalise_abc(tune, annotations="keep"))
+
+
+BARS_RIGHT = "X:{n}\nT:Right {n}\nM:3/4\nL:1/8\nK:G\nD2 | G2 A2 B2 | c2 B2 A2 | G2 A2 B2 | c2 B2 A2 | G6 |]\n"
+BARS_LOST = "X:{n}\nT:Lost {n}\nM:3/4\nL:1/8\nK:G\nD2 | G2 A2 B2 | c2 B2 | A2 G2 | A2 B2 | c2 B2 | G6 |]\n"  # 2/4 bars
+
+
+def test_a_tune_whose_bars_disagree_with_its_metre_is_not_trained_on():
+    rep = ABCRepresentation()
+    assert rep.training_problem(Piece(abc=BARS_RIGHT.format(n=1))) is None
+    why = rep.training_problem(Piece(abc=BARS_LOST.format(n=2)))
+    assert why is not None and "disagree with M:" in why and "--min-bar-share 0" in why
+    assert rep.training_problem(Piece(abc="X:1\nK:G\nABc|\n")) is None  # nothing to judge: kept
+    assert ABCRepresentation(min_bar_share=0).training_problem(Piece(abc=BARS_LOST.format(n=2))) is None
+    # the share is a threshold: 1 of 5 inner bars right passes at 0.2, not at 0.25
+    assert ABCRepresentation(min_bar_share=0.2).training_problem(Piece(abc=BARS_LOST.format(n=2))) is None
+    assert ABCRepresentation(min_bar_share=0.25).training_problem(Piece(abc=BARS_LOST.format(n=2))) is not None
+    with pytest.raises(ConfigError, match="min-bar-share"):
+        ABCRepresentation(min_bar_share=1.5)
+    # encoding never refuses it (primers, evaluation): only the data preparation leaves it out
+    fitted = ABCRepresentation().fit([Piece(abc=BARS_LOST.format(n=2))])
+    assert len(fitted.encode(Piece(abc=BARS_LOST.format(n=2)))) > 10
+
+
+def test_data_preparation_leaves_out_and_reports_tunes_that_lose_their_metre(tmp_path):
+    from fractalmusic.data.build import prepare_data
+    from fractalmusic.data.config import DataConfig
+
+    book = "\n".join([BARS_RIGHT.format(n=k) for k in range(1, 9)] + [BARS_LOST.format(n=9)])
+    (tmp_path / "book.abc").write_text(book)
+    cfg = DataConfig(data=str(tmp_path / "book.abc"), no_cache=True, val_fraction=0.0)
+    got = prepare_data(cfg, ABCRepresentation(), log=None)
+    assert len(got.train) == 8
+    assert any("disagree with M:" in why and where.endswith("book.abc#X9") for where, why in got.report.skipped)
+    assert any("1 bars disagree with M:" in line for line in got.report.read_lines)
+    kept = prepare_data(cfg, ABCRepresentation(min_bar_share=0), log=None)
+    assert len(kept.train) == 9 and not kept.report.skipped

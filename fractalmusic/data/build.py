@@ -231,6 +231,10 @@ def _unusable(piece, representation, drums_out: bool, summary: dict | None = Non
     why = summary_problem(summary, spb) if summary is not None else piece_problem(piece, spb)
     if why:
         return why
+    problem = getattr(representation, "training_problem", None)  # e.g. abc: a tune whose bars disagree with M:
+    why = problem(piece) if problem is not None else None
+    if why:
+        return why
     notes = piece.notes
     if drums_out and len(notes) and bool(notes["is_drum"].all()):
         hint = " (--include-drums keeps them)" if hasattr(getattr(representation, "config", None),

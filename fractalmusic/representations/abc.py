@@ -31,6 +31,11 @@ class ABCConfig:
     # symbols stay) and join continued lines, so a small model spends its capacity on notes and bars; "keep": every
     # character of the body
     annotations: str = "drop"
+    # a training or validation tune whose bars disagree with its M: (fewer than this share of its inner bars have
+    # the length M: and L: give, by fractalmusic.metrics.abc: pickups excused) is left out when data is prepared,
+    # and counted in the report; measured on the folk corpus, a model trained without them loses its metre less
+    # often (docs/BENCHMARKS.md). 0 keeps every tune
+    min_bar_share: float = 0.9  # tunes with fewer well-formed bars than this share are not trained on (0: keep all)
 
     def __post_init__(self):
         if self.header_mode not in HEADER_MODES:
@@ -39,6 +44,8 @@ class ABCConfig:
             raise ConfigError(f"--min-char-freq must be at least 1, not {self.min_char_freq}")
         if self.annotations not in ANNOTATION_MODES:
             raise ConfigError(f"--annotations must be one of {', '.join(ANNOTATION_MODES)}, not {self.annotations!r}")
+        if not 0.0 <= float(self.min_bar_share) <= 1.0:
+            raise ConfigError(f"--min-bar-share must be between 0 and 1, not {self.min_bar_share}")
 
 
 def piece_from_abc_text(text: str, repairs: dict[str, int] | None = None, source: str | None = None) -> Piece:
@@ -244,6 +251,24 @@ class ABCRepresentation(Representation):
             for at in np.flatnonzero(codes >= len(self._table) - 1).tolist():
                 ids[at] = self._index.get(chr(codes[at]), UNK)
         return ids
+
+    def training_problem(self, piece: Piece) -> str | None:
+        """Why a read tune should not be trained on (the data preparation leaves it out and reports it), else None:
+        fewer than `min_bar_share` of its inner bars have the length its M: and L: give (its text as normalised,
+        i.e. as the model would read it; bars are judged by `fractalmusic.metrics.abc.check_bar_lengths`, which
+        excuses a pickup and its complement around a repeat). The folk corpus has about 117 such tunes in 4,082,
+        e.g. a tune headed M:2/4 written in bars of 6/8: a model that learns from them learns that a tune may
+        change its bar length half-way, which is how its own long tunes fail. Primers and evaluation text are
+        never refused: `encode` takes any tune."""
+        share = float(self.config.min_bar_share)
+        if share <= 0.0 or not piece.abc:
+            return None
+        from fractalmusic.metrics.abc import check_bar_lengths
+
+        check = check_bar_lengths(self.normalise(piece.abc))
+        if not check.judged or check.right >= share * check.judged - 1e-9:
+            return None
+        return f"bars disagree with M: (under {share:g} of the inner bars right; --min-bar-share 0 keeps them)"
 
     # ------------------------------------------------------------------ conversion
     def encode(self, piece: Piece) -> np.ndarray:
