@@ -18,6 +18,11 @@ the NLL an estimate (one random masking per window, `--nll-forward-number` 1): t
 a bar from its onset to its end, its first sixteenth darker, so a note broken in two shows as two dark heads):
 
     python scripts/fractal_quality.py picture samples/ --reference-piece bwv127.5.mxl --out docs/chorales.png
+
+`sixteenths`: where the notes one sixteenth long start, as the onset column modulo 4 (the fractal generators' 4x4
+patches start at columns 0, 4, 8, ...) and modulo 16 (16x16 patches), at 4 steps per beat:
+
+    python scripts/fractal_quality.py sixteenths samples/
 """
 from __future__ import annotations
 
@@ -92,6 +97,24 @@ def picture(samples: list[str], reference: str | None, out: str, beats: float, l
     plt.close(fig)
 
 
+def sixteenths(folder: str) -> dict:
+    """Counts of the notes one sixteenth long in the MIDI files of `folder`, by onset column mod 4 and mod 16."""
+    total, short = 0, 0
+    by4, by16 = np.zeros(4, dtype=int), np.zeros(16, dtype=int)
+    for name in sorted(os.listdir(folder)):
+        if not name.lower().endswith((".mid", ".midi")):
+            continue
+        n = pitched_notes(read_pieces(os.path.join(folder, name))[0])
+        onset = np.round(n["onset"] * 4).astype(int)
+        steps = np.round(n["duration"] * 4).astype(int)
+        total += len(n)
+        cols = onset[steps == 1]
+        short += len(cols)
+        np.add.at(by4, cols % 4, 1)
+        np.add.at(by16, cols % 16, 1)
+    return {"notes": total, "sixteenths": short, "mod4": by4.tolist(), "mod16": by16.tolist()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -106,7 +129,14 @@ def main(argv=None) -> int:
     p.add_argument("-n", "--num", type=int, default=4, help="generated pieces shown")
     p.add_argument("--beats", type=float, default=32.0)
     p.add_argument("--label", default="", help="text after each sample's title")
+    w = sub.add_parser("sixteenths", help="where the notes one sixteenth long start (onset column mod 4 and 16)")
+    w.add_argument("samples", help="folder of generated MIDI files")
     args = ap.parse_args(argv)
+    if args.command == "sixteenths":
+        got = sixteenths(args.samples)
+        print(f"{got['sixteenths']} of {got['notes']} notes are one sixteenth long; by onset column mod 4: "
+              f"{got['mod4']}; mod 16: {got['mod16']}")
+        return 0
     if args.command == "picture":
         files = sorted(f for f in os.listdir(args.samples) if f.lower().endswith((".mid", ".midi")))[: args.num]
         picture([os.path.join(args.samples, f) for f in files], args.reference_piece, args.out, args.beats, args.label)
