@@ -127,7 +127,9 @@ def _read_batch_in_worker(items: list, notes: bool) -> list:
     return out
 
 
-KEEP_LOADED_NOTES = 2_000_000  # notes of freshly read pieces kept in memory for the rest of a run (about 54 MB)
+KEEP_LOADED_NOTES = 8_000_000  # notes of freshly read pieces kept in memory for the rest of a run (23 bytes a
+# note: about 185 MB); past it the cache serves them again when fitting and encoding (and their words are worked out
+# again: the words' memo knows a piece by its notes array)
 KEEP_READ_BYTES = 64 << 20  # MIDI files' bytes read for their digests and kept for their reader, at most, per batch
 MIN_FILES_PER_WORKER = 4  # fewer files than this per worker are read in-process (starting workers costs more)
 # Reading starts in this process, and worker processes take over only when the files left would keep it busy for
