@@ -629,9 +629,9 @@ class WordsRepresentation(Representation):
         out[at] = word(K_VEL, words.vel)
         return full
 
-    _MEMO_TOKENS = 14_000_000  # words kept between fit and encode (their arrays take about 11 bytes a word: up to
-    # about 160 MB); beyond that, encode works them out again (at 4 million, a folder of 1,162 real MIDI files, 20
-    # million words, worked out four fifths of them twice)
+    _MEMO_TOKENS = 22_000_000  # words kept between fit and encode (their arrays take about 11 bytes a word: up to
+    # about 240 MB); beyond that, encode works them out again (a folder of 1,162 real MIDI files has 20 million
+    # words: at 4 million encode worked four fifths of them out twice, at 14 million a third)
 
     def _remember(self, piece: Piece, words: "_MidiWords") -> None:
         if self._memo_tokens + words.length > self._MEMO_TOKENS:
