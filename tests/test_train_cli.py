@@ -134,6 +134,7 @@ def test_pianoroll_fractal_generators_train(capsys, tmp_path, generator):
         capsys, "train", "--repr", "pianoroll", *generator, "--model-size", "tiny", "--crop-length", "64",
         "--max-pieces", "4", "--num-prep-workers", "0", "--batch-size", "2", "--max-steps", "3",
         "--no-progress", "--device", "cpu", "--output-dir", out, "--val-batches", "1", "--val-fraction", "0.25",
+        "--no-recommend-sampling",  # the grid recommender samples 12 batches of rolls (a minute on CPU): test_recommend
     )
     assert code == 0, err
     assert "cell/s" in stdout

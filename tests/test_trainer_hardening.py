@@ -31,7 +31,7 @@ TOKEN_RUN = ("--repr", "abc", "--generator", "lstm", "--hidden-size", "16", "--e
              "--crop-length", "16", "--batch-size", "4", "--max-pieces", "30", "--num-prep-workers", "0")
 GRID_RUN = ("--repr", "pianoroll", "--generator", "mar", "--model-size", "tiny", "--crop-length", "64",
             "--max-pieces", "4", "--num-prep-workers", "0", "--batch-size", "2", "--val-batches", "1",
-            "--val-fraction", "0.25")
+            "--val-fraction", "0.25", "--no-recommend-sampling")  # the grid recommender is test_recommend's
 COMMON = ("--log-every-n-steps", "1", "--val-check-interval-steps", "100", "--checkpoint-every-n-steps", "100",
           "--no-progress", "--no-tensorboard", "--device", "cpu")
 STEPS = 8
