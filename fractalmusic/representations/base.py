@@ -103,6 +103,12 @@ class Representation:
         """The encoded array moved by `semitones`, with the number of notes dropped; None if impossible."""
         return None
 
+    def training_problem(self, piece: Piece) -> str | None:
+        """Why a read piece should be left out of training and validation (data preparation skips it and reports
+        the reason), or None to keep it. `encode` must still take any piece (primers, evaluation). The built-in
+        `abc` refuses tunes whose bars disagree with their M: (`--min-bar-share`)."""
+        return None
+
     @property
     def can_transpose(self) -> bool:
         """Whether `transpose` can ever move a piece (False when the class does not implement it)."""
