@@ -54,30 +54,21 @@ BUNDLE_BYTES = 32 << 20  # ... or once their arrays hold this many bytes
 
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """sha256 of a file's bytes (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
+    return file_digest_and_bytes(path, -1, chunk)[0]
 
 
-def file_digest_and_bytes(path: str | os.PathLike, keep_up_to: int) -> tuple[str, bytes | None]:
+def file_digest_and_bytes(path: str | os.PathLike, keep_up_to: int, chunk: int = 1 << 20) -> tuple[str, bytes | None]:
     """(`file_digest`, the file's bytes when it holds at most `keep_up_to` of them, else None): preparation hashes
     every file to find it in the cache, and hands the bytes to the reader instead of opening the file again."""
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size <= keep_up_to:
+        h = hashlib.sha256()
+        if os.fstat(f.fileno()).st_size <= keep_up_to:
             data = f.read()
             if len(data) <= keep_up_to:  # it may have grown since
                 return hashlib.sha256(data).hexdigest(), data
-            h = hashlib.sha256(data)
-        else:
-            h = hashlib.sha256()
+            h.update(data)
         while True:
-            block = f.read(1 << 20)
+            block = f.read(chunk)
             if not block:
                 break
             h.update(block)

@@ -526,7 +526,7 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
 
     def read_here(e: FileEntry) -> None:
         data, e.data = e.data, None
-        finish(e, read_file(str(e.path), notes, *_reader_args(e), **({"data": data} if data is not None else {})))
+        finish(e, read_file(str(e.path), notes, *_reader_args(e), data=data))
 
     try:
         todo = list(entries)

@@ -67,9 +67,6 @@ def _tempo_bins(qpm: np.ndarray) -> np.ndarray:
     return _BINS[np.argmin(np.abs(np.log(_BINS[None, :] / q[:, None])), axis=1)].astype(np.int64)
 
 
-_TEMPO_BIN_MEMO: dict[float, np.ndarray] = {}
-
-
 _TEMPO_BIN_INTS: dict[float, int] = {}
 
 
@@ -87,16 +84,6 @@ def _tempo_bins_of(qpms: list[float]) -> np.ndarray:
             if math.isfinite(qpms[i]):
                 _TEMPO_BIN_INTS[qpms[i]] = b
     return np.array(found, dtype=np.int64)
-
-
-def _tempo_bin_of(qpm: float) -> np.ndarray:
-    """`_tempo_bins` of one tempo, remembered (files share a handful of tempos)."""
-    out = _TEMPO_BIN_MEMO.get(qpm)
-    if out is None:
-        if len(_TEMPO_BIN_MEMO) > 4096:
-            _TEMPO_BIN_MEMO.clear()
-        out = _TEMPO_BIN_MEMO[qpm] = _tempo_bins(np.array([qpm], dtype=np.float64))
-    return out
 
 
 def _step(beat: float, steps_per_beat: int) -> int:
@@ -484,7 +471,7 @@ class WordsRepresentation(Representation):
         changes = [(_step(b, spb), n, d) for b, n, d in sigs or [(0.0, 4, 4)]]
         tempos = sorted(piece.tempos) or [(0.0, 120.0)]
         if len(tempos) == 1:  # one tempo (most files): no tempo changes to place
-            tempo_steps, tempo_vals = None, _tempo_bin_of(tempos[0][1])
+            tempo_steps, tempo_vals = None, _tempo_bins_of([float(tempos[0][1])])
         else:
             tempo_steps = beats_to_steps([b for b, _ in tempos], spb)
             tempo_vals = _tempo_bins_of([float(q) for _, q in tempos])
@@ -512,13 +499,14 @@ class WordsRepresentation(Representation):
             ts = new_ts
             start += bar_len * count
             n_bars += count
+        if len(runs) > 1:
+            run_start, run_len, run_first = (np.array(col, dtype=np.int64) for col in zip(*runs))
         if tempo_steps is None:
             tempo_now = tempo_flag = None
         else:
             if len(runs) == 1:
                 bar_end = np.arange(runs[0][1], runs[0][1] * (n_bars + 1), runs[0][1])
             else:
-                run_start, run_len, run_first = (np.array(col, dtype=np.int64) for col in zip(*runs))
                 run_of_bar = np.repeat(np.arange(len(runs)), np.diff(np.append(run_first, n_bars)))
                 bar_end = run_start[run_of_bar] + (np.arange(n_bars) - run_first[run_of_bar] + 1) * run_len[run_of_bar]
             consumed = np.searchsorted(tempo_steps, bar_end, side="left")  # tempo changes before each bar's end
@@ -533,7 +521,6 @@ class WordsRepresentation(Representation):
         if len(runs) == 1:
             bar_of, pos_in_bar = np.divmod(on, runs[0][1])  # the first run starts at step 0
         else:
-            run_start, run_len, run_first = (np.array(col, dtype=np.int64) for col in zip(*runs))
             run = np.searchsorted(run_start, on, side="right") - 1
             bar_of, pos_in_bar = np.divmod(on - run_start[run], run_len[run])
             bar_of += run_first[run]
