@@ -103,26 +103,17 @@ def window_starts(total: int, window: int, overlap: int) -> list[int]:
     return starts
 
 
-def child_left_columns(
-    left: torch.Tensor, child_cells: torch.Tensor, visible: torch.Tensor, rows: int, cols: int, unknown: int
+def child_side_columns(
+    edge: torch.Tensor, child_cells: torch.Tensor, visible: torch.Tensor, rows: int, cols: int, unknown: int,
+    after: bool = False,
 ) -> torch.Tensor:
-    """The column just before each child, [N, R*C, p]: for a child in grid column 0 the item's own `left` column
-    ([N, R*p], its rows), else the last column of the child before it on the grid where `visible` [N, R*C] says that
-    child is made, and `unknown` where not. child_cells: [N, R*C, p, p] (as from `patchify`)."""
+    """The column just before each child, [N, R*C, p] (with `after`: just after it): for a child in the first grid
+    column (the last, with `after`) the item's own `edge` column ([N, R*p], its rows), else the nearest column of
+    the child before (after) it on the grid where `visible` [N, R*C] says that child is made, and `unknown` where
+    not. child_cells: [N, R*C, p, p] (as from `patchify`)."""
     n, _, p, _ = child_cells.shape
-    last = child_cells[..., p - 1]  # [N, S, p]: a child's last time step
-    last = torch.where(visible.unsqueeze(-1), last, torch.full_like(last, unknown)).reshape(n, rows, cols, p)
-    first = left.to(last.dtype).reshape(n, rows, 1, p)
-    return torch.cat([first, last[:, :, :-1]], dim=2).reshape(n, rows * cols, p)
-
-
-def child_right_columns(
-    right: torch.Tensor, child_cells: torch.Tensor, visible: torch.Tensor, rows: int, cols: int, unknown: int
-) -> torch.Tensor:
-    """The column just after each child, [N, R*C, p]: the mirror of `child_left_columns` (the item's own `right`
-    column for the last grid column, else the first column of the child after it where `visible`)."""
-    n, _, p, _ = child_cells.shape
-    first = child_cells[..., 0]  # [N, S, p]: a child's first time step
-    first = torch.where(visible.unsqueeze(-1), first, torch.full_like(first, unknown)).reshape(n, rows, cols, p)
-    last = right.to(first.dtype).reshape(n, rows, 1, p)
-    return torch.cat([first[:, :, 1:], last], dim=2).reshape(n, rows * cols, p)
+    near = child_cells[..., 0 if after else p - 1]  # [N, S, p]: the time step of a child next to its neighbour
+    near = torch.where(visible.unsqueeze(-1), near, torch.full_like(near, unknown)).reshape(n, rows, cols, p)
+    own = edge.to(near.dtype).reshape(n, rows, 1, p)
+    parts = [near[:, :, 1:], own] if after else [own, near[:, :, :-1]]
+    return torch.cat(parts, dim=2).reshape(n, rows * cols, p)

@@ -66,8 +66,7 @@ from fractalmusic.generators.fractal.config import (
 )
 from fractalmusic.generators.fractal.layout import (
     child_grid,
-    child_left_columns,
-    child_right_columns,
+    child_side_columns,
     padded_width,
     patchify,
     unpatchify,
@@ -339,11 +338,12 @@ class FractalGenerator(Generator):
             # ones (the child before in time), never the later ones (the child after)
             rows = cells.shape[1] // p
             mar = level.kind == "mar"
-            before = child_left_columns(
+            before = child_side_columns(
                 sides[..., 0], child_cells, ~chosen if mar else torch.ones_like(chosen), rows, cols, self.vocab
             )
-            after = child_right_columns(
-                sides[..., 1], child_cells, ~chosen if mar else torch.zeros_like(chosen), rows, cols, self.vocab
+            after = child_side_columns(
+                sides[..., 1], child_cells, ~chosen if mar else torch.zeros_like(chosen), rows, cols, self.vocab,
+                after=True,
             )
             next_sides = torch.stack([before[b, j], after[b, j]], dim=-1)
         self._loss_level(
