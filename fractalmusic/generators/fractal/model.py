@@ -209,12 +209,10 @@ class FractalGenerator(Generator):
                 height = int(width.shape[0]) * 16 if isinstance(width, torch.Tensor) else 128
                 model["pitch_rows"] = torch.zeros(height, dtype=torch.bool)
             state = {**state, "model": model}
-        if from_version < 4:
-            config = dict(state.get("config") or {})
-            config.setdefault("left_cell", False)
-            state = {**state, "config": config}
         if from_version < 5:
             config = dict(state.get("config") or {})
+            if from_version < 4:
+                config.setdefault("left_cell", False)
             config.setdefault("right_cell", False)
             state = {**state, "config": config}
         return state
