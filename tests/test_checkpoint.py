@@ -340,3 +340,24 @@ def test_plugin_state_versions_upgrade_older_and_refuse_newer(tmp_path):
     finally:
         plugins.unregister("representation", RenamedTokens.name)
         plugins.unregister("generator", WiderGRU.name)
+
+
+def test_an_abc_run_from_before_the_bar_clean_up_resumes_on_the_tunes_it_started_with(tmp_path):
+    # abc state version 1 had no min_bar_share: the upgrade sets 0 (keep every tune), a new state keeps its value
+    from fractalmusic import plugins
+    from fractalmusic.piece import Piece
+    from fractalmusic.training.checkpoint import Checkpoint
+
+    rep = plugins.get_representation("abc")()
+    rep.fit([Piece(abc="X:1\nM:2/4\nL:1/8\nK:D\nABcd|efga|\n")])
+    gen = plugins.get_generator("fractalmusic:lstm").build({"hidden_size": 8}, rep.spec())
+    payload = make_payload(rep, gen, step=1)
+    assert payload["representation"]["state_version"] == 2
+    save_checkpoint(tmp_path / "new.pt", payload)
+    assert Checkpoint.load(tmp_path / "new.pt").build()[0].config.min_bar_share == 0.9
+    state = json.loads(payload["representation"]["state"])
+    del state["config"]["min_bar_share"]
+    payload["representation"].update(state_version=1, state=json.dumps(state))
+    save_checkpoint(tmp_path / "old.pt", payload)
+    old, _ = Checkpoint.load(tmp_path / "old.pt").build()
+    assert old.config.min_bar_share == 0.0 and old.chars == rep.chars

@@ -168,6 +168,9 @@ class ABCRepresentation(Representation):
     kind = "tokens"
     Config = ABCConfig
     uses_abc_text = True
+    # 2: the config gained `min_bar_share` (the clean-up that leaves out tunes whose bars disagree with M:); a
+    # state written before it upgrades to 0, so a resumed run keeps training on the tunes it started with
+    state_version = 2
     # a fresh `fmusic train` moves each training crop's tune by a uniform -5..+6 semitones (K: and the notes move
     # together, see `transpose`) unless a --pitch-shift option is given: measured on the folk corpus with one book
     # held out, the LSTM then scores lower bits per character on the unseen book (docs/BENCHMARKS.md). A shift that
@@ -355,6 +358,14 @@ class ABCRepresentation(Representation):
     # state also holds the key signatures a transposition may reach, so older cached states are refitted). load_state ignores
     # it.
     TEXT_VERSION = 5
+
+    @classmethod
+    def upgrade_state(cls, state: dict[str, Any], from_version: int) -> dict[str, Any]:
+        if from_version < 2:
+            config = dict(state.get("config") or {})
+            config.setdefault("min_bar_share", 0.0)
+            state = {**state, "config": config}
+        return state
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
