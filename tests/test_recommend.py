@@ -174,86 +174,143 @@ def test_scale_consistency_of_rolls_counts_note_starts_in_the_best_scale():
     assert recommend.scale_consistency(torch.zeros(1, 128, 8, dtype=torch.long)) is None
 
 
-class _GridModel:
-    """A stand-in grid generator: rolls in C major when note_temperature <= `cold`, chromatic above it; note
-    density grows with the temperature. It records the settings it was asked for."""
+C_MAJOR = (60, 62, 64, 65, 67, 69, 71)
 
-    def __init__(self, cold=0.3, takes=True, silent_below=0.0):
-        self.cold, self.takes, self.silent_below, self.calls = cold, takes, silent_below, []
+
+def _roll(width, gap=4, short=4, out=0, n=1):
+    """[n, 128, width]: a note every `gap` columns from column 1, each `short`-th one column long (else two), the
+    pitches of C major, the first one C# when `out`."""
+    roll = torch.zeros(n, 128, width, dtype=torch.long)
+    for k, t in enumerate(range(1, width - 2, gap)):
+        pitch = 61 if out and k == 0 else C_MAJOR[k % 7]
+        roll[:, pitch, t] = 2
+        if k % short:
+            roll[:, pitch, t + 1] = 1
+    return roll
+
+
+def test_sixteenth_share_counts_one_column_notes_that_start_and_end_inside():
+    roll = _roll(32, gap=4, short=2)  # notes at 1, 5, ..., 29: every other one one column long
+    assert recommend.sixteenth_share(roll) == pytest.approx(4 / 8)
+    roll[0, 40, 0] = 2  # cut by the left edge: not judged
+    roll[0, 41, 31] = 2  # cut by the right edge: not judged
+    assert recommend.sixteenth_share(roll) == pytest.approx(4 / 8)
+    roll[0, 50, 10:12] = 1  # an orphan sustain two columns long: a note, not short
+    roll[0, 52, 14] = 2
+    roll[0, 52, 15] = 2  # an onset right after an onset of the same pitch: the first is short
+    assert recommend.sixteenth_share(roll) == pytest.approx(6 / 11)
+    mask = torch.zeros(1, 32, dtype=torch.bool)
+    mask[0, :9] = True  # columns 1..7 judged: the notes at 1 (short) and 5 (long)
+    assert recommend.sixteenth_share(roll, mask) == pytest.approx(1 / 2)
+    assert recommend.sixteenth_share(torch.zeros(1, 128, 8, dtype=torch.long)) is None
+    got = recommend.roll_measures([_roll(64, short=4)[0], _roll(64, short=2)[0]])
+    assert got["sixteenths"] == pytest.approx((0.25 + 0.5) / 2) and got["density"] == pytest.approx(16 / 64)
+    assert got["scale"] == pytest.approx(1.0)
+
+
+def test_grid_margins_are_one_at_the_data_and_zero_at_the_targets_bounds():
+    data = {"density": 4.0, "sixteenths": 0.04, "scale": 0.93, "oa": 1.0}
+    same = recommend.grid_margins({**data, "oa": 1.0}, data)
+    assert same == {"density": 1.0, "sixteenths": pytest.approx(0.5), "scale": 1.0, "oa": 1.0}
+    edge = {"density": 4.0 * 1.2, "sixteenths": 0.08, "scale": 0.85, "oa": 0.6}
+    assert all(v == pytest.approx(0, abs=1e-4) for v in recommend.grid_margins(edge, data).values())
+    assert recommend.grid_margins({**edge, "density": 4.0 / 1.2}, data)["density"] == pytest.approx(0, abs=1e-4)
+    worse = recommend.grid_margins({"density": 3.0, "sixteenths": 0.12, "scale": 0.77, "oa": 0.4}, data)
+    assert all(v < 0 for v in worse.values())
+    # above the data's scale consistency is no better than equal to it; no OA without a representation
+    assert recommend.grid_margins({**data, "scale": 0.99}, {**data, "oa": None}) == {
+        "density": 1.0, "sixteenths": pytest.approx(0.5), "scale": 1.0}
+    assert recommend.grid_budget(30 * 60) == pytest.approx(recommend.GRID_BUDGET_SHARE * 1800)
+    assert recommend.grid_budget(5) == recommend.GRID_MIN_BUDGET_S
+    assert recommend.grid_budget(10**6) == recommend.GRID_MAX_BUDGET_S
+
+
+class _TableGridModel:
+    """A stand-in grid generator whose rolls follow a table {(note_temperature, temperature): _roll keywords}
+    (`default` elsewhere); it records the settings it was asked for and ticks a fake clock per call."""
+
+    def __init__(self, table, default, takes=True, tick=1.0):
+        self.table, self.default, self.takes, self.tick, self.calls, self.now = table, default, takes, tick, [], 0.0
 
     def sample_option_names(self):
         return ("num_iter", "note_temperature") if self.takes else ("num_iter",)
 
+    def clock(self):
+        return self.now
+
     def sample(self, n, width, temperature=1.0, seed=None, note_temperature=None):
-        self.calls.append((n, width, temperature, note_temperature))
-        roll = torch.zeros(n, 128, width, dtype=torch.long)
-        pitches = (60, 62, 64, 65, 67, 69, 71) if note_temperature is not None and note_temperature <= self.cold \
-            else tuple(range(60, 72))
-        every = max(1, round(4 / temperature ** 2))  # temperature 1: a note every 4 columns
-        if note_temperature is not None and note_temperature < self.silent_below:
-            every = 4 * width  # one note per roll
-        for k, t in enumerate(range(0, width, every)):
-            roll[:, pitches[k % len(pitches)], t] = 2
-        return roll
+        self.calls.append((n, width, temperature, note_temperature, seed))
+        self.now += self.tick
+        return _roll(width, n=n, **self.table.get((note_temperature, temperature), self.default))
 
 
-def test_grid_settings_choose_note_temperature_for_the_key_then_temperature_for_density():
-    val = torch.zeros(4, 128, 32, dtype=torch.long)
-    for t in range(0, 32, 4):  # one C-major note every 4 columns (scale consistency 1, density 0.25)
-        val[:, (60, 62, 64, 65, 67, 69, 71)[(t // 4) % 7], t] = 2
-    model = _GridModel(cold=0.3)
-    rec = recommend.grid_settings(model, [{"grid": val}], n=2, key_samples=3)
-    # 0.15, 0.2 and 0.3 all give the key: the warmest of them; density 0.25 at temperature 1.0
-    assert rec["note_temperature"] == 0.3 and rec["temperature"] == 1.0
-    assert rec["data_scale_consistency"] == pytest.approx(1.0)
-    assert rec["scale_consistency"]["0.3"] == pytest.approx(1.0) and rec["scale_consistency"]["0.5"] < 0.8
-    assert set(rec["note_density"]) == {str(t) for t in recommend.GRID_TEMPERATURES}
-    assert all(c[3] == 0.3 for c in model.calls[len(recommend.GRID_NOTE_TEMPERATURES):])
-    assert recommend.describe(rec) == "temperature 1, note temperature 0.3"
-    # only 0.15 gives the key, but this model falls nearly silent there: it does not take part, and of the
-    # others (all equally out of key) the warmest is chosen
-    rec = recommend.grid_settings(_GridModel(cold=0.15, silent_below=0.2), [{"grid": val}], n=2, key_samples=3)
-    assert rec["scale_consistency"]["0.15"] == pytest.approx(1.0) and rec["key_note_density"]["0.15"] < 0.1
-    assert rec["note_temperature"] == 1.0
+def test_grid_settings_choose_both_temperatures_together_by_the_smallest_margin():
+    val = _roll(64, short=4)  # 16 notes in 64 columns, a quarter of them one column long, C major
+    far = {"gap": 6}  # density 0.67 of the data's: margin -1.2
+    table = {
+        (0.2, 1.8): {"short": 2},  # density right, in key, but twice the data's sixteenths: margin 0
+        (0.3, 1.4): {"out": 1},  # density and sixteenths right, 15 of 16 notes in C major: margin 0.22
+        (0.5, 1.0): {"gap": 4, "out": 1, "short": 1},  # every note a sixteenth
+    }
+    model = _TableGridModel(table, far)
+    rec = recommend.grid_settings(model, [{"grid": val}], n=2, clock=model.clock)
+    assert (rec["note_temperature"], rec["temperature"]) == (0.3, 1.4)
+    assert len(rec["grid_pairs"]) == 15 and len(model.calls) == 15 and model.calls[0][2:4] == (1.4, 0.3)
+    chosen = rec["grid_pairs"]["0.3/1.4"]
+    assert chosen["margins"] == {"density": 1.0, "sixteenths": 0.5, "scale": pytest.approx(1 - (1 / 16) / 0.08,
+                                                                                             abs=1e-4)}
+    assert rec["grid_pairs"]["0.2/1.8"]["score"] == pytest.approx(0, abs=1e-4)
+    assert rec["grid_data"] == {"density": 0.25, "sixteenths": 0.25, "scale": 1.0, "oa": None}
+    assert all(c[0] == 2 and c[1] == 64 and c[4] == 0 for c in model.calls)  # same seed for every pair
+    assert recommend.describe(rec) == "temperature 1.4, note temperature 0.3"
+    assert "of 15 pairs, 2 rolls each" in recommend.explain(rec) and "sixteenth share 0.250" in recommend.explain(rec)
+    # equal margins: the colder pair
+    table[(0.3, 1.2)] = table[(0.3, 1.4)]
+    rec = recommend.grid_settings(_TableGridModel(table, far), [{"grid": val}], n=2)
+    assert (rec["note_temperature"], rec["temperature"]) == (0.3, 1.2)
     # a grid generator without note_temperature: the temperature alone, over the plain candidates
-    plain = _GridModel(takes=False)
+    plain = _TableGridModel({(None, 0.8): {}}, far, takes=False)
     rec = recommend.grid_settings(plain, [{"grid": val}], n=2)
-    # (the coldest within 15 % of the data's density: 0.9, 7 notes in 32 columns against 8)
-    assert "note_temperature" not in rec and rec["temperature"] == 0.9
-    assert [c[2] for c in plain.calls] == list(recommend.GRID_PLAIN_TEMPERATURES)
+    assert "note_temperature" not in rec and rec["temperature"] == 0.8
+    assert sorted(c[2] for c in plain.calls) == list(recommend.GRID_PLAIN_TEMPERATURES)
+    # masks cut the validation crops: the padding is no silence of the data
+    padded = torch.cat([val, torch.zeros(1, 128, 64, dtype=torch.long)], dim=2)
+    mask = torch.zeros(1, 128, dtype=torch.bool)
+    mask[0, :64] = True
+    rec = recommend.grid_settings(_TableGridModel(table, far), [{"grid": padded, "mask": mask}], n=2)
+    assert rec["grid_data"]["density"] == pytest.approx(0.25)
 
 
-class _SteppedGridModel(_GridModel):
-    """Rolls in C major at every note temperature; a note every `gaps[temperature]` columns."""
-
-    def __init__(self, gaps):
-        super().__init__(cold=10.0)
-        self.gaps = gaps
-
-    def sample(self, n, width, temperature=1.0, seed=None, note_temperature=None):
-        self.calls.append((n, width, temperature, note_temperature))
-        roll = torch.zeros(n, 128, width, dtype=torch.long)
-        for k, t in enumerate(range(0, width, self.gaps[temperature])):
-            roll[:, (60, 62, 64, 65, 67, 69, 71)[k % 7], t] = 2
-        return roll
+def test_grid_settings_fit_the_time_budget_with_an_evenly_spread_sub_grid():
+    val = _roll(64)
+    model = _TableGridModel({}, {}, tick=1.0)  # every pair costs one second on the fake clock
+    rec = recommend.grid_settings(model, [{"grid": val}], n=2, budget_s=9.5, clock=model.clock)
+    assert sorted(rec["grid_pairs"]) == sorted(f"{nt:g}/{t:g}" for nt in (0.2, 0.3, 0.5) for t in (1.0, 1.4, 1.8))
+    model = _TableGridModel({}, {}, tick=1.0)
+    rec = recommend.grid_settings(model, [{"grid": val}], n=2, budget_s=5, clock=model.clock)
+    assert sorted(rec["grid_pairs"]) == sorted(f"0.3/{t:g}" for t in recommend.GRID_TEMPERATURES)
+    model = _TableGridModel({}, {}, tick=1.0)
+    rec = recommend.grid_settings(model, [{"grid": val}], n=2, budget_s=0.5, clock=model.clock)
+    assert list(rec["grid_pairs"]) == ["0.3/1.4"] and rec["temperature"] == 1.4 and len(model.calls) == 1
 
 
-def test_grid_settings_take_the_coldest_temperature_within_the_density_tolerance():
-    val = torch.zeros(4, 128, 64, dtype=torch.long)
-    for t in range(0, 64, 4):  # density 0.25
-        val[:, (60, 62, 64, 65, 67, 69, 71)[(t // 4) % 7], t] = 2
-    # density 64/g/64: gap 5 -> 0.2 (-20 %: too sparse), gap 4 -> exact, gap 3 -> 0.34 (+37 %)
-    gaps = {0.8: 6, 1.0: 5, 1.2: 4, 1.4: 4, 1.6: 3, 1.8: 3}
-    rec = recommend.grid_settings(_SteppedGridModel(gaps), [{"grid": val}], n=2, key_samples=2)
-    assert rec["temperature"] == 1.2
-    # within 15 % at 1.0 too (gap 4 at 56 of 64 columns ~ -12 %): the colder one, not the closest
-    gaps = {0.8: 6, 1.0: 4, 1.2: 4, 1.4: 4, 1.6: 3, 1.8: 3}
-    val_dense = val.clone()
-    val_dense[:, 72, 2:64:32] = 2  # two more notes: density 18/64 = 0.281; 0.25 is 11 % under it
-    rec = recommend.grid_settings(_SteppedGridModel(gaps), [{"grid": val_dense}], n=2, key_samples=2)
-    assert rec["temperature"] == 1.0
-    # nothing within 15 %: the closest
-    gaps = {t: 8 for t in recommend.GRID_TEMPERATURES}
-    gaps[1.8] = 6
-    rec = recommend.grid_settings(_SteppedGridModel(gaps), [{"grid": val}], n=2, key_samples=2)
-    assert rec["temperature"] == 1.8
+def test_grid_settings_hold_decoded_samples_against_whole_validation_pieces(chorale_paths):
+    from fractalmusic.io import read_pieces
+    from fractalmusic.representations.pianoroll import PianoRollRepresentation
+
+    rep = PianoRollRepresentation()
+    pieces = [torch.as_tensor(rep.encode(read_pieces(p)[0])).long() for p in chorale_paths[:6]]
+    windows = torch.stack([p[:, :64] for p in pieces])
+
+    class Model(_TableGridModel):
+        def sample(self, n, width, temperature=1.0, seed=None, note_temperature=None):
+            self.calls.append((n, width, temperature, note_temperature, seed))
+            if (note_temperature, temperature) == (0.5, 1.8):  # the chorales themselves
+                return windows[:n, :, :width].clone()
+            return _roll(width, gap=2, short=1, n=n)  # a sixteenth every other column
+
+    rec = recommend.grid_settings(Model({}, {}), [{"grid": windows[:2]}], n=4, representation=rep, pieces=pieces)
+    assert (rec["note_temperature"], rec["temperature"]) == (0.5, 1.8)
+    data, chorale, dots = rec["grid_data"], rec["grid_pairs"]["0.5/1.8"], rec["grid_pairs"]["0.2/1"]
+    assert data["oa"] == 1.0 and 2 < data["density"] < 8 and 0.85 < data["scale"] <= 1.0  # notes per beat
+    assert chorale["oa"] > dots["oa"] and dots["sixteenths"] > 0.9 and dots["margins"]["sixteenths"] < 0

@@ -25,46 +25,58 @@ command line says otherwise (it prints one line saying so).
   four seeds; at 0.7 the wrong bars are nearly all pickup pairs, as in the corpus (0.89 on the same check). At
   0.6 (0.86-0.87) the tunes repeat themselves more and write more pickup bars than the corpus (13 % of the bars
   against 10 %), which our checker excuses but a listener and music21 do not: the candidates stop at 0.7.
-* Grid models (generators that take `note_temperature`, the fractal ones), two settings in two passes, each
-  compared with the validation rolls (crops of the training width):
-  - `note_temperature` (a cell's choice between silence and sound, i.e. which pitches sound) among
-    `GRID_NOTE_TEMPERATURES`, sampled at temperature 1: the one whose rolls' scale consistency (the share of
-    note starts inside the best-fitting major or harmonic-minor scale, per roll, `GRID_KEY_SAMPLES` rolls) is
-    closest to the validation rolls'; of candidates within `GRID_KEY_TOLERANCE` (0.04) of the closest, the warmest
-    (the coldest one thins the harmony and the note density: 3.5 notes per beat against 4.6 in a 30-minute run).
-    Only candidates whose rolls keep at least `GRID_KEY_MIN_DENSITY` of the validation rolls' note density take
-    part (all of them when none does): a model that is unsure everywhere falls nearly silent when it samples
-    cold, and a few notes in one key are no music. An undertrained model scatters notes over every pitch class
-    when it samples warm; cold, it keeps the pitches it is sure of, which are mostly those of one key;
-  - `temperature` (onset or sustain, and the silent-patch flags) among `GRID_TEMPERATURES` (0.8-1.8) with that note
-    temperature: the coldest whose sampled note density (note starts per column, `GRID_SAMPLES` rolls) is within
-    `GRID_DENSITY_TOLERANCE` (15 %, in ratio) of the validation rolls', else the one closest to it. The coldest,
-    because what a warmer onset-or-sustain draw adds is mostly onsets inside held notes (a chorale MAR at 800
-    steps, note temperature 0.2: 16th-note share 0.069 at 1.4, 0.11 at 1.8, docs/BENCHMARKS.md); and the 128-step
-    validation crops are denser than whole chorales (5.0 note starts per beat against 4.6: the held last chords
-    fall outside), so a sample a little sparser than the crops is still as dense as the pieces.
-  A note starts at an onset cell and also at a sustain cell that follows silence: the piano roll decodes such an
-  orphan sustain as a note of its own, and an undertrained model makes many (a note broken in two). Grid
-  generators without `note_temperature` get the temperature pass alone, over `GRID_PLAIN_TEMPERATURES`.
-  Sampling is the expensive part (about 60 rolls), so the trainer runs it once, at the end of training.
+* Grid models (the fractal ones), once at the end: `temperature` (onset or sustain, and the silent-patch flags)
+  and, for generators that take it, `note_temperature` (a cell's choice between silence and sound: which pitches
+  sound), chosen together. Every pair of `GRID_NOTE_TEMPERATURES` x `GRID_TEMPERATURES` (generators without
+  `note_temperature`: `GRID_PLAIN_TEMPERATURES` alone) samples `GRID_SAMPLES` rolls of the validation width (the
+  same seed for each pair), and each set is held against the whole validation pieces (the trainer passes up to
+  `GRID_MAX_PIECES` of them; else the validation crops, cut to their masks) on what issue 12's targets measure.
+  With the representation at hand (the trainer passes it) both sides are decoded and measured as
+  `fmusic evaluate` measures pieces, per piece and then averaged: notes per beat, the share of notes in the 16th
+  class of the note-length histogram, scale consistency, and the mean OA of the decoded samples against the
+  decoded pieces over every note metric of `fractalmusic.metrics.notes`; without it, on the grids (`roll_measures`:
+  note starts per column, `sixteenth_share`, `scale_consistency`; no OA). Each measure becomes a margin that is 1
+  where the samples equal the data and 0 at the edge of what the target allows:
+  - note density: 1 - |log(sampled / data)| / log(1 + `GRID_DENSITY_TOLERANCE`) (20 %);
+  - sixteenth-note share: 1 - sampled / (`GRID_SIXTEENTH_RATIO` (2) x data);
+  - scale consistency: 1 - (data - sampled) / `GRID_SCALE_DROP` (0.08: the target's 0.85 against the chorales'
+    0.93), 1 at or above the data;
+  - mean OA: (OA - `GRID_MIN_OA`) / (1 - `GRID_MIN_OA`) (0.6).
+  A grid holds no unisons (two voices on one pitch are one note), so the decoded validation pieces have fewer
+  notes per beat than the files they came from (the chorales: 4.33 against 4.59, 6 % fewer), and a density
+  margin measured here is that much kinder than the targets' check against the files.
+  The recommended pair is the one whose smallest margin is the largest (the pair furthest inside every bound at
+  once: a warm onset draw buys notes with sixteenths, a warm note draw buys notes with out-of-key pitches, and
+  neither temperature can be chosen alone); of equal ones the colder. A note starts at an onset cell and also
+  at a sustain cell that follows silence: the piano roll decodes such an orphan sustain as a note of its own, and
+  an undertrained model makes many (a note broken in two).
+  Sampling is the expensive part, so the trainer runs it once, at the end of training, within a time budget
+  (`grid_budget`: `GRID_BUDGET_SHARE` of the training time, between `GRID_MIN_BUDGET_S` and `GRID_MAX_BUDGET_S`):
+  the middle pair is sampled first and timed, and when the whole grid would not fit in what is left, an evenly
+  spaced sub-grid that does is sampled (a short test run samples one or a few pairs, a 30-minute run all 15).
 """
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 TEMPERATURES = tuple(round(0.5 + 0.05 * i, 2) for i in range(21))
 GRID_PLAIN_TEMPERATURES = (0.6, 0.7, 0.8, 0.9, 1.0)  # grid generators without note_temperature
-GRID_NOTE_TEMPERATURES = (0.15, 0.2, 0.3, 0.5, 0.7, 1.0)  # silence vs sound of a cell, chosen for the key
-GRID_TEMPERATURES = (0.8, 1.0, 1.2, 1.4, 1.6, 1.8)  # onset vs sustain and silent flags, chosen for note density
-GRID_SAMPLES = 4  # rolls sampled per temperature
-GRID_KEY_SAMPLES = 8  # rolls sampled per note temperature
-GRID_KEY_TOLERANCE = 0.04  # a cold note temperature costs notes: the warmest one near the closest
-GRID_KEY_MIN_DENSITY = 0.5  # share of the validation rolls' note density a note temperature must keep
-GRID_DENSITY_TOLERANCE = 0.15  # the coldest temperature whose note density is within this ratio of the data's
+GRID_NOTE_TEMPERATURES = (0.2, 0.3, 0.5)  # silence vs sound of a cell (0.15 and >= 0.7 never won on the chorales)
+GRID_TEMPERATURES = (1.0, 1.2, 1.4, 1.6, 1.8)  # onset vs sustain and the silent-patch flags
+GRID_SAMPLES = 8  # rolls sampled per pair of temperatures
+GRID_DENSITY_TOLERANCE = 0.2  # note density: margin 0 at this ratio above or below the data's
+GRID_SIXTEENTH_RATIO = 2.0  # sixteenth-note share: margin 0 at this multiple of the data's
+GRID_SCALE_DROP = 0.08  # scale consistency: margin 0 this far under the data's
+GRID_MIN_OA = 0.6  # mean OA against the validation rolls: margin 0 here
+GRID_BUDGET_SHARE = 0.06  # of the training time, for sampling the pairs at the end
+GRID_MIN_BUDGET_S, GRID_MAX_BUDGET_S = 2.0, 150.0
+GRID_MAX_PIECES = 64  # whole validation pieces the samples are held against
 COVERAGE = 0.99
 SUSTAIN, ONSET_MIN = 1, 2  # pianoroll cells: 0 silence, 1 sustain, 2.. onsets
 
@@ -203,6 +215,30 @@ def scale_consistency(grids: torch.Tensor, mask: torch.Tensor | None = None) -> 
     return float((inside[keep] / notes[keep]).mean())
 
 
+def sixteenth_share(grids: torch.Tensor, mask: torch.Tensor | None = None) -> float | None:
+    """Share of the notes of [B, H, W] grids that last one column (a sixteenth at 4 steps per beat), among the
+    notes that start after the first column and end before the last one (only columns where `mask` [B, W] is
+    True): a note cut by a crop's edge is no short note. None without such notes."""
+    cells = grids
+    starts = note_starts(cells)
+    held_next = F.pad(cells[..., 1:] == SUSTAIN, (0, 1))  # the note goes on in the next column
+    inside = torch.ones_like(starts)
+    inside[..., 0] = False
+    inside[..., -1] = False
+    if mask is not None:
+        m = mask.to(torch.bool)
+        nxt = F.pad(m[:, 1:], (0, 1))
+        prv = F.pad(m[:, :-1], (1, 0))
+        inside = inside & (m & nxt & prv)[:, None, :]
+    # a note is judged when it starts inside; it is short when the next column does not hold it (and that next
+    # column is inside the roll: a note starting in the second-to-last column is short only if it stops there)
+    judged = starts & inside
+    notes = int(judged.sum())
+    if not notes:
+        return None
+    return int((judged & ~held_next).sum()) / notes
+
+
 def _takes_note_temperature(generator) -> bool:
     names = getattr(generator, "sample_option_names", None)
     try:
@@ -211,78 +247,224 @@ def _takes_note_temperature(generator) -> bool:
         return False
 
 
+def grid_budget(train_seconds: float) -> float:
+    """Seconds the end-of-training grid recommendation may spend sampling (see the module docstring)."""
+    return min(GRID_MAX_BUDGET_S, max(GRID_MIN_BUDGET_S, GRID_BUDGET_SHARE * float(train_seconds)))
+
+
+def _piece_rows(representation, grids: torch.Tensor, widths: list[int] | None = None) -> list[dict[str, Any]]:
+    """Note metrics of the decoded rolls (each cut to its width); [] when the representation decodes no Piece."""
+    from fractalmusic.metrics.notes import note_metrics
+    from fractalmusic.piece import Piece
+
+    rows = []
+    for b in range(grids.shape[0]):
+        w = grids.shape[2] if widths is None else widths[b]
+        piece = representation.decode(grids[b, :, :w].cpu().numpy())
+        if not isinstance(piece, Piece):
+            return []
+        if len(piece.notes):
+            rows.append(note_metrics(piece))
+    return rows
+
+
+def mean_overlap(reference: list[dict[str, Any]], generated: list[dict[str, Any]]) -> float | None:
+    """Mean OA over the note metrics of two sets of `note_metrics` rows, as `fmusic evaluate` computes it (no
+    copies are excused: these rolls are never the reference's); None when none can be computed."""
+    from fractalmusic.metrics.overlap import metric_overlap
+
+    if len(reference) < 2 or not generated:
+        return None
+    oas = []
+    for name in reference[0]:
+        r = np.array([row[name] for row in reference], dtype=np.float64)
+        g = np.array([row[name] for row in generated], dtype=np.float64)
+        oa, _, _ = metric_overlap(r, g)
+        if math.isfinite(oa):
+            oas.append(oa)
+    return float(np.mean(oas)) if oas else None
+
+
+def _even(values: tuple, k: int) -> tuple:
+    """k evenly spaced members of `values` (its ends first; the middle one for k = 1)."""
+    if k >= len(values):
+        return tuple(values)
+    if k == 1:
+        return (values[(len(values) - 1) // 2],)
+    return tuple(values[i] for i in sorted({round(j * (len(values) - 1) / (k - 1)) for j in range(k)}))
+
+
+def grid_margins(got: dict[str, float | None], data: dict[str, float | None]) -> dict[str, float]:
+    """The margins of one sampled set against the data (see the module docstring); 1 where they are equal,
+    below 0 outside a target's bound."""
+    out: dict[str, float] = {}
+    d = got.get("density") or 0.0
+    out["density"] = (1 - abs(math.log(d / data["density"])) / math.log1p(GRID_DENSITY_TOLERANCE)) if d > 0 \
+        else -math.inf
+    if data.get("sixteenths") is not None:
+        bound = GRID_SIXTEENTH_RATIO * max(data["sixteenths"], 0.01)
+        out["sixteenths"] = 1 - (got["sixteenths"] if got.get("sixteenths") is not None else 1.0) / bound
+    if data.get("scale") is not None:
+        k = got.get("scale")
+        out["scale"] = 1 - max(0.0, data["scale"] - k) / GRID_SCALE_DROP if k is not None else -math.inf
+    if data.get("oa") is not None:  # the data's own OA is 1 by definition; a flag that OA is measured
+        oa = got.get("oa")
+        out["oa"] = (oa - GRID_MIN_OA) / (1 - GRID_MIN_OA) if oa is not None else -math.inf
+    return {k: round(max(-10.0, min(1.0, v)), 4) for k, v in out.items()}  # finite: stored as JSON
+
+
+def roll_measures(rolls: list[torch.Tensor]) -> dict[str, float | None]:
+    """What the targets measure, per roll and then averaged over the rolls ([H, W] grids, whole pieces or
+    samples), as `fmusic evaluate` averages over pieces: "density" (note starts per column), "sixteenths"
+    (`sixteenth_share`, over the rolls that have judged notes), "scale" (`scale_consistency`)."""
+    dens, sixteenths, scales = [], [], []
+    for roll in rolls:
+        roll = roll[None]
+        dens.append(note_density(roll))
+        for values, got in ((sixteenths, sixteenth_share(roll)), (scales, scale_consistency(roll))):
+            if got is not None:
+                values.append(got)
+    return {"density": float(np.mean(dens)) if dens else 0.0,
+            "sixteenths": float(np.mean(sixteenths)) if sixteenths else None,
+            "scale": float(np.mean(scales)) if scales else None}
+
+
+def row_measures(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The measures of `roll_measures` as `fmusic evaluate` computes them, from `note_metrics` rows of decoded
+    pieces (means over the pieces): "density" is then notes per beat (to the last note's end), "sixteenths" the
+    share of notes in the 16th class of the note-length histogram."""
+    from fractalmusic.metrics.notes import NOTE_LENGTH_LABELS
+
+    def mean(values) -> float | None:
+        values = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+        return float(values.mean()) if len(values) else None
+
+    sixteenth = NOTE_LENGTH_LABELS.index("16th")
+    return {"density": mean(r["notes_per_beat"] for r in rows) or 0.0,
+            "sixteenths": mean(r["note_length_hist"][sixteenth] for r in rows),
+            "scale": mean(r["scale_consistency"] for r in rows)}
+
+
+def validation_pieces(val_data, limit: int = GRID_MAX_PIECES) -> list[torch.Tensor] | None:
+    """Whole validation grids ([H, L] each, up to `limit`, evenly spread) of a dataset with a grid `store`
+    (`fractalmusic.data.dataset.PieceStore`); None for any other."""
+    store = getattr(val_data, "store", None)
+    if store is None or getattr(store, "kind", None) != "grid" or not len(store):
+        return None
+    pick = sorted({round(i * (len(store) - 1) / max(1, limit - 1)) for i in range(min(limit, len(store)))})
+    return [torch.as_tensor(np.asarray(store[i], dtype=np.int64)) for i in pick]
+
+
 @torch.no_grad()
 def grid_settings(generator, batches: Iterable[dict[str, Any]], n: int = GRID_SAMPLES, seed: int = 0,
                   temperatures: tuple[float, ...] | None = None, max_batches: int = 4,
-                  note_temperatures: tuple[float, ...] = GRID_NOTE_TEMPERATURES,
-                  key_samples: int = GRID_KEY_SAMPLES) -> dict[str, Any] | None:
-    """{"temperature", "note_density": {T: density}, "data_note_density"}, and for generators that take it
-    "note_temperature", "scale_consistency": {T: share}, "data_scale_consistency" (see the module docstring)."""
-    total, columns, width = 0.0, 0, 0
-    key_sum, key_rolls = 0.0, 0
+                  note_temperatures: tuple[float, ...] = GRID_NOTE_TEMPERATURES, representation=None,
+                  pieces: list[torch.Tensor] | None = None, budget_s: float | None = None,
+                  clock=time.perf_counter) -> dict[str, Any] | None:
+    """{"temperature", "note_temperature" (generators that take it), "grid_pairs": {"NT/T": {measures and
+    margins}}, "grid_data": the validation data's measures, "grid_samples", "grid_seconds"} (see the module
+    docstring). The batches give the sampling width (and the data, cut to their masks, without `pieces`: the
+    whole validation pieces, [H, L] grids); `budget_s` None: no limit. None when the data hold no notes."""
+    rolls: list[torch.Tensor] = []
+    width = 0
     for i, batch in enumerate(batches):
         if i >= max_batches:
             break
-        grid = batch["grid"]
+        grid = batch["grid"].cpu()
         mask = batch.get("mask")
-        cols = int(mask.sum()) if mask is not None else grid.shape[0] * grid.shape[2]
-        total += note_density(grid, mask) * cols
-        columns += cols
         width = max(width, int(grid.shape[2]))
         for b in range(grid.shape[0]):
-            share = scale_consistency(grid[b:b + 1], None if mask is None else mask[b:b + 1])
-            if share is not None:
-                key_sum += share
-                key_rolls += 1
-    if not columns or total <= 0:
+            w = int(grid.shape[2]) if mask is None else int(mask[b].sum())
+            if w:
+                rolls.append(grid[b, :, :w])
+    if pieces:
+        rolls = [torch.as_tensor(p).long().cpu() for p in pieces if p.shape[-1]]
+    if not rolls or not width:
         return None
-    data = total / columns
+    ref_rows: list[dict[str, Any]] = []
+    if representation is not None:
+        for roll in rolls:
+            ref_rows += _piece_rows(representation, roll[None])
+    data: dict[str, Any] = row_measures(ref_rows) if len(ref_rows) >= 2 else roll_measures(rolls)
+    if not data["density"] or data["density"] <= 0:
+        return None
+    data["oa"] = 1.0 if len(ref_rows) >= 2 else None
     width = max(16, width // 16 * 16)
-    out: dict[str, Any] = {}
-    options: dict[str, Any] = {}
-    if _takes_note_temperature(generator) and key_rolls and note_temperatures:
-        data_key = key_sum / key_rolls
-        keys: dict[str, float] = {}
-        densities: dict[str, float] = {}
-        for nt in note_temperatures:
-            rolls = torch.as_tensor(generator.sample(key_samples, width, temperature=1.0, seed=seed,
-                                                     note_temperature=nt))
-            share = scale_consistency(rolls)
-            keys[str(nt)] = share if share is not None else 0.0
-            densities[str(nt)] = note_density(rolls)
-        dense = [nt for nt in note_temperatures if densities[str(nt)] >= GRID_KEY_MIN_DENSITY * data]
-        dense = dense or list(note_temperatures)
-        gap = {nt: abs(keys[str(nt)] - data_key) for nt in dense}
-        closest = min(gap.values())
-        chosen = max(nt for nt in dense if gap[nt] <= closest + GRID_KEY_TOLERANCE)
-        options["note_temperature"] = chosen
-        out.update(note_temperature=chosen, scale_consistency=keys, key_note_density=densities,
-                   data_scale_consistency=data_key)
-        temperatures = GRID_TEMPERATURES if temperatures is None else temperatures
+    if _takes_note_temperature(generator) and note_temperatures:
+        nts: tuple = tuple(note_temperatures)
+        ts = GRID_TEMPERATURES if temperatures is None else tuple(temperatures)
     else:
-        temperatures = GRID_PLAIN_TEMPERATURES if temperatures is None else temperatures
-    got: dict[str, float] = {}
-    for t in temperatures:
-        rolls = torch.as_tensor(generator.sample(n, width, temperature=t, seed=seed, **options))
-        got[str(t)] = note_density(rolls)
+        nts = (None,)
+        ts = GRID_PLAIN_TEMPERATURES if temperatures is None else tuple(temperatures)
 
-    def distance(t: float) -> float:
-        d = got[str(t)]
-        return abs(math.log(d / data)) if d > 0 else math.inf
+    def key(nt, t) -> str:
+        return f"{t:g}" if nt is None else f"{nt:g}/{t:g}"
 
-    near = [t for t in temperatures if distance(t) <= math.log1p(GRID_DENSITY_TOLERANCE)]
-    best = min(near) if near else min(temperatures, key=distance)
-    return {"temperature": best, **out, "note_density": got, "data_note_density": data}
+    pairs: dict[str, dict[str, Any]] = {}
+
+    def measure(nt, t) -> None:
+        options = {} if nt is None else {"note_temperature": nt}
+        sampled = torch.as_tensor(generator.sample(n, width, temperature=t, seed=seed, **options)).cpu()
+        if len(ref_rows) >= 2:
+            rows = _piece_rows(representation, sampled)
+            got: dict[str, Any] = row_measures(rows)
+            got["oa"] = mean_overlap(ref_rows, rows)
+        else:
+            got = roll_measures(list(sampled))
+            got["oa"] = None
+        margins = grid_margins(got, data)
+        pairs[key(nt, t)] = {"note_temperature": nt, "temperature": t, **got, "margins": margins,
+                             "score": min(margins.values())}
+
+    start = clock()
+    first = (_even(nts, 1)[0], _even(ts, 1)[0])  # the middle pair, timed
+    measure(*first)
+    cost = max(clock() - start, 1e-6)
+    todo_nts, todo_ts = nts, ts
+    if budget_s is not None:
+        room = int(max(0.0, budget_s - cost) // cost) + 1  # pairs the budget holds, the first one included
+        if room < len(nts) * len(ts):
+            shapes = [(q * m, m, q) for q in range(1, len(nts) + 1) for m in range(1, len(ts) + 1) if q * m <= room]
+            _, m, q = max(shapes)  # the largest sub-grid; of equal ones the one with more temperatures
+            todo_nts, todo_ts = _even(nts, q), _even(ts, m)
+    for nt in todo_nts:
+        for t in todo_ts:
+            if key(nt, t) not in pairs:
+                measure(nt, t)
+    # the largest smallest margin; of equal ones the colder (note temperature first, then temperature)
+    best = max(pairs.values(), key=lambda p: (p["score"], -(p["note_temperature"] or 0.0), -p["temperature"]))
+    out: dict[str, Any] = {"temperature": best["temperature"]}
+    if best["note_temperature"] is not None:
+        out["note_temperature"] = best["note_temperature"]
+    out.update(grid_pairs=pairs, grid_data=data, grid_samples=n, grid_seconds=round(clock() - start, 1))
+    return out
 
 
 def explain(settings: dict[str, Any]) -> str:
-    """`describe`, and for a temperature chosen for well-formed bars the score of every temperature tried."""
+    """`describe`, and for a temperature chosen for well-formed bars the score of every temperature tried; for
+    grid settings what the chosen pair measured against the validation rolls."""
     text = describe(settings) or "the defaults"
     scores = settings.get("bar_scores")
     if scores:
         tried = ", ".join(f"T {t} {v:.3f}" for t, v in scores.items())
         text += (f" (well-formed bars in {settings.get('bar_samples')} sampled tunes: {tried}; calibration "
                  f"temperature {settings.get('calibration_temperature'):g})")
+    pairs = settings.get("grid_pairs")
+    if pairs:
+        key = f"{settings['temperature']:g}" if settings.get("note_temperature") is None else \
+            f"{settings['note_temperature']:g}/{settings['temperature']:g}"
+        chosen = pairs.get(key, {})
+        data = settings.get("grid_data", {})
+
+        def show(name: str, fmt: str) -> str:
+            got, ref = chosen.get(name), data.get(name)
+            return "?" if got is None else (format(got, fmt) + ("" if ref is None or name == "oa"
+                                                                 else f" (data {format(ref, fmt)})"))
+
+        text += (f" (of {len(pairs)} pairs, {settings.get('grid_samples')} rolls each, in "
+                 f"{settings.get('grid_seconds')} s: the largest smallest margin, {chosen.get('score', 0):.2f}; "
+                 f"note density {show('density', '.3f')}, sixteenth share {show('sixteenths', '.3f')}, "
+                 f"scale consistency {show('scale', '.3f')}, mean OA {show('oa', '.3f')})")
     return text
 
 

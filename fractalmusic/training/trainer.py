@@ -815,7 +815,10 @@ class Trainer:
                     if rec is not None and at_end:  # ABC text: a temperature for well-formed bars (a few samples)
                         rec = recommend.bar_settings(gen, self.representation, rec, seed=cfg.seed) or rec
                 else:
-                    rec = recommend.grid_settings(gen, batches, seed=cfg.seed)
+                    rec = recommend.grid_settings(gen, batches, seed=cfg.seed, representation=self.representation,
+                                                  pieces=recommend.validation_pieces(self.val_data),
+                                                  budget_s=recommend.grid_budget(
+                                                      self._prior_elapsed + self.meter.elapsed()))
         finally:
             gen.train(was_training)
         if rec is None:
