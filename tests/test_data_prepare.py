@@ -294,3 +294,84 @@ def test_midi_files_are_read_once_for_their_digest_and_their_notes(tmp_path, mon
     assert opened == []  # every file was read once, for its digest
     monkeypatch.setattr(prepare, "KEEP_READ_BYTES", 0)
     assert run() == once and len(opened) == 4  # no budget: the reader reads each file itself
+
+
+def _midi_folder(folder, n_files: int, seed: int = 5):
+    """`n_files` small MIDI files: two tracks (one of drums in every third file), a tempo change in some."""
+    from fractalmusic.io import midi as midi_io
+    from fractalmusic.piece import Piece
+
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for k in range(n_files):
+        n = int(rng.integers(20, 60))
+        notes = np.zeros(n, dtype=prepare.NOTE_DTYPE)
+        notes["onset"] = np.sort(rng.integers(0, 96, n)) / 3
+        notes["duration"] = rng.integers(1, 12, n) / 4
+        notes["pitch"] = rng.integers(36, 90, n)
+        notes["velocity"] = rng.integers(20, 127, n)
+        notes["program"] = np.where(np.arange(n) % 2, 0, 33)
+        notes["is_drum"] = (k % 3 == 0) & (np.arange(n) % 4 == 0)
+        tempos = [(0.0, 100.0)] + ([(8.0, 150.0)] if k % 2 else [])
+        midi_io.write_midi(Piece(notes=notes, tempos=tempos), folder / f"m{k:02d}.mid")
+    return folder
+
+
+def test_reader_workers_work_ahead_for_midi_words(tmp_path, monkeypatch):
+    """With AHEAD_WORKERS workers or more, the reader workers work out each piece's MIDI words (`work_ahead`) and
+    the main process fits and encodes from them: the vocabulary and the stores are those of a run in one process;
+    with fewer workers nothing is worked ahead."""
+    from fractalmusic.representations.words import WordsRepresentation
+
+    folder = _midi_folder(tmp_path / "midi", 12)
+    taken: list[bool] = []
+    real_take = WordsRepresentation.take_ahead
+    monkeypatch.setattr(WordsRepresentation, "take_ahead",
+                        lambda self, piece, work: taken.append(work is not None) or real_take(self, piece, work))
+
+    def run(workers: int):
+        rep = WordsRepresentation(source="midi")
+        train, val, report = build_datasets(_cfg(folder, val_fraction=0.25, no_cache=True,
+                                                 num_prep_workers=workers), rep, log=None)
+        return rep.words, [train.store[i].tolist() for i in range(len(train.store))], train.store.sources
+
+    alone = run(0)
+    assert taken == []
+    monkeypatch.setattr(prepare, "PROBE_SECONDS", 0.0)  # every job counts as long: workers read 11 of the 12
+    monkeypatch.setattr(prepare, "POOL_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(prepare, "AHEAD_WORKERS", 2)
+    assert run(2) == alone
+    assert taken.count(True) == 11
+    taken.clear()
+    monkeypatch.setattr(prepare, "AHEAD_WORKERS", 3)  # two workers are too few: the main process does it
+    assert run(2) == alone and True not in taken
+
+
+def test_a_background_cache_writes_its_bundles_by_close(tmp_path, monkeypatch):
+    """A background cache hands bundle writes to its thread: an entry being written is still found (the look-up
+    waits for it), `close()` leaves every bundle on disk, and a write that fails (a full disk) loses its entries
+    without an error, as a write in the foreground would."""
+    from fractalmusic.data import cache as cache_mod
+    from fractalmusic.piece import NOTE_DTYPE
+
+    notes = np.zeros(5, dtype=NOTE_DTYPE)
+    notes["pitch"] = np.arange(60, 65)
+    cache = Cache(tmp_path / "c", background=True)
+    cache.save_pieces("k1", {"pieces": [{"n": 5}]}, notes)
+    cache.flush(wait=False)
+    assert cache.load_piece_meta("k1") == {"pieces": [{"n": 5}]}
+    assert cache.load_notes("k1")["pitch"].tolist() == list(range(60, 65))
+    cache.save_pieces("k2", {"pieces": []}, notes[:0])
+    cache.close()
+    again = Cache(tmp_path / "c")
+    assert again.load_piece_meta("k1") is not None and again.load_piece_meta("k2") == {"pieces": []}
+
+    def full_disk(path, write):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache_mod, "_atomic", full_disk)
+    lost = Cache(tmp_path / "d", background=True)
+    lost.save_pieces("k3", {"pieces": []}, notes[:0])
+    lost.flush(wait=False)
+    lost.close()
+    assert Cache(tmp_path / "d").load_piece_meta("k3") is None

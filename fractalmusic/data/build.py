@@ -523,19 +523,25 @@ def prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | No
     encodings in memory, leaving the packs that training reads to a later run that parses nothing (a second
     `data stats`, `data prepare` or `train`): writing them is most of the cost of a first look at a corpus (12 MB
     of piano-roll packs for 30 real MIDI files, as much as reading them), and a look needs only their lengths."""
+    # bundles of parsed pieces are written by a thread of the cache's while this one fits and encodes; closing the
+    # cache (`_finish`, or here when preparation fails) waits for them
+    cache = Cache(None if cfg.no_cache else cfg.resolved_cache_dir(), background=True)
     with older_objects_left_alone():
-        return _prepare_data(cfg, representation, log, defer_packs)
+        try:
+            return _prepare_data(cfg, representation, log, defer_packs, cache)
+        except BaseException:
+            cache.close()
+            raise
 
 
 def _prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | None,
-                  defer_packs: bool = False) -> Prepared:
+                  defer_packs: bool, cache: Cache) -> Prepared:
     start = time.perf_counter()
     log = log or (lambda _line: None)
     kind = representation.kind
     crop = cfg.crop_for(kind)
     if cfg.whole_tunes and kind != "tokens":
         raise ConfigError(f"--whole-tunes works with token representations; {representation.name} is a {kind}")
-    cache = Cache(None if cfg.no_cache else cfg.resolved_cache_dir())
     notes = not bool(getattr(representation, "uses_abc_text", False))
     workers = int(cfg.num_prep_workers)
 
@@ -551,7 +557,8 @@ def _prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | N
     for line in corpus.notes:
         log(line)
         report.notes.append(line)
-    reads: list[ReadCorpus] = [read_corpus(corpus, notes, cache, workers, cfg.max_pieces, log, reader)]
+    ahead = representation if hasattr(representation, "work_ahead") else None  # reader workers work ahead for it
+    reads: list[ReadCorpus] = [read_corpus(corpus, notes, cache, workers, cfg.max_pieces, log, reader, ahead)]
     train_read = reads[0]
     spb = _grid_steps_per_beat(representation)
     copies = _screen(train_read, spb, cache, notes)
@@ -568,7 +575,7 @@ def _prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | N
         for line in val_corpus.notes:
             log(line)
             report.notes.append(line)
-        reads.append(read_corpus(val_corpus, notes, cache, workers, cfg.max_pieces, log, reader))
+        reads.append(read_corpus(val_corpus, notes, cache, workers, cfg.max_pieces, log, reader, ahead))
         val_copies = _screen(reads[1], spb, cache, notes, seen=train_read.refs)
         train_refs, val_refs = list(train_read.refs), list(reads[1].refs)
         shared = {r.key for r in train_refs} & {r.key for r in val_refs}

@@ -115,16 +115,40 @@ def _read_in_worker(path: str, notes: bool, reader=None):
     return read_file(path, notes, reader) if reader is not None else read_file(path, notes)
 
 
+_AHEAD = None  # in a reader worker: the representation whose `work_ahead` runs on every piece read
+
+
+def _start_worker(parent_pid: int, ahead=None) -> None:
+    """Reader pool initializer: die with the parent (`die_with_parent`), and keep the representation that works
+    ahead on the pieces read."""
+    global _AHEAD
+    die_with_parent(parent_pid)
+    _AHEAD = ahead
+
+
 def _read_batch_in_worker(items: list, notes: bool) -> list:
     """Several files per task: a MIDI file reads in milliseconds, less than handing one task to a worker costs.
     Each file's cache entry facts (summaries, content hashes: `_entry_meta`) are worked out here too, so that the
-    main process, which encodes every piece, only stores them."""
+    main process, which encodes every piece, only stores them; and, when the pool was given a representation with
+    `work_ahead`, what it can work out about each piece before it is fitted (MIDI words' arrays), in parallel."""
     out = []
     for path, extra in items:
         pieces, tune_errors, error = _read_in_worker(path, notes, *extra)
         meta, _ = _entry_meta(Path(path), pieces, tune_errors, error, notes_too=False)
-        out.append((pieces, tune_errors, error, meta))
+        work = _work_ahead(_AHEAD, pieces)
+        out.append((pieces, tune_errors, error, meta, work))
     return out
+
+
+def _work_ahead(ahead, pieces: list[Piece]) -> list | None:
+    if ahead is None or not pieces:
+        return None
+    try:
+        return [ahead.work_ahead(p) for p in pieces]
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception:  # the main process works it out again, and says what is wrong with the piece then
+        return None
 
 
 KEEP_LOADED_NOTES = 8_000_000  # notes of freshly read pieces kept in memory for the rest of a run (23 bytes a
@@ -136,6 +160,11 @@ MIN_FILES_PER_WORKER = 4  # fewer files than this per worker are read in-process
 # longer than POOL_AFTER_SECONDS (judged from the files read so far, after at least PROBE_SECONDS of reading).
 # Starting a pool costs about 0.1 s (fork, a watcher thread per worker, shutdown) plus sending every piece back,
 # which is as long as reading 30-40 real MIDI files: a folder that reads in about a second is done sooner here.
+# With AHEAD_WORKERS reader workers or more, they also do the representation's `work_ahead` (MIDI words' arrays):
+# that takes the work out of the main process, which fits and encodes alone once reading ends, at the price of
+# sending it over (about a tenth more CPU in all). On fewer cores the main process does it itself: the workers
+# and it share the same cores, so moving work between them saves no time and the sending costs some.
+AHEAD_WORKERS = 4
 PROBE_SECONDS = 0.25
 POOL_AFTER_SECONDS = 1.0
 
@@ -391,13 +420,16 @@ def read_corpus(
     max_pieces: int | None = None,
     log: Callable[[str], Any] | None = None,
     reader=None,
+    ahead=None,
 ) -> ReadCorpus:
     """Read (or find in the cache) every file of `corpus`, in order, until `max_pieces` pieces if given.
 
     `notes` False lets ABC readers keep only the text (for representations that read `piece.abc`). A whole
     corpus read before is found through one index entry (keyed by all its files' digests), so a warm run opens
     one cache file instead of one per music file. `reader`: the representation, when it reads some file types
-    itself (`input_suffixes`); those files are cached under its name and config.
+    itself (`input_suffixes`); those files are cached under its name and config. `ahead`: a representation with
+    `work_ahead(piece)` and `take_ahead(piece, work)` (MIDI words), whose vocabulary-free work on the pieces the
+    reader workers do as they read (kept for the pieces this run keeps in memory).
     """
     version = reader_version()
     result = ReadCorpus(corpus, notes, [], [], list(corpus.skipped), [])
@@ -412,7 +444,8 @@ def read_corpus(
         else:
             for e in entries:
                 e.meta = cache.load_piece_meta(e.key)
-            result.read_now += _read_missing([e for e in entries if e.meta is None], notes, cache, workers, corpus.name)
+            result.read_now += _read_missing([e for e in entries if e.meta is None], notes, cache, workers, corpus.name,
+                                          ahead)
             _hash_possible_copies(entries, cache, notes)  # into the index: a warm run compares without the notes
             try:
                 cache.save_json("index", index_key, [_light(e.meta) for e in entries])
@@ -431,7 +464,8 @@ def read_corpus(
             entries = _entries(batch, notes, version, result, reader)
             for e in entries:
                 e.meta = cache.load_piece_meta(e.key)
-            result.read_now += _read_missing([e for e in entries if e.meta is None], notes, cache, workers, corpus.name)
+            result.read_now += _read_missing([e for e in entries if e.meta is None], notes, cache, workers, corpus.name,
+                                          ahead)
             _collect(entries, result)
         result.truncated = len(result.refs) > max_pieces or pos < len(paths)
         del result.refs[max_pieces:]
@@ -499,16 +533,18 @@ def _reader_args(e: FileEntry) -> tuple:
     return (e.reader,) if e.reader is not None else ()
 
 
-def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: int, name: str) -> int:
-    """Read the files the cache did not have (in `workers` processes), store them; returns how many."""
+def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: int, name: str,
+                  ahead=None) -> int:
+    """Read the files the cache did not have (in `workers` processes), store them; returns how many. Reader
+    workers also do `ahead`'s `work_ahead` on the pieces (see `read_corpus`)."""
     if not entries:
         return 0
     bar = _progress(len(entries), f"reading {name}")
     kept_notes = 0
 
-    def finish(e: FileEntry, outcome) -> None:
-        pieces, tune_errors, error, *made = outcome  # a reader worker sends the entry's meta with the pieces
-        meta, arr = _entry_meta(e.path, pieces, tune_errors, error, *made)
+    def finish(e: FileEntry, outcome, made: dict | None = None, work: list | None = None) -> None:
+        pieces, tune_errors, error = outcome  # a reader worker sends the entry's meta (`made`) with the pieces
+        meta, arr = _entry_meta(e.path, pieces, tune_errors, error, made)
         try:
             cache.save_pieces(e.key, meta, arr)
         except OSError:  # a full or read-only cache folder must not stop training
@@ -520,6 +556,9 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
         if pieces and (not cache.enabled or kept_notes + len(arr) <= KEEP_LOADED_NOTES):
             e.loaded = pieces
             kept_notes += len(arr)
+            if work is not None and len(work) == len(pieces):  # what a reader worker worked out ahead
+                for piece, done in zip(pieces, work):
+                    ahead.take_ahead(piece, done)
         else:
             e.loaded = None
         bar.update(1)
@@ -545,8 +584,9 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
             per_task = max(1, min(16, len(todo) // (n_workers * 8)))
             batches = [todo[i : i + per_task] for i in range(0, len(todo), per_task)]
             try:
-                with ProcessPoolExecutor(max_workers=n_workers, initializer=die_with_parent,
-                                         initargs=(os.getpid(),)) as pool:  # workers die with this process
+                with ProcessPoolExecutor(max_workers=n_workers, initializer=_start_worker,
+                                         initargs=(os.getpid(), ahead if n_workers >= AHEAD_WORKERS else None)
+                                         ) as pool:  # workers die with this process
                     try:
                         with sigint_held():  # workers fork while submitting: none may see Ctrl-C before it ignores it
                             futures = {
@@ -558,8 +598,8 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
                                 for batch in batches
                             }
                         for fut in as_completed(futures):
-                            for e, outcome in zip(futures[fut], fut.result()):
-                                finish(e, outcome)
+                            for e, (*outcome, made, work) in zip(futures[fut], fut.result()):
+                                finish(e, outcome, made, work)
                     except (KeyboardInterrupt, SystemExit):  # Ctrl-C: stop now, not after every queued file
                         stop_pool(pool)
                         raise
@@ -568,7 +608,10 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
                 todo = [e for e in todo if e.meta is None]
         for e in todo:
             read_here(e)
-    finally:
+    except BaseException:
         bar.close()
         cache.flush()  # the entries gathered so far, also when interrupted: the next run starts from them
+        raise
+    bar.close()
+    cache.flush(wait=False)  # a background cache writes them while the pieces are fitted and encoded
     return len(entries)
