@@ -375,3 +375,36 @@ def test_a_background_cache_writes_its_bundles_by_close(tmp_path, monkeypatch):
     lost.flush(wait=False)
     lost.close()
     assert Cache(tmp_path / "d").load_piece_meta("k3") is None
+
+
+def test_many_files_are_hashed_by_threads_as_one_thread_would(tmp_path, monkeypatch):
+    """`_entries` with threads: the same entries (digests, byte-identical copies dropped, unreadable files skipped
+    with their reason, sizes) as in one thread, and MIDI bytes kept for the reader up to KEEP_READ_BYTES, in order."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for k in range(prepare.DIGEST_THREADS_FROM + 20):
+        size = int(rng.integers(1, 5000))
+        (folder / f"f{k:03d}.mid").write_bytes(b"MThd" + (b"copy" * 100 if k % 9 == 0 else rng.bytes(size)))
+    (folder / "dir.mid").mkdir()  # cannot be read as a file
+    paths = sorted(folder.iterdir())
+    monkeypatch.setattr(prepare, "KEEP_READ_BYTES", 40_000)
+    monkeypatch.setattr(prepare, "DIGEST_WINDOW", 16)
+
+    def entries(threads: int):
+        result = prepare.ReadCorpus(None, True, [], [], [], [])
+        out = prepare._entries(paths, True, "v", result, None, threads)
+        return ([(e.path, e.digest, e.key, e.size, e.data) for e in out], result.skipped_files, result.duplicates)
+
+    one, many = entries(0), entries(4)
+    assert one == many
+    assert [p for p, _ in one[1]] == [str(folder / "dir.mid")] and one[2]  # the copies of f000.mid's bytes
+    kept = [len(data) for *_, data in one[0] if data is not None]
+    assert 0 < sum(kept) <= 40_000 and len(kept) < len(one[0])
+
+
+def test_files_holding_many_bytes_go_to_workers_unprobed():
+    worth = prepare._worth_a_pool
+    assert worth(done=0, left=1000, seconds=0.0, workers=4, left_bytes=prepare.POOL_BYTES) == 4
+    assert worth(done=0, left=1000, seconds=0.0, workers=4, left_bytes=prepare.POOL_BYTES - 1) == 0  # probe first
+    assert worth(done=0, left=6, seconds=0.0, workers=4, left_bytes=prepare.POOL_BYTES) == 0  # too few files

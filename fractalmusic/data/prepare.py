@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fractalmusic.data.cache import Cache, file_digest, file_digest_and_bytes, make_key, piece_summary
+from fractalmusic.data.cache import Cache, file_digest_and_bytes, make_key, piece_summary
 from fractalmusic.data.corpora import Corpus
 from fractalmusic.data.split import content_key
 from fractalmusic.data.workers import die_with_parent, sigint_held, stop_pool
@@ -167,6 +167,9 @@ MIN_FILES_PER_WORKER = 4  # fewer files than this per worker are read in-process
 AHEAD_WORKERS = 4
 PROBE_SECONDS = 0.25
 POOL_AFTER_SECONDS = 1.0
+POOL_BYTES = 64 << 20  # files left holding this many bytes are handed to workers without probing (about 1 s)
+DIGEST_THREADS_FROM = 64  # files to hash before threads are worth starting (`_digests`) ...
+DIGEST_WINDOW = 512  # ... and how many of them the threads hash ahead of the entries made
 
 
 @contextmanager
@@ -195,6 +198,7 @@ class FileEntry:
     loaded: list[Piece] | None = field(default=None, repr=False)  # in memory when read or loaded this run
     reader: Any = field(default=None, repr=False)  # the representation, when it reads this file itself
     data: bytes | None = field(default=None, repr=False)  # a MIDI file's bytes, read for its digest, until parsed
+    size: int = 0  # bytes in the file (when its digest was made)
 
     @property
     def error(self) -> str | None:
@@ -401,13 +405,17 @@ def _progress(total: int, desc: str):
                 smoothing=0)
 
 
-def _worth_a_pool(done: int, left: int, seconds: float, workers: int) -> int:
+def _worth_a_pool(done: int, left: int, seconds: float, workers: int, left_bytes: int = 0) -> int:
     """How many worker processes to read the `left` files with, after `done` files took `seconds` here (0: go on
-    in this process): none while the files left would take less than POOL_AFTER_SECONDS in-process."""
-    if workers < 2 or left < 2 * MIN_FILES_PER_WORKER or seconds < PROBE_SECONDS or not done:
+    in this process): none while the files left would take less than POOL_AFTER_SECONDS in-process. Files left
+    holding POOL_BYTES or more (MIDI files read at about 60 MB/s in one process) go to workers at once, unprobed."""
+    if workers < 2 or left < 2 * MIN_FILES_PER_WORKER:
         return 0
-    if seconds / done * left < POOL_AFTER_SECONDS:
-        return 0
+    if left_bytes < POOL_BYTES:
+        if seconds < PROBE_SECONDS or not done:
+            return 0
+        if seconds / done * left < POOL_AFTER_SECONDS:
+            return 0
     n = min(workers, left // MIN_FILES_PER_WORKER)
     return n if n > 1 else 0
 
@@ -435,7 +443,7 @@ def read_corpus(
     result = ReadCorpus(corpus, notes, [], [], list(corpus.skipped), [])
     paths = list(corpus.files)
     if max_pieces is None:
-        entries = _entries(paths, notes, version, result, reader)
+        entries = _entries(paths, notes, version, result, reader, workers)
         index_key = make_key("index", version, bool(notes), [e.key for e in entries])
         index = cache.load_json("index", index_key)
         if index is not None and len(index) == len(entries):
@@ -461,7 +469,7 @@ def read_corpus(
             chunk = max(workers, 1) if not result.files else math.ceil(wanted / max(per_file, 1e-9))
             batch = paths[pos : pos + max(chunk, workers, 1)]
             pos += len(batch)
-            entries = _entries(batch, notes, version, result, reader)
+            entries = _entries(batch, notes, version, result, reader, workers)
             for e in entries:
                 e.meta = cache.load_piece_meta(e.key)
             result.read_now += _read_missing([e for e in entries if e.meta is None], notes, cache, workers, corpus.name,
@@ -476,20 +484,49 @@ def read_corpus(
     return result
 
 
-def _entries(paths: list[Path], notes: bool, version: str, result: ReadCorpus, reader=None) -> list[FileEntry]:
-    """Entries for `paths`, less unreadable files and byte-identical copies of files already seen."""
-    out = []
+def _digests(paths: list[Path], reader, threads: int):
+    """(path, digest, the MIDI file's bytes or None, size in bytes, or the OSError) for each path, in order: MIDI
+    files' bytes are kept (for their reader) up to KEEP_READ_BYTES in all. With `threads` > 1 and many files, that
+    many threads hash them (hashlib and file reads let go of the GIL), a window of files at a time."""
     budget = KEEP_READ_BYTES
-    for p in paths:
-        data = None
+
+    def one(p: Path):
         try:
             if budget > 0 and p.suffix.lower() in (".mid", ".midi") and not reads_itself(reader, p):
-                digest, data = file_digest_and_bytes(p, budget)  # the reader gets the bytes: one read, not two
-                budget -= len(data) if data is not None else 0
-            else:
-                digest = file_digest(p)
+                digest, data, size = file_digest_and_bytes(p, budget, with_size=True)  # the bytes go to the reader
+                return p, digest, data, size
+            digest, _, size = file_digest_and_bytes(p, -1, with_size=True)
+            return p, digest, None, size
         except OSError as exc:
-            result.skipped_files.append((str(p), exc.strerror or "cannot be read"))
+            return p, None, None, exc
+
+    if threads < 2 or len(paths) < DIGEST_THREADS_FROM:
+        for p in paths:
+            found = one(p)
+            budget -= len(found[2]) if found[2] is not None else 0
+            yield found
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fractalmusic-digest") as pool:
+        for at in range(0, len(paths), DIGEST_WINDOW):
+            for found in pool.map(one, paths[at : at + DIGEST_WINDOW]):
+                p, digest, data, size = found
+                if data is not None:  # bytes read beyond the budget (by threads ahead of it) are let go
+                    if len(data) > budget:
+                        data = None
+                    else:
+                        budget -= len(data)
+                yield p, digest, data, size
+
+
+def _entries(paths: list[Path], notes: bool, version: str, result: ReadCorpus, reader=None,
+             threads: int = 0) -> list[FileEntry]:
+    """Entries for `paths`, less unreadable files and byte-identical copies of files already seen."""
+    out = []
+    for p, digest, data, size in _digests(paths, reader, threads):
+        if isinstance(size, OSError):
+            result.skipped_files.append((str(p), size.strerror or "cannot be read"))
             continue
         if digest in result.digests:
             result.duplicates.append((str(p), result.digests[digest]))
@@ -499,11 +536,11 @@ def _entries(paths: list[Path], notes: bool, version: str, result: ReadCorpus, r
             from fractalmusic.config import config_to_dict
 
             key = make_key("pieces", version, digest, "read by", reader.name, config_to_dict(reader.config))
-            out.append(FileEntry(p, digest, key, reader=reader))
+            out.append(FileEntry(p, digest, key, reader=reader, size=size))
             continue
         is_abc = p.suffix.lower() == ".abc"
         out.append(FileEntry(p, digest, make_key("pieces", version, digest, bool(notes) if is_abc else True),
-                             data=data))
+                             data=data, size=size))
     return out
 
 
@@ -570,11 +607,13 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
     try:
         todo = list(entries)
         n_workers, done, started = 0, 0, time.perf_counter()
+        left_bytes = sum(e.size for e in todo)
         if workers > 1:  # in this process first: a small job ends before a pool would have started
             while done < len(todo):
-                n_workers = _worth_a_pool(done, len(todo) - done, time.perf_counter() - started, workers)
+                n_workers = _worth_a_pool(done, len(todo) - done, time.perf_counter() - started, workers, left_bytes)
                 if n_workers:
                     break
+                left_bytes -= todo[done].size
                 read_here(todo[done])
                 done += 1
             todo = todo[done:]

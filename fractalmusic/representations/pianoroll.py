@@ -26,21 +26,26 @@ def velocity_to_bin(velocity, bins: int):
     """Velocity 1..127 -> bin 0..bins-1 (equal-width bins; 0 counts as 1); works on scalars and arrays."""
     v = np.asarray(velocity)
     if v.ndim and v.dtype.kind in "iu" and v.dtype.itemsize < 8:  # note velocities: one look-up per note
-        return _velocity_table(bins).take(v, mode="clip")  # below 0 reads entry 0, above 127 entry 127: clipped
+        return velocity_table(bins).take(v, mode="clip")  # below 0 reads entry 0, above 127 entry 127: clipped
     v = np.clip(v.astype(np.int64), 1, 127)
     out = (v - 1) * bins // 127
     return int(out) if out.ndim == 0 else out
 
 
-_VELOCITY_TABLES: dict[int, np.ndarray] = {}
+_VELOCITY_TABLES: dict[tuple[int, np.dtype], np.ndarray] = {}
 
 
-def _velocity_table(bins: int) -> np.ndarray:
-    """The bin of every velocity 0..127 (0 as 1), made once per number of bins."""
-    table = _VELOCITY_TABLES.get(int(bins))
+def velocity_table(bins: int, dtype=np.int64) -> np.ndarray:
+    """The bin of every velocity 0..127 (0 as 1) among `bins` equal-width bins, as `dtype` (read-only, made once
+    per bins and type): `table.take(velocities, mode="clip")` bins a whole note array in one look-up (the piano
+    roll's onset classes, the MIDI words' Vel_ words)."""
+    key = (int(bins), np.dtype(dtype))
+    table = _VELOCITY_TABLES.get(key)
     if table is None:
         v = np.maximum(np.arange(128, dtype=np.int64), 1)
-        table = _VELOCITY_TABLES[int(bins)] = (v - 1) * int(bins) // 127
+        table = ((v - 1) * int(bins) // 127).astype(dtype)
+        table.flags.writeable = False
+        _VELOCITY_TABLES[key] = table
     return table
 
 

@@ -28,7 +28,7 @@ from fractalmusic.piece import NOTE_DTYPE, Piece
 from fractalmusic.representations.abc import as_id_array, piece_from_abc_text
 from fractalmusic.representations.abc_text import HEADER_MODES, abc_words, transpose_abc, words_to_abc
 from fractalmusic.representations.base import Representation
-from fractalmusic.representations.pianoroll import _velocity_table, beats_to_steps, bin_to_velocity, velocity_to_bin
+from fractalmusic.representations.pianoroll import beats_to_steps, bin_to_velocity, velocity_table, velocity_to_bin
 
 SPECIALS = ("<unk>", "<pad>", "<bos>", "<eos>")
 UNK, PAD, BOS, EOS = 0, 1, 2, 3
@@ -154,9 +154,9 @@ def _compact(words: _MidiWords) -> _MidiWords:
     out.ts_codes = words.ts_codes
     out.pos = words.pos.astype(np.int32)
     out.tempo = words.tempo.astype(np.int16)
-    out.pitch = words.pitch.astype(np.int16)  # 0..32767: the notes' int16 pitches, clipped at 0
-    out.dur = words.dur.astype(np.int16)
-    out.vel = words.vel.astype(np.uint8)
+    out.pitch = words.pitch.astype(np.int16, copy=False)  # 0..32767: the notes' int16 pitches, clipped at 0
+    out.dur = words.dur.astype(np.int16, copy=False)
+    out.vel = words.vel.astype(np.uint8, copy=False)
     return out
 
 
@@ -307,10 +307,10 @@ class WordsRepresentation(Representation):
         return units, kind
 
     def _piece_units(self, piece: Piece, as_ids: bool = False, parts: bool = False,
-                     ends: bool = False) -> tuple[Any, str]:
-        """(ABC words, "abc") or (MIDI word codes, or ids with `as_ids`, or with `parts` the `_MidiWords` they are
-        written from, "midi"), as `piece_words` chooses. MIDI codes or ids come between <bos> and <eos> with
-        `ends`."""
+                     ends: bool = False, dtype=np.int64) -> tuple[Any, str]:
+        """(ABC words, "abc") or (MIDI word codes, or ids with `as_ids` (as `dtype`), or with `parts` the
+        `_MidiWords` they are written from, "midi"), as `piece_words` chooses. MIDI codes or ids come between
+        <bos> and <eos> with `ends`."""
         source = self.config.source
         if source == "abc" or (source == "auto" and piece.abc):
             if not piece.abc:
@@ -327,7 +327,7 @@ class WordsRepresentation(Representation):
             words = self._peek(piece)  # worked out ahead (by a reader worker), or by an earlier fit
             return (words if words is not None else self._midi_parts(piece)), "midi"
         words = self._recall(piece) if as_ids else None
-        return self._write(words if words is not None else self._midi_parts(piece), as_ids, ends), "midi"
+        return self._write(words if words is not None else self._midi_parts(piece), as_ids, ends, dtype), "midi"
 
     def fit(self, pieces: Iterable[Piece]) -> "WordsRepresentation":
         counts: Counter[str] = Counter()
@@ -335,7 +335,7 @@ class WordsRepresentation(Representation):
         midi = self.config.source == "midi"
         sigs: set[tuple[int, int]] = set()
         tally = _MidiTally({K_DUR: int(self.config.max_duration_steps) + 1, K_VEL: int(self.config.velocity_bins),
-                            K_TEMPO: max(TEMPO_BINS) + 1})
+                            K_TEMPO: max(TEMPO_BINS) + 1, K_PITCH: 1 << 15})  # Pitch_: the notes' int16, >= 0
         for piece in pieces:
             try:
                 units, kind = self._piece_units(piece, parts=True)
@@ -442,6 +442,15 @@ class WordsRepresentation(Representation):
             id_tables[k] = table
         # indexed by kind; kinds without a table (TS_ words, specials) have a lone <unk>
         self._id_tables = [id_tables.get(k, np.array([UNK], dtype=np.int64)) for k in range(K_TEMPO + 1)]
+        self._typed_tables: dict[np.dtype, list[np.ndarray]] = {np.dtype(np.int64): self._id_tables}
+
+    def _tables_as(self, dtype) -> list[np.ndarray]:
+        """`_id_tables` as `dtype` (the cache's storage type), made once per vocabulary."""
+        dtype = np.dtype(dtype)
+        tables = self._typed_tables.get(dtype)
+        if tables is None:
+            tables = self._typed_tables[dtype] = [t.astype(dtype) for t in self._id_tables]
+        return tables
 
     def _require_fitted(self) -> None:
         if self._words is None:
@@ -477,11 +486,12 @@ class WordsRepresentation(Representation):
         on, dur = steps.astype(np.int64)
         np.maximum(on, 0, out=on)
         dur -= on
-        np.maximum(dur, 1, out=dur)  # np.clip(end - on, 1, max_duration_steps), in place
-        np.minimum(dur, int(self.config.max_duration_steps), out=dur)
-        vel = _velocity_table(int(self.config.velocity_bins)).take(notes["velocity"], mode="clip")
-        pitch = notes["pitch"].astype(np.int64)
-        np.maximum(pitch, 0, out=pitch)  # what the Pitch_ words hold (their table clips at the top)
+        np.maximum(dur, 1, out=dur)  # np.clip(end - on, 1, max_duration_steps), the second half into 16 bits
+        dur = np.minimum(dur, int(self.config.max_duration_steps), out=np.empty(n, dtype=np.int16))
+        # Vel_ bins (fewer than 128) in 8 bits and Pitch_ values in the notes' own 16: small arrays to sort, keep
+        # between fit and encode, and look up
+        vel = velocity_table(int(self.config.velocity_bins), np.uint8).take(notes["velocity"], mode="clip")
+        pitch = np.maximum(notes["pitch"], 0)  # what the Pitch_ words hold (their table clips at the top)
         by = on * 128
         by += np.minimum(pitch, 127)  # by onset, then pitch: read pieces come in this order already
         if n > 1 and not (by[1:] >= by[:-1]).all():
@@ -599,11 +609,12 @@ class WordsRepresentation(Representation):
         words.vel = vel
         return words
 
-    def _write(self, words: "_MidiWords", as_ids: bool, ends: bool = False) -> np.ndarray:
-        """The sequence of a piece's MIDI words (int64): their codes, or (`as_ids`) their vocabulary ids, with `ends`
-        between <bos> and <eos> (written in place: no copy to add them)."""
+    def _write(self, words: "_MidiWords", as_ids: bool, ends: bool = False, dtype=np.int64) -> np.ndarray:
+        """The sequence of a piece's MIDI words: their int64 codes, or (`as_ids`) their vocabulary ids as `dtype`
+        (an integer type holding every id: looked up in tables of that type, so nothing is cast on the way), with
+        `ends` between <bos> and <eos> (written in place: no copy to add them)."""
         if as_ids:
-            tables = self._id_tables
+            tables = self._tables_as(dtype)
 
             def word(kind: int, values):  # values are never negative; past the kind's table: its last entry, <unk>
                 return tables[kind].take(values, mode="clip")
@@ -617,7 +628,7 @@ class WordsRepresentation(Representation):
             def ts_word(code: int) -> int:
                 return code
 
-        full = np.empty(words.length + 2 if ends else words.length, dtype=np.int64)
+        full = np.empty(words.length + 2 if ends else words.length, dtype=dtype if as_ids else np.int64)
         if ends:
             full[0], full[-1] = BOS, EOS
         out = full[1:-1] if ends else full  # a view: the words are written into `full`
@@ -805,12 +816,11 @@ class WordsRepresentation(Representation):
     def encode_as(self, piece: Piece, dtype: np.dtype | type) -> np.ndarray:
         """`encode(piece)` as `dtype`, an integer type that holds every id of the vocabulary (the cache's storage
         type; its largest id is then found in a small-int array, and an unsigned one needs no check for negatives).
-        The ids are written as int64 and converted once: writing them straight into a small type is slower (numpy's
-        casting scatter)."""
+        MIDI words' ids are looked up in tables of that type and written straight into it."""
         self._require_fitted()
-        units, kind = self._piece_units(piece, as_ids=True, ends=True)
+        units, kind = self._piece_units(piece, as_ids=True, ends=True, dtype=dtype)
         if kind == "midi":
-            return units.astype(dtype, copy=False)
+            return units
         index = self._index
         out = np.empty(len(units) + 2, dtype=dtype)
         out[0], out[-1] = BOS, EOS
