@@ -347,36 +347,6 @@ def test_reader_workers_work_ahead_for_midi_words(tmp_path, monkeypatch):
     assert run(2) == alone and True not in taken
 
 
-def test_a_background_cache_writes_its_bundles_by_close(tmp_path, monkeypatch):
-    """A background cache hands bundle writes to its thread: an entry being written is still found (the look-up
-    waits for it), `close()` leaves every bundle on disk, and a write that fails (a full disk) loses its entries
-    without an error, as a write in the foreground would."""
-    from fractalmusic.data import cache as cache_mod
-    from fractalmusic.piece import NOTE_DTYPE
-
-    notes = np.zeros(5, dtype=NOTE_DTYPE)
-    notes["pitch"] = np.arange(60, 65)
-    cache = Cache(tmp_path / "c", background=True)
-    cache.save_pieces("k1", {"pieces": [{"n": 5}]}, notes)
-    cache.flush(wait=False)
-    assert cache.load_piece_meta("k1") == {"pieces": [{"n": 5}]}
-    assert cache.load_notes("k1")["pitch"].tolist() == list(range(60, 65))
-    cache.save_pieces("k2", {"pieces": []}, notes[:0])
-    cache.close()
-    again = Cache(tmp_path / "c")
-    assert again.load_piece_meta("k1") is not None and again.load_piece_meta("k2") == {"pieces": []}
-
-    def full_disk(path, write):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(cache_mod, "_atomic", full_disk)
-    lost = Cache(tmp_path / "d", background=True)
-    lost.save_pieces("k3", {"pieces": []}, notes[:0])
-    lost.flush(wait=False)
-    lost.close()
-    assert Cache(tmp_path / "d").load_piece_meta("k3") is None
-
-
 def test_many_files_are_hashed_by_threads_as_one_thread_would(tmp_path, monkeypatch):
     """`_entries` with threads: the same entries (digests, byte-identical copies dropped, unreadable files skipped
     with their reason, sizes) as in one thread, and MIDI bytes kept for the reader up to KEEP_READ_BYTES, in order."""

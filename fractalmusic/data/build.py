@@ -523,25 +523,19 @@ def prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | No
     encodings in memory, leaving the packs that training reads to a later run that parses nothing (a second
     `data stats`, `data prepare` or `train`): writing them is most of the cost of a first look at a corpus (12 MB
     of piano-roll packs for 30 real MIDI files, as much as reading them), and a look needs only their lengths."""
-    # bundles of parsed pieces are written by a thread of the cache's while this one fits and encodes; closing the
-    # cache (`_finish`, or here when preparation fails) waits for them
-    cache = Cache(None if cfg.no_cache else cfg.resolved_cache_dir(), background=True)
     with older_objects_left_alone():
-        try:
-            return _prepare_data(cfg, representation, log, defer_packs, cache)
-        except BaseException:
-            cache.close()
-            raise
+        return _prepare_data(cfg, representation, log, defer_packs)
 
 
 def _prepare_data(cfg: DataConfig, representation, log: Callable[[str], Any] | None,
-                  defer_packs: bool, cache: Cache) -> Prepared:
+                  defer_packs: bool = False) -> Prepared:
     start = time.perf_counter()
     log = log or (lambda _line: None)
     kind = representation.kind
     crop = cfg.crop_for(kind)
     if cfg.whole_tunes and kind != "tokens":
         raise ConfigError(f"--whole-tunes works with token representations; {representation.name} is a {kind}")
+    cache = Cache(None if cfg.no_cache else cfg.resolved_cache_dir())
     notes = not bool(getattr(representation, "uses_abc_text", False))
     workers = int(cfg.num_prep_workers)
 

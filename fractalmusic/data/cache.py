@@ -219,24 +219,14 @@ class _Bundles:
     (see `_write_bundle`). Entries are gathered in memory and written as a bundle by `flush` (or when enough are);
     a look-up finds its bundle through a catalog of every bundle's keys, made on the first look-up."""
 
-    def __init__(self, root: Path, kind: str, run: Callable[[Callable[[], None]], Any] | None = None):
+    def __init__(self, root: Path, kind: str):
         self.folder = root / kind
-        self.run = run  # runs a bundle's write, perhaps in the background (returning its future), else None
-        self.writing: dict[Path, Any] = {}  # bundles being written in the background -> their futures
         self.pending: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
         self.pending_bytes = 0
         self.catalog: dict[str, Path] | None = None  # key -> bundle file
         self.opened: _OpenBundle | None = None  # the last bundle read
 
-    def _written(self, path: Path | None = None) -> None:
-        """Wait for the background write of the bundle at `path` (of every bundle: None) to end."""
-        for p in [path] if path is not None else list(self.writing):
-            future = self.writing.pop(p, None)
-            if future is not None:
-                _wait(future)
-
     def _scan(self) -> dict[str, Path]:
-        self._written()  # bundles still being written are in the catalog too
         catalog: dict[str, Path] = {}
         found = []
         try:
@@ -270,8 +260,6 @@ class _Bundles:
         path = self.catalog.get(key)
         if path is None:
             return None
-        if self.writing:
-            self._written(path)
         try:
             if self.opened is None or self.opened.path != path:
                 self.opened = None
@@ -311,31 +299,14 @@ class _Bundles:
         metas = [m for m, _ in pending.values()]
         arrays = [a for _, a in pending.values()]
         path = self.folder / f"{make_key('bundle', keys)}.bundle"
-        self._written(path)  # the same entries gathered again (never expected): one write at a time to one name
-
-        def write() -> None:
-            _atomic(path, lambda f: _write_bundle(f, keys, metas, arrays))
-
-        future = self.run(write) if self.run is not None else write()
-        if future is not None:
-            self.writing[path] = future
+        _atomic(path, lambda f: _write_bundle(f, keys, metas, arrays))
         if self.catalog is not None:
             self.catalog.update(dict.fromkeys(keys, path))
         if self.opened is not None and self.opened.path == path:
             self.opened = None
 
     def close(self) -> None:
-        self._written()
         self.opened = None
-
-
-def _wait(future) -> None:
-    """The end of a background write; a full or read-only cache folder loses those entries, as a write in the
-    foreground would (a later run makes them again)."""
-    try:
-        future.result()
-    except OSError:
-        pass
 
 
 def _unlink(path: Path) -> None:
@@ -349,16 +320,10 @@ class Cache:
     """Cache entries under `root`; `Cache(None)` is a cache that never hits and never writes (--no-cache).
 
     Per-file entries (parsed pieces, encodings) are gathered and written in bundles: call `flush()` when a stage
-    ends, in a `finally`, so that an interrupted preparation keeps them. With `background`, bundle files are
-    written by one thread of this cache's own while the caller goes on (`flush(wait=False)`, and the bundles that
-    fill up), so that writing a corpus's notes overlaps with fitting and encoding it on another core; a look-up
-    of an entry being written waits for its bundle, and `flush()` (waiting, the default) and `close()` wait for all:
-    call `close()` when done."""
+    ends, in a `finally`, so that an interrupted preparation keeps them."""
 
-    def __init__(self, root: str | os.PathLike | None, background: bool = False):
+    def __init__(self, root: str | os.PathLike | None):
         self.root = Path(root) / CACHE_LAYOUT if root is not None else None
-        self._writer = None  # the background writer thread's executor, started on the first bundle it writes
-        self._background = bool(background) and self.root is not None
         self.hits: Counter = Counter()
         self.misses: Counter = Counter()
         self._bundles: dict[str, _Bundles] = {}
@@ -378,35 +343,22 @@ class Cache:
     def _bundle(self, kind: str) -> _Bundles:
         assert self.root is not None
         if kind not in self._bundles:
-            self._bundles[kind] = _Bundles(self.root, kind, self._in_background if self._background else None)
+            self._bundles[kind] = _Bundles(self.root, kind)
         return self._bundles[kind]
 
-    def _in_background(self, write: Callable[[], None]):
-        if self._writer is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fractalmusic-cache-writer")
-        return self._writer.submit(write)
-
-    def flush(self, wait: bool = True) -> None:
-        """Write every per-file entry gathered so far (a full or read-only cache folder is let be); without `wait`,
-        a background cache may still be writing them when this returns."""
+    def flush(self) -> None:
+        """Write every per-file entry gathered so far (a full or read-only cache folder is let be)."""
         for bundles in self._bundles.values():
             try:
                 bundles.flush()
             except OSError:
                 pass
-            if wait:
-                bundles._written()
 
     def close(self) -> None:
         self.flush()
         for bundles in self._bundles.values():
             bundles.close()
         self._shards.clear()
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
 
     # ------------------------------------------------------------------ parsed pieces (one entry per file)
     def load_piece_meta(self, key: str) -> dict[str, Any] | None:

@@ -647,10 +647,7 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
                 todo = [e for e in todo if e.meta is None]
         for e in todo:
             read_here(e)
-    except BaseException:
+    finally:
         bar.close()
         cache.flush()  # the entries gathered so far, also when interrupted: the next run starts from them
-        raise
-    bar.close()
-    cache.flush(wait=False)  # a background cache writes them while the pieces are fitted and encoded
     return len(entries)
