@@ -231,9 +231,8 @@ def _unusable(piece, representation, drums_out: bool, summary: dict | None = Non
     why = summary_problem(summary, spb) if summary is not None else piece_problem(piece, spb)
     if why:
         return why
-    problem = getattr(representation, "training_problem", None)  # e.g. abc: a tune whose bars disagree with M:
-    why = problem(piece) if problem is not None else None
-    if why:
+    why = representation.training_problem(piece)  # the base class's hook (plugins subclass it): e.g. abc's
+    if why:  # tunes whose bars disagree with their M:
         return why
     notes = piece.notes
     if drums_out and len(notes) and bool(notes["is_drum"].all()):
