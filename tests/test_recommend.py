@@ -314,3 +314,14 @@ def test_grid_settings_hold_decoded_samples_against_whole_validation_pieces(chor
     data, chorale, dots = rec["grid_data"], rec["grid_pairs"]["0.5/1.8"], rec["grid_pairs"]["0.2/1"]
     assert data["oa"] == 1.0 and 2 < data["density"] < 8 and 0.85 < data["scale"] <= 1.0  # notes per beat
     assert chorale["oa"] > dots["oa"] and dots["sixteenths"] > 0.9 and dots["margins"]["sixteenths"] < 0
+
+
+def test_validation_pieces_are_every_piece_of_a_small_split_and_spread_over_a_large_one():
+    from fractalmusic.data.dataset import GridWindowDataset, PieceStore
+
+    arrays = [torch.full((128, 8 + i), i % 3, dtype=torch.long).numpy() for i in range(29)]
+    got = recommend.validation_pieces(GridWindowDataset(PieceStore("grid", arrays), None, 8))
+    assert [p.shape[1] for p in got] == [8 + i for i in range(29)]  # all 29, not the first 13
+    got = recommend.validation_pieces(GridWindowDataset(PieceStore("grid", arrays), None, 8), limit=5)
+    assert [p.shape[1] - 8 for p in got] == [0, 7, 14, 21, 28]
+    assert recommend.validation_pieces(object()) is None

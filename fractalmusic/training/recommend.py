@@ -351,7 +351,8 @@ def validation_pieces(val_data, limit: int = GRID_MAX_PIECES) -> list[torch.Tens
     store = getattr(val_data, "store", None)
     if store is None or getattr(store, "kind", None) != "grid" or not len(store):
         return None
-    pick = sorted({round(i * (len(store) - 1) / max(1, limit - 1)) for i in range(min(limit, len(store)))})
+    k = min(limit, len(store))
+    pick = sorted({round(i * (len(store) - 1) / max(1, k - 1)) for i in range(k)})  # all of them when k = len
     return [torch.as_tensor(np.asarray(store[i], dtype=np.int64)) for i in pick]
 
 
