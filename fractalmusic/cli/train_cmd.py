@@ -418,7 +418,7 @@ def run_training(repr_name: str | None, gen_name: str | None, args: list[str],
             datasets = fdata.build_datasets(data_cfg, representation, log=None)
         train_ds, val_ds, report = datasets
         echo(f"pieces: {report.n_train} training, {report.n_val} validation; {report.train_items:,} training "
-             f"items of {report.crop_length} {report.unit} per epoch")
+             f"items per epoch ({report.item_kind})")
 
         # ---- the generator
         seed_everything(train_cfg.seed)
