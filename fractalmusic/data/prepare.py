@@ -29,6 +29,7 @@ from fractalmusic.data.corpora import Corpus
 from fractalmusic.data.split import content_key
 from fractalmusic.data.workers import die_with_parent, sigint_held, stop_pool
 from fractalmusic.errors import PieceReadError
+from fractalmusic.limits import MAX_FILE_BYTES
 from fractalmusic.piece import NOTE_DTYPE, Piece
 
 
@@ -61,7 +62,7 @@ def load_readers(files) -> float:
 
     started = time.perf_counter()
     modules = ["fractalmusic.io", "tqdm"]
-    for suffix in {Path(f).suffix.lower() for f in files}:
+    for suffix in {os.path.splitext(f)[1].lower() for f in files}:  # (no Path made per file)
         modules += [m for m in _READER_MODULES.get(suffix, ()) if m not in modules]
     for name in modules:
         if name not in sys.modules:
@@ -96,6 +97,12 @@ def read_file(path: str, notes: bool, reader=None,
     try:
         if reads_itself(reader, path):
             pieces = reader.read_file(path)
+        elif data is not None and len(data) <= MAX_FILE_BYTES and str(path).lower().endswith((".mid", ".midi")):
+            # a MIDI file's bytes, read for its digest: `read_pieces`' checks were made when the corpus was listed
+            # (a regular file within the size limit: `corpora`) and when it was read (within the limit again)
+            from fractalmusic.io.midi import midi_bytes_to_piece
+
+            pieces = [midi_bytes_to_piece(data, source=str(path))]
         else:
             pieces = read_pieces(path, notes=notes, errors=errors, data=data)
     except PieceReadError as exc:

@@ -131,14 +131,6 @@ class _MidiWords:
     def __init__(self, first_ts: tuple[int, int], first_tempo: int):
         self.first_ts, self.first_tempo, self.length = first_ts, first_tempo, _HEAD
 
-    def kinds(self):
-        """(kind, values) of every word but the TS_ words, whose codes are `ts_codes` (and `first_ts`)."""
-        yield K_TEMPO, np.array([self.first_tempo], dtype=np.int64)
-        if self.length > _HEAD:
-            yield K_BAR, np.zeros(len(self.bar_at), dtype=np.int64)
-            yield from ((K_TEMPO, self.tempo), (K_POS, self.pos), (K_PITCH, self.pitch), (K_DUR, self.dur),
-                        (K_VEL, self.vel))
-
 
 def _compact(words: _MidiWords) -> _MidiWords:
     """`words` with its arrays in the smallest types their values are known to fit: positions in the sequence in 32
@@ -175,9 +167,13 @@ class _MidiTally:
 
     def add(self, words: _MidiWords) -> None:
         self.codes[_ts_code(*words.first_ts)] += 1
-        if words.length > _HEAD:
-            self.codes.update(words.ts_codes.tolist())
-        for kind, values in words.kinds():
+        self._count_one(K_TEMPO, words.first_tempo, 1)  # one value, no array made for it
+        if words.length <= _HEAD:
+            return
+        self.codes.update(words.ts_codes.tolist())
+        self._count_one(K_BAR, 0, len(words.bar_at))  # every Bar word is the same word
+        for kind, values in ((K_TEMPO, words.tempo), (K_POS, words.pos), (K_PITCH, words.pitch), (K_DUR, words.dur),
+                             (K_VEL, words.vel)):
             if not len(values):
                 continue
             if kind not in self.bounds and int(values.max()) >= self._ARRAY_LIMIT:
@@ -186,13 +182,23 @@ class _MidiTally:
                     self.codes[_code(kind, v)] += c
                 continue
             counts = np.bincount(values)
-            have = self.by_kind.get(kind)
-            if have is None or len(have) < len(counts):
-                grown = np.zeros(len(counts), dtype=np.int64)
-                if have is not None:
-                    grown[: len(have)] = have
-                self.by_kind[kind] = have = grown
-            have[: len(counts)] += counts
+            self._counts(kind, len(counts))[: len(counts)] += counts
+
+    def _counts(self, kind: int, size: int) -> np.ndarray:
+        """The count array of `kind`, at least `size` long."""
+        have = self.by_kind.get(kind)
+        if have is None or len(have) < size:
+            grown = np.zeros(size, dtype=np.int64)
+            if have is not None:
+                grown[: len(have)] = have
+            self.by_kind[kind] = have = grown
+        return have
+
+    def _count_one(self, kind: int, value: int, n: int) -> None:
+        if value >= self._ARRAY_LIMIT and kind not in self.bounds:
+            self.codes[_code(kind, value)] += n
+        else:
+            self._counts(kind, value + 1)[value] += n
 
     def items(self):
         """(code, count) of every word seen."""
