@@ -314,6 +314,7 @@ def _read_with_symusic(data: bytes, where: str) -> Piece:
     title = None
     setup = b""  # program changes of note-less tracks, for every track (they set other tracks' channels)
     set_by_note_tracks: set[int] = set()  # channels whose program a note track set before it, at its start
+    view = memoryview(data)  # tracks scanned through it, not copied out (a piano performance's is 100 kB or more)
     if fmt == 1:
         a, b = chunks[0]
         if data.find(b"\xff\x03", a, b) >= 0:  # else no track-name event can be in the first track
@@ -322,7 +323,7 @@ def _read_with_symusic(data: bytes, where: str) -> Piece:
             for a, b in chunks:
                 if not _PROGRAM_STATUS.search(data, a, b):
                     continue  # not a single byte that could be a program change's status
-                has_note, programs, _ = _scan_track(data[a:b], False, True, b - a)
+                has_note, programs, _ = _scan_track(view[a:b], False, True, b - a)
                 if has_note:
                     set_by_note_tracks.update(ch for _, ch, _ in programs)
                 elif programs:
@@ -333,7 +334,6 @@ def _read_with_symusic(data: bytes, where: str) -> Piece:
                     setup += b"".join(bytes((0, 0xC0 | ch, program)) for _, ch, program in programs)
     # the file again, each track with `setup` at its start and closers at its end: pieces of `data` (no copies)
     # joined once
-    view = memoryview(data)
     parts: list = [view[:pos]]
     for a, b in chunks:
         used = _note_channels(data, a, b - len(_EOT)) if data.endswith(_EOT, a, b) else None
