@@ -194,27 +194,22 @@ def test_representation_data_defaults_apply_by_group_unless_given(capsys, tmp_pa
     assert (data["pitch_shift_min"], data["pitch_shift_max"]) == (0, 1)
 
 
-def test_abc_trains_on_whole_tunes_unless_a_crop_option_is_given(capsys, tmp_path):
-    # issue 12: items from <bos> to <eos> (samples ran to the length limit when <eos> was rarely in a crop)
+def test_train_pieces_line_names_the_item_kind(capsys, tmp_path):
+    # abc trains on random crops of the data layer's default length unless --whole-tunes is given
     at = TINY_LSTM.index("--crop-length")
     args = TINY_LSTM[:at] + TINY_LSTM[at + 2:]
     out = tmp_path / "run"
     code, stdout, err = fmusic(capsys, "train", *args, "--max-steps", "1", "--output-dir", out)
     assert code == 0, err
-    line = next(ln for ln in stdout.splitlines() if ln.startswith("representation abc trains with"))
-    assert "--whole-tunes --crop-length 640" in line
-    assert "training items per epoch (whole tunes (up to 641 tokens))" in stdout
+    assert "training items per epoch (random crops of 256 tokens)" in stdout
     data = json.loads((out / "hparams.json").read_text())["data"]
-    assert data["whole_tunes"] is True and data["crop_length"] == 640
-    # --no-whole-tunes alone: random crops of the data layer's default length
-    code, stdout, err = fmusic(capsys, "train", *args, "--max-steps", "1", "--no-whole-tunes", "--output-dir",
-                               tmp_path / "crops")
-    assert code == 0, err
-    assert "--whole-tunes" not in next(ln for ln in stdout.splitlines()
-                                       if ln.startswith("representation abc trains with"))
-    assert "(random crops of 256 tokens)" in stdout
-    data = json.loads((tmp_path / "crops" / "hparams.json").read_text())["data"]
     assert data["whole_tunes"] is False and data["crop_length"] is None
+    code, stdout, err = fmusic(capsys, "train", *args, "--max-steps", "1", "--whole-tunes", "--crop-length", "640",
+                               "--output-dir", tmp_path / "whole")
+    assert code == 0, err
+    assert "training items per epoch (whole tunes (up to 641 tokens))" in stdout
+    data = json.loads((tmp_path / "whole" / "hparams.json").read_text())["data"]
+    assert data["whole_tunes"] is True and data["crop_length"] == 640
 
 
 def test_representation_data_defaults_are_data_options():

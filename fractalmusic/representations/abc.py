@@ -176,14 +176,11 @@ class ABCRepresentation(Representation):
     # held out, the LSTM then scores lower bits per character on the unseen book (docs/BENCHMARKS.md). A shift that
     # would land the tune in a key signature the corpus (almost) never uses is refused, so the tune stays where it
     # is: samples come in the corpus's own keys (folk: 2 flats to 3 sharps), not in D flat or F sharp.
-    # Second group: each training item is a whole tune from <bos> to <eos> (up to 640 characters: 99 % of the folk
-    # tunes), as `fmusic sample` writes one, unless --whole-tunes/--no-whole-tunes or --crop-length is given. With
-    # random 256-character crops, a tune longer than the crop (half of the folk tunes) rarely showed its <eos> (a
-    # 385-character tune in one epoch of 65; the README job trains 12) and no position past 256 was ever trained:
-    # 6-18 of 60 sampled tunes ran on to the 1,000-character limit and lost their metre there. With whole tunes
-    # none of 480 did, their median length was the corpus's, and music21's bar share rose from 0.840-0.884 to
-    # 0.865-0.921 (two runs, four draws each: docs/BENCHMARKS.md, folk).
-    data_defaults = ({"pitch_shift_min": -5, "pitch_shift_max": 6}, {"whole_tunes": True, "crop_length": 640})
+    # Not a default, measured (docs/BENCHMARKS.md, folk): `--whole-tunes --crop-length 640` (each item a whole tune
+    # from <bos> to <eos>) makes sampled tunes end as the corpus's do and raised music21's bar share from a mean of
+    # 0.857 to 0.898 (two runs, four draws each), but cost the held-out book 0.035 bits/char (1.903-1.904 against
+    # 1.868, over issue 12's 1.9), so random 256-character crops stay the default.
+    data_defaults = ({"pitch_shift_min": -5, "pitch_shift_max": 6},)
     pad_id = PAD
     bos_id = BOS
     eos_id = EOS
