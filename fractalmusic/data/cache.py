@@ -57,19 +57,18 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return file_digest_and_bytes(path, -1, chunk)[0]
 
 
-def file_digest_and_bytes(path: str | os.PathLike, keep_up_to: int, chunk: int = 1 << 20,
-                          with_size: bool = False) -> tuple:
-    """(`file_digest`, the file's bytes when it holds at most `keep_up_to` of them, else None), and with `with_size`
-    the number of bytes hashed: preparation hashes every file to find it in the cache, and hands the bytes to the
-    reader instead of opening the file again."""
+def file_digest_and_bytes(path: str | os.PathLike, keep_up_to: int,
+                          chunk: int = 1 << 20) -> tuple[str, bytes | None, int]:
+    """(`file_digest`, the file's bytes when it holds at most `keep_up_to` of them, else None, the number of bytes
+    hashed): preparation hashes every file to find it in the cache, and hands the bytes to the reader instead of
+    opening the file again."""
     size = 0
     with open(path, "rb") as f:
         h = hashlib.sha256()
         if os.fstat(f.fileno()).st_size <= keep_up_to:
             data = f.read()
             if len(data) <= keep_up_to:  # it may have grown since
-                digest = hashlib.sha256(data).hexdigest()
-                return (digest, data, len(data)) if with_size else (digest, data)
+                return hashlib.sha256(data).hexdigest(), data, len(data)
             h.update(data)
             size = len(data)
         while True:
@@ -78,7 +77,7 @@ def file_digest_and_bytes(path: str | os.PathLike, keep_up_to: int, chunk: int =
                 break
             h.update(block)
             size += len(block)
-    return (h.hexdigest(), None, size) if with_size else (h.hexdigest(), None)
+    return h.hexdigest(), None, size
 
 
 def make_key(*parts: Any) -> str:

@@ -500,9 +500,9 @@ def _digests(paths: list[Path], reader, threads: int):
     def one(p: Path):
         try:
             if budget > 0 and p.suffix.lower() in (".mid", ".midi") and not reads_itself(reader, p):
-                digest, data, size = file_digest_and_bytes(p, budget, with_size=True)  # the bytes go to the reader
+                digest, data, size = file_digest_and_bytes(p, budget)  # the bytes go to the reader
                 return p, digest, data, size
-            digest, _, size = file_digest_and_bytes(p, -1, with_size=True)
+            digest, _, size = file_digest_and_bytes(p, -1)
             return p, digest, None, size
         except OSError as exc:
             return p, None, None, exc
