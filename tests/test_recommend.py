@@ -325,3 +325,23 @@ def test_validation_pieces_are_every_piece_of_a_small_split_and_spread_over_a_la
     got = recommend.validation_pieces(GridWindowDataset(PieceStore("grid", arrays), None, 8), limit=5)
     assert [p.shape[1] - 8 for p in got] == [0, 7, 14, 21, 28]
     assert recommend.validation_pieces(object()) is None
+
+
+def test_grid_oa_is_evaluates_mean_oa():
+    """The grid recommender's OA is `fmusic evaluate`'s own mean OA (one computation, metrics.report), and it moves
+    when the generated set does."""
+    from fractalmusic.metrics.notes import note_metrics
+    from fractalmusic.metrics.report import compare_sets
+    from fractalmusic.testing.corpus import tiny_pieces
+
+    ref, gen = tiny_pieces(8, seed=0), tiny_pieces(5, seed=3)
+    for p in ref + gen:
+        p.abc = None  # rolls have no ABC text: only the note metrics are compared
+    ref_rows = [note_metrics(p) for p in ref]
+    gen_rows = [note_metrics(p) for p in gen]
+    report = compare_sets(ref, gen)
+    assert report["mean_oa"] is not None
+    assert recommend.mean_overlap(ref_rows, gen_rows) == pytest.approx(report["mean_oa"], abs=1e-12)
+    fewer = recommend.mean_overlap(ref_rows, gen_rows[:2])
+    assert fewer is not None and fewer != pytest.approx(report["mean_oa"], abs=1e-9)
+    assert recommend.mean_overlap(ref_rows[:1], gen_rows) is None

@@ -212,6 +212,29 @@ def _finite(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
+def metric_overlaps(
+    reference_rows: list[dict[str, Any]],
+    generated_rows: list[dict[str, Any]],
+    same: np.ndarray | None = None,
+) -> dict[str, float | None]:
+    """The OA of every metric that both sets of `piece_metrics` rows hold (None where it cannot be computed),
+    in `ALL_METRIC_INFO`'s order; `same` marks reference and generated rows that are one piece (excused).
+    `compare_sets` reports these, and their mean is its `mean_oa`."""
+    out: dict[str, float | None] = {}
+    for name in ALL_METRIC_INFO:
+        r, g = _stack(reference_rows, name), _stack(generated_rows, name)
+        if r is not None and g is not None:
+            oa, _, _ = metric_overlap(r, g, same)
+            out[name] = _finite(oa)
+    return out
+
+
+def mean_of_overlaps(overlaps: dict[str, float | None]) -> float | None:
+    """Mean OA over the metrics that have one (None when none has)."""
+    oas = [oa for oa in overlaps.values() if oa is not None]
+    return float(np.mean(oas)) if oas else None
+
+
 def compare_sets(
     reference: PieceSet | Sequence[Piece],
     generated: PieceSet | Sequence[Piece],
@@ -234,6 +257,7 @@ def compare_sets(
     gen_rows = set_metrics(gen.pieces, progress, "generated")
     same = same_piece_matrix([fingerprint(p) for p in ref.pieces], [fingerprint(p) for p in gen.pieces])
 
+    overlaps = metric_overlaps(ref_rows, gen_rows, same)
     metrics: dict[str, Any] = {}
     for name, (unit, definition) in ALL_METRIC_INFO.items():
         r, g = _stack(ref_rows, name), _stack(gen_rows, name)
@@ -245,23 +269,19 @@ def compare_sets(
             "kind": "histogram" if name in VECTOR_METRICS else "scalar",
             "reference": _summary(r),
             "generated": _summary(g),
-            "oa": None,
+            "oa": overlaps.get(name),
         }
         if name in VECTOR_METRICS:
             entry["classes"] = list(VECTOR_METRICS[name])
-        if r is not None and g is not None:
-            oa, _, _ = metric_overlap(r, g, same)
-            entry["oa"] = _finite(oa)
         metrics[name] = entry
 
-    oas = [m["oa"] for m in metrics.values() if m["oa"] is not None]
     report: dict[str, Any] = {
         "reference": {"source": ref.source, "pieces": len(ref.pieces), "read": ref.total or len(ref.pieces),
                       "skipped": len(ref.skipped)},
         "generated": {"source": gen.source, "pieces": len(gen.pieces), "read": gen.total or len(gen.pieces),
                       "skipped": len(gen.skipped)},
         "metrics": metrics,
-        "mean_oa": float(np.mean(oas)) if oas else None,
+        "mean_oa": mean_of_overlaps(overlaps),
         "exact_copies": int(same.any(axis=0).sum()),
     }
     gen_abc = gen.abc_texts

@@ -269,20 +269,14 @@ def _piece_rows(representation, grids: torch.Tensor, widths: list[int] | None = 
 
 
 def mean_overlap(reference: list[dict[str, Any]], generated: list[dict[str, Any]]) -> float | None:
-    """Mean OA over the note metrics of two sets of `note_metrics` rows, as `fmusic evaluate` computes it (no
-    copies are excused: these rolls are never the reference's); None when none can be computed."""
-    from fractalmusic.metrics.overlap import metric_overlap
+    """Mean OA over the note metrics of two sets of `note_metrics` rows, computed by `fmusic evaluate`'s own
+    `metric_overlaps` (no copies are excused: these rolls are never the reference's); None when none can be
+    computed."""
+    from fractalmusic.metrics.report import mean_of_overlaps, metric_overlaps
 
     if len(reference) < 2 or not generated:
         return None
-    oas = []
-    for name in reference[0]:
-        r = np.array([row[name] for row in reference], dtype=np.float64)
-        g = np.array([row[name] for row in generated], dtype=np.float64)
-        oa, _, _ = metric_overlap(r, g)
-        if math.isfinite(oa):
-            oas.append(oa)
-    return float(np.mean(oas)) if oas else None
+    return mean_of_overlaps(metric_overlaps(reference, generated))
 
 
 def _even(values: tuple, k: int) -> tuple:
