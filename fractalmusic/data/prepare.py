@@ -12,7 +12,9 @@ from __future__ import annotations
 import gc
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -133,25 +135,45 @@ def _start_worker(parent_pid: int, ahead=None) -> None:
     _AHEAD = ahead
 
 
-def _read_batch_in_worker(items: list, notes: bool) -> list:
+_STORES: dict[str, Cache] = {}  # in a reader worker: the caches it writes its files' entries to, by folder
+
+
+def _read_batch_in_worker(items: list, notes: bool, store: str | None = None) -> tuple[list, str | None]:
     """Several files per task: a MIDI file reads in milliseconds, less than handing one task to a worker costs.
-    Each file's cache entry facts (summaries, content hashes: `_entry_meta`) are worked out here too, so that the
-    main process, which encodes every piece, only stores them; and, when the pool was given a representation with
-    `work_ahead`, what it can work out about each piece before it is fitted (MIDI words' arrays), in parallel."""
-    out = []
-    for path, extra in items:
+    Each file's cache entry (summaries, content hashes: `_entry_meta`) is made here too; with `store` (a cache
+    folder: the cache, or a scratch folder when there is none) the entries are written there as one bundle, and
+    their pieces are not sent back: the main process reads them from the bundle (one file read instead of pickling
+    every note through a pipe and back). When the pool was given a representation with `work_ahead`, what it can
+    work out about each piece before it is fitted (MIDI words' arrays) is done here too, in parallel.
+    Returns ([pieces or None (in the bundle), tune errors, error, entry meta, work ahead] per file, the bundle's
+    path or None)."""
+    out, entries = [], []
+    for path, extra, key in items:
         pieces, tune_errors, error = _read_in_worker(path, notes, *extra)
-        meta, _ = _entry_meta(Path(path), pieces, tune_errors, error, notes_too=False)
-        work = _work_ahead(_AHEAD, pieces)
-        out.append((pieces, tune_errors, error, meta, work))
-    return out
+        meta, arr = _entry_meta(Path(path), pieces, tune_errors, error, notes_too=store is not None)
+        out.append([pieces, tune_errors, error, meta, _work_ahead(_AHEAD, pieces)])
+        entries.append((key, meta, arr))
+    written = None
+    if store is not None:
+        cache = _STORES.get(store)
+        if cache is None:
+            cache = _STORES[store] = Cache(store)
+        try:
+            written = cache.write_pieces_bundle(entries)
+        except OSError:  # a full or read-only folder: the pieces go back the slow way
+            written = None
+    if written is None:
+        return out, None
+    for row in out:
+        row[0] = None
+    return out, str(written)
 
 
-def _work_ahead(ahead, pieces: list[Piece]) -> list | None:
+def _work_ahead(ahead, pieces: list[Piece], compact: bool = True) -> list | None:
     if ahead is None or not pieces:
         return None
     try:
-        return [ahead.work_ahead(p) for p in pieces]
+        return [ahead.work_ahead(p, compact) for p in pieces]
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception:  # the main process works it out again, and says what is wrong with the piece then
@@ -234,7 +256,8 @@ class FileEntry:
         out, start = [], 0
         for row in rows:
             n = int(row["n"])
-            out.append(_piece_from_row(row, arr[start : start + n].copy(), self.path))
+            # the array was read for this entry alone: a file of one piece takes it whole, others copy their part
+            out.append(_piece_from_row(row, arr if len(rows) == 1 else arr[start : start + n].copy(), self.path))
             start += n
         self.loaded = out
         return out
@@ -585,8 +608,10 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
         return 0
     bar = _progress(len(entries), f"reading {name}")
     kept_notes = 0
+    scratch = None  # a folder the reader workers write to when there is no cache
 
-    def finish(e: FileEntry, outcome, made: dict | None = None, work: list | None = None) -> None:
+    def finish(e: FileEntry, outcome, made: dict | None = None, work: list | None = None,
+               work_here: bool = False) -> None:
         pieces, tune_errors, error = outcome  # a reader worker sends the entry's meta (`made`) with the pieces
         meta, arr = _entry_meta(e.path, pieces, tune_errors, error, made)
         try:
@@ -600,7 +625,28 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
         if pieces and (not cache.enabled or kept_notes + len(arr) <= KEEP_LOADED_NOTES):
             e.loaded = pieces
             kept_notes += len(arr)
+            if work is None and work_here:  # this process waits on the reader workers: it works ahead meanwhile
+                work = _work_ahead(ahead, pieces, compact=False)  # (kept here: not made small to travel)
             if work is not None and len(work) == len(pieces):  # what a reader worker worked out ahead
+                for piece, done in zip(pieces, work):
+                    ahead.take_ahead(piece, done)
+        else:
+            e.loaded = None
+        bar.update(1)
+
+    def finish_stored(e: FileEntry, meta: dict, work: list | None, store: Cache) -> None:
+        """A file a reader worker read and wrote to `store` itself (`_read_batch_in_worker`): its pieces are loaded
+        from there when this run keeps them in memory (as `finish` keeps them)."""
+        nonlocal kept_notes
+        e.meta = meta
+        rows = meta.get("pieces") or []
+        n = sum(int(r["n"]) for r in rows)
+        if rows and not meta.get("error") and (not cache.enabled or kept_notes + n <= KEEP_LOADED_NOTES):
+            pieces = e.pieces(store, notes)
+            kept_notes += n
+            if work is None:  # this process waits on the reader workers: it works ahead meanwhile
+                work = _work_ahead(ahead, pieces, compact=False)  # (kept here: not made small to travel)
+            if work is not None and len(work) == len(pieces):
                 for piece, done in zip(pieces, work):
                     ahead.take_ahead(piece, done)
         else:
@@ -629,6 +675,16 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
                 e.data = None  # workers read their files themselves (sending the bytes would cost more)
             per_task = max(1, min(16, len(todo) // (n_workers * 8)))
             batches = [todo[i : i + per_task] for i in range(0, len(todo), per_task)]
+            # the workers write the entries to the cache themselves (with no cache: to a scratch folder, removed
+            # when reading ends), and this process reads them back from there
+            store = cache
+            if not cache.enabled:
+                try:
+                    scratch = tempfile.mkdtemp(prefix="fractalmusic-read-")
+                    store = Cache(scratch)
+                except OSError:
+                    store = cache  # the pieces come back through the pool then
+            store_root = str(store.root.parent) if store.enabled else None
             try:
                 with ProcessPoolExecutor(max_workers=n_workers, initializer=_start_worker,
                                          initargs=(os.getpid(), ahead if n_workers >= AHEAD_WORKERS else None)
@@ -638,14 +694,22 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
                             futures = {
                                 pool.submit(
                                     _read_batch_in_worker,
-                                    [(str(e.path), _reader_args(e)) for e in batch],
+                                    [(str(e.path), _reader_args(e), e.key) for e in batch],
                                     notes,
+                                    store_root,
                                 ): batch
                                 for batch in batches
                             }
                         for fut in as_completed(futures):
-                            for e, (*outcome, made, work) in zip(futures[fut], fut.result()):
-                                finish(e, outcome, made, work)
+                            batch = futures[fut]
+                            rows, written = fut.result()
+                            if written is not None:
+                                store.adopt_pieces([e.key for e in batch], written)
+                            for e, (pieces, tune_errors, error, made, work) in zip(batch, rows):
+                                if pieces is None:
+                                    finish_stored(e, made, work, store)
+                                else:
+                                    finish(e, (pieces, tune_errors, error), made, work, work_here=True)
                     except (KeyboardInterrupt, SystemExit):  # Ctrl-C: stop now, not after every queued file
                         stop_pool(pool)
                         raise
@@ -657,4 +721,6 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
     finally:
         bar.close()
         cache.flush()  # the entries gathered so far, also when interrupted: the next run starts from them
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return len(entries)
