@@ -300,6 +300,147 @@ def note_length(num: str, slashes: str, den: str) -> Fraction:
     return Fraction(n, 2 ** len(slashes))
 
 
+# The two ways ABC 2.1 writes a length below the unit: the short one ("A/" "A//" "A3/", what most folk books write)
+# and the explicit one ("A/2" "A/4" "A3/2", O'Neill's 1850 writes it half the time). They mean the same length.
+LENGTH_STYLES = ("short", "explicit")
+_RESPELL = re.compile(
+    r"""(?P<keep>"[^"\n]*"?|![^!\n]*!|\+[^+\n]*\+|\[[A-Za-z]:[^\]\n]*\]|(?<!\\)%.*)
+      |(?P<head>(?:\^\^|\^|__|_|=)?[A-Ga-gzx][,']*|\])(?P<num>[0-9]*)(?P<slashes>/+)(?P<den>[0-9]*)""",
+    re.X,
+)
+
+
+def length_text(length: Fraction, style: str) -> str | None:
+    """How a length below or between whole units (a power-of-two denominator up to 16) is written after a note in
+    `style` ("short": "/" "//" "3/"; "explicit": "/2" "/4" "3/2"); None for a whole number or another
+    denominator (nothing to choose there)."""
+    n, d = length.numerator, length.denominator
+    if d not in (2, 4, 8, 16) or n < 1:
+        return None
+    if style == "explicit":
+        return ("" if n == 1 else str(n)) + "/" + str(d)
+    if n == 1:
+        return "/" * (d.bit_length() - 1)
+    return f"{n}/" if d == 2 else f"{n}/{d}"
+
+
+def respell_lengths(text: str, style: str) -> str:
+    """One tune's text with every note, rest and chord length below or between units written in `style`
+    (`LENGTH_STYLES`): "A/2" and "A/" are the same length, so is "A3/2" and "A3/". Fields, inline fields,
+    quoted strings, decorations and comments are left alone, and so is a length written in a way the style does
+    not cover (no slash, "A2/4", "A//2", a denominator that is not a power of two). The music does not change:
+    `bars_of` reads the same bar lengths from the result."""
+    if style not in LENGTH_STYLES:
+        raise ValueError(f"style must be one of {LENGTH_STYLES}, not {style!r}")
+
+    def repl(m: re.Match) -> str:
+        if m.group("keep") is not None:
+            return m.group(0)
+        num, slashes, den = m.group("num"), m.group("slashes"), m.group("den")
+        if den and len(slashes) > 1:
+            return m.group(0)
+        length = note_length(num, slashes, den)
+        written = Fraction(int(num or 1), int(den) if den else 2 ** len(slashes))
+        if den and written.numerator != int(num or 1):  # "A2/4": not in lowest terms, left as written
+            return m.group(0)
+        new = length_text(length, style)
+        return m.group(0) if new is None else m.group("head") + new
+
+    lines = text.split("\n")
+    fields = line_fields(lines)
+    return "\n".join(line if field is not None or line.lstrip().startswith("%") else _RESPELL.sub(repl, line)
+                     for line, field in zip(lines, fields))
+
+
+_RESCALE = re.compile(
+    r"""(?P<keep>"[^"\n]*"?|![^!\n]*!|\+[^+\n]*\+|(?<!\\)%.*|\[[A-KM-Za-z]:[^\]\n]*\]|\[(?=[\d|]))
+      |(?P<unit>\[L:[^\]\n]*\])
+      |(?P<chord>\[[^\]\n]*\])(?P<cnum>[0-9]*)(?P<cslashes>/*)(?P<cden>[0-9]*)
+      |(?P<head>(?:\^\^|\^|__|_|=)?[A-Ga-gzx][,']*)(?P<num>[0-9]*)(?P<slashes>/*)(?P<den>[0-9]*)""",
+    re.X,
+)
+
+
+class _CannotRescale(Exception):
+    pass
+
+
+def _unit_text(unit: Fraction) -> str:
+    return "1" if unit == 1 else f"{unit.numerator}/{unit.denominator}"
+
+
+def rescale_unit(text: str, factor: Fraction | int) -> str | None:
+    """One tune written with a unit length (L:) `factor` times its own, every length divided by `factor` so the
+    music is the same: with factor 2 an L:1/8 tune becomes L:1/4 and "A2 B/" becomes "A B//"; with 1/2 it becomes
+    L:1/16 and "A2 B/" becomes "A4 B". A tune without L: gets one (its M:'s default, rescaled); L: fields in the
+    body and inline [L:..] fields are rescaled too; a chord's length is rescaled on its suffix ("[ce]2"), its
+    notes left as written. Lengths below the unit are written the short way ("/", "//", "3/").
+
+    None when it cannot be done faithfully: a length that would need a denominator above 16, a unit that would be
+    longer than a whole note or shorter than 1/64, a tempo given as a bare number of units (Q:120), or a tune with
+    no L: that changes M: in its body (its default unit could change with it)."""
+    factor = Fraction(factor)
+    lines = text.split("\n")
+    fields = line_fields(lines)
+    header_end = next((i for i, f in enumerate(fields) if f == "K"), None)
+    if header_end is None:
+        return None
+    header = lines[: header_end + 1]
+    values = header_fields("\n".join(header))
+    if values.get("Q") and re.fullmatch(r"\d+", values["Q"]):
+        return None
+
+    def scaled_unit(unit: Fraction) -> Fraction:
+        new = unit * factor
+        if new > 1 or new < Fraction(1, 64):
+            raise _CannotRescale
+        return new
+
+    def length(num: str, slashes: str, den: str) -> str:
+        new = note_length(num, slashes, den) / factor
+        if new.denominator == 1:
+            return "" if new == 1 else str(new.numerator)
+        out = length_text(new, "short")
+        if out is None:
+            raise _CannotRescale
+        return out
+
+    def repl(m: re.Match) -> str:
+        if m.group("keep") is not None:
+            return m.group(0)
+        if m.group("unit") is not None:
+            unit = parse_unit(m.group("unit")[3:-1])
+            if unit is None:
+                raise _CannotRescale
+            return "[L:" + _unit_text(scaled_unit(unit)) + "]"
+        if m.group("chord") is not None:
+            return m.group("chord") + length(m.group("cnum"), m.group("cslashes"), m.group("cden"))
+        return m.group("head") + length(m.group("num"), m.group("slashes"), m.group("den"))
+
+    out = []
+    try:
+        has_unit = "L" in values
+        if not has_unit and any(f == "M" for f in fields[header_end + 1:]):
+            return None
+        for i, (line, field) in enumerate(zip(lines, fields)):
+            if field == "L":
+                unit = parse_unit(line.strip()[2:])
+                if unit is None:
+                    return None
+                out.append("L:" + _unit_text(scaled_unit(unit)))
+            elif field is not None or line.lstrip().startswith("%"):
+                if i == header_end and not has_unit:
+                    out.append("L:" + _unit_text(scaled_unit(default_unit(parse_meter(values.get("M"))))))
+                out.append(line)
+            elif i < header_end:
+                out.append(line)
+            else:
+                out.append(_RESCALE.sub(repl, line))
+    except _CannotRescale:
+        return None
+    return "\n".join(out)
+
+
 class BarReader:
     """A small state machine over an ABC body that measures every bar: `read_body(reader, lines)` feeds it a body,
     `read_line(reader, text)` one line of music; `reader.voice.length` is the length of the bar under way."""

@@ -352,12 +352,22 @@ def test_an_abc_run_from_before_the_bar_clean_up_resumes_on_the_tunes_it_started
     rep.fit([Piece(abc="X:1\nM:2/4\nL:1/8\nK:D\nABcd|efga|\n")])
     gen = plugins.get_generator("fractalmusic:lstm").build({"hidden_size": 8}, rep.spec())
     payload = make_payload(rep, gen, step=1)
-    assert payload["representation"]["state_version"] == 2
+    assert payload["representation"]["state_version"] == 3
     save_checkpoint(tmp_path / "new.pt", payload)
-    assert Checkpoint.load(tmp_path / "new.pt").build()[0].config.min_bar_share == 0.9
+    new, _ = Checkpoint.load(tmp_path / "new.pt").build()
+    assert new.config.min_bar_share == 0.9 and new.config.respell_lengths == rep.config.respell_lengths
     state = json.loads(payload["representation"]["state"])
+    # version 2 had no respell_lengths, rescale_units or length_spelling: they upgrade to what version 2 did (a
+    # resumed run keeps its items, and a loaded model reads text, as they were)
+    for name in ("respell_lengths", "rescale_units", "length_spelling"):
+        del state["config"][name]
+    payload["representation"].update(state_version=2, state=json.dumps(state))
+    save_checkpoint(tmp_path / "v2.pt", payload)
+    v2, _ = Checkpoint.load(tmp_path / "v2.pt").build()
+    assert v2.config.min_bar_share == 0.9
+    assert (v2.config.respell_lengths, v2.config.rescale_units, v2.config.length_spelling) == (0.0, 0.0, "keep")
     del state["config"]["min_bar_share"]
     payload["representation"].update(state_version=1, state=json.dumps(state))
     save_checkpoint(tmp_path / "old.pt", payload)
     old, _ = Checkpoint.load(tmp_path / "old.pt").build()
-    assert old.config.min_bar_share == 0.0 and old.chars == rep.chars
+    assert old.config.min_bar_share == 0.0 and old.config.respell_lengths == 0.0 and old.chars == rep.chars

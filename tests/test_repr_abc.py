@@ -294,3 +294,53 @@ def test_data_preparation_leaves_out_and_reports_tunes_that_lose_their_metre(tmp
     assert any("1 bars disagree with M:" in line for line in got.report.read_lines)
     kept = prepare_data(cfg, ABCRepresentation(min_bar_share=0), log=None)
     assert len(kept.train) == 9 and not kept.report.skipped
+
+
+HALVES = "X:1\nT:Halves\nM:2/4\nL:1/8\nK:D\nA/B/c d3/e/ | f2 z/2g/2a |]\n"
+
+
+def test_training_items_take_both_spellings_of_short_lengths():
+    from fractalmusic.data.dataset import PieceStore, TokenCropDataset, WholeTuneDataset
+
+    texts = set()
+    for share, want in ((0.0, 1), (1.0, 2)):
+        rep = ABCRepresentation(respell_lengths=share).fit([Piece(abc=HALVES)])
+        store = PieceStore("tokens", arrays=[rep.encode(Piece(abc=HALVES))])
+        crops = TokenCropDataset(store, rep, crop_length=256, augment_factor=40, seed=3)
+        got = {rep.array_to_text(crops[i]["tokens"]) for i in range(len(crops))}
+        assert len(got) == want, got
+        texts |= got
+        again = TokenCropDataset(store, rep, crop_length=256, augment_factor=40, seed=3)
+        assert all(np.array_equal(crops[i]["tokens"], again[i]["tokens"]) for i in range(len(crops)))
+        whole = WholeTuneDataset(store, rep, crop_length=256, augment_factor=40, seed=3)
+        assert {rep.array_to_text(whole[i]["tokens"]) for i in range(len(whole))} == got
+    bodies = {t.splitlines()[-1] for t in texts}
+    assert bodies == {"A/B/c d3/e/ | f2 z/2g/2a |]",  # as written (share 0): mixed
+                      "A/B/c d3/e/ | f2 z/g/a |]", "A/2B/2c d3/2e/2 | f2 z/2g/2a |]"}  # share 1: one or the other
+    rep = ABCRepresentation().fit([Piece(abc=HALVES)])
+    assert rep.config.respell_lengths == 0.0  # the default until measured (docs/BENCHMARKS.md)
+    assert np.array_equal(rep.rewrite(rep.encode(Piece(abc=HALVES)), 0), rep.encode(Piece(abc=HALVES)))
+    digits = ABCRepresentation().fit([Piece(abc=HALVES.replace("/2", "/").replace("2", "4"))])
+    assert digits.rewrite(digits.encode(Piece(abc="X:1\nK:D\nA/B/|\n")), 2) is None  # no "2" in the vocabulary
+    with pytest.raises(ConfigError, match="respell-lengths"):
+        ABCRepresentation(respell_lengths=2)
+
+
+def test_lengths_below_the_unit_are_written_one_way_and_music21_hears_the_same_tune():
+    import music21
+
+    explicit = "X:38\nT:Good Morning Fair Maid\nM:3/4\nL:1/4\nK:G\nG/2A/2 | B A G | c2 d/2c/2 | B3/2A/2 G/4A/4B/2 | G2 :|\n"
+    assert ABCRepresentation().config.length_spelling == "keep"  # the default until measured; see BENCHMARKS
+    rep = ABCRepresentation(length_spelling="short")
+    short = rep.normalise(explicit)
+    assert short.splitlines()[-1] == "G/A/ | B A G | c2 d/c/ | B3/A/ G//A//B/ | G2 :|"
+    assert ABCRepresentation(length_spelling="explicit").normalise(short) == normalise_abc(explicit)
+    assert ABCRepresentation(length_spelling="keep").normalise(explicit) == normalise_abc(explicit)
+
+    def heard(text):
+        notes = music21.converter.parse(text, format="abc").flatten().notes
+        return [(n.pitch.midi, float(n.quarterLength)) for n in notes]
+
+    assert heard(short) == heard(explicit)
+    with pytest.raises(ConfigError, match="length-spelling"):
+        ABCRepresentation(length_spelling="long")

@@ -19,9 +19,11 @@ Epoch sizes:
 * validation windows: fixed offsets 0, crop, 2 crop, ... covering every piece once, no augmentation.
 
 Pitch shifts are drawn uniformly in [pitch_shift_min, pitch_shift_max] per item and applied with
-`representation.transpose`; where it returns None (the shift is impossible) the item stays unshifted. Token
-transpositions of a whole piece are memoised per (piece, shift): text transposition costs more than a crop.
-Grids transpose only the crop.
+`representation.transpose`; where it returns None (the shift is impossible) the item stays unshifted. Token items
+(crops and whole tunes) then draw a way of writing the same music from `representation.draw_rewrite` (abc: the
+spelling of lengths below the unit; most representations draw nothing) and apply it with
+`representation.rewrite` (None: the item stays as written). Whole-piece token transpositions and rewrites are
+memoised per (piece, shift, variant): text transposition costs more than a crop. Grids transpose only the crop.
 """
 from __future__ import annotations
 
@@ -228,24 +230,30 @@ class GridWindowDataset(_ItemDataset):
 
 # ----------------------------------------------------------------------------------------------------- tokens
 class _TokenShiftMemo:
-    """Whole-piece token transpositions, memoised per (piece, shift); bounded so a huge corpus cannot fill memory."""
+    """Whole-piece token transpositions and rewrites, memoised per (piece, shift, variant); bounded so a huge corpus
+    cannot fill memory."""
 
     def __init__(self, store: PieceStore, representation, capacity: int = 50_000):
         self.store = store
         self.representation = representation
         self.capacity = capacity
-        self._memo: dict[tuple[int, int], np.ndarray] = {}
+        self._memo: dict[tuple[int, int, int], np.ndarray] = {}
 
-    def get(self, piece: int, shift: int) -> np.ndarray:
-        if not shift:
+    def get(self, piece: int, shift: int, variant: int = 0) -> np.ndarray:
+        if not shift and not variant:
             return self.store[piece]
-        key = (piece, shift)
+        key = (piece, shift, variant)
         hit = self._memo.get(key)
         if hit is not None:
             return hit
         original = np.asarray(self.store[piece], dtype=np.int64)
-        moved = self.representation.transpose(original, shift)
-        out = original if moved is None else np.asarray(moved[0], dtype=np.int64)
+        out = original
+        if shift:
+            moved = self.representation.transpose(original, shift)
+            out = original if moved is None else np.asarray(moved[0], dtype=np.int64)
+        if variant:
+            written = self.representation.rewrite(out, variant)
+            out = out if written is None else np.asarray(written, dtype=np.int64)
         if len(self._memo) >= self.capacity:
             self._memo.clear()
         self._memo[key] = out
@@ -277,7 +285,7 @@ class TokenCropDataset(_ItemDataset):
         rng = self.rng(index)
         piece = self.piece_of(index)
         shift = self.shifts.draw(rng)
-        tokens = self._memo.get(piece, shift)
+        tokens = self._memo.get(piece, shift, self.representation.draw_rewrite(rng))
         width = self.crop_length + 1
         start = int(rng.integers(0, len(tokens) - width + 1)) if len(tokens) > width else 0
         return {"tokens": np.array(tokens[start : start + width], dtype=np.int64)}
@@ -326,7 +334,8 @@ class WholeTuneDataset(_ItemDataset):
         index = self._check_index(index)
         rng = self.rng(index)
         piece = index % self.n_pieces
-        tokens = self._memo.get(piece, self.shifts.draw(rng))
+        shift = self.shifts.draw(rng)
+        tokens = self._memo.get(piece, shift, self.representation.draw_rewrite(rng))
         return {"tokens": np.array(tokens[: self.crop_length + 1], dtype=np.int64)}
 
     @property

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Iterable
 
 import numpy as np
 
-from fractalmusic.abcsyntax import header_fields, parse_key
+from fractalmusic.abcsyntax import LENGTH_STYLES, header_fields, parse_key, rescale_unit, respell_lengths
 from fractalmusic.errors import CheckpointError, ConfigError, DataError, FractalMusicError
 from fractalmusic.piece import Piece
-from fractalmusic.representations.abc_text import ANNOTATION_MODES, HEADER_MODES, header_facts, line_fields, normalise_abc, transpose_abc
+from fractalmusic.representations.abc_text import ANNOTATION_MODES, HEADER_MODES, LENGTH_MODES, header_facts, line_fields, normalise_abc, transpose_abc
 from fractalmusic.representations.base import Representation
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -36,6 +37,17 @@ class ABCConfig:
     # and counted in the report; measured on the folk corpus, a model trained without them loses its metre less
     # often (docs/BENCHMARKS.md). 0 keeps every tune
     min_bar_share: float = 0.9  # tunes with fewer well-formed bars than this share are not trained on (0: keep all)
+    # the share of training items whose lengths below the unit are rewritten in one of ABC's two spellings, half
+    # in the short one ("A/" "A//" "A3/") and half in the explicit one ("A/2" "A/4" "A3/2"): the same music, so
+    # the model learns both and a book written the other way does not surprise it (docs/BENCHMARKS.md). 0: every
+    # item as written
+    respell_lengths: float = 0.0
+    # how lengths below the unit are written in the normalised text: "short" ("A/" "A//" "A3/", as most folk books
+    # write them), "explicit" ("A/2" "A/4" "A3/2") or "keep" (as each tune writes them)
+    length_spelling: str = "keep"
+    # the share of training items rewritten with another unit length (L:), half with twice the tune's unit and
+    # half with half of it, every length rescaled so the music stays the same (`abcsyntax.rescale_unit`)
+    rescale_units: float = 0.0
 
     def __post_init__(self):
         if self.header_mode not in HEADER_MODES:
@@ -46,6 +58,12 @@ class ABCConfig:
             raise ConfigError(f"--annotations must be one of {', '.join(ANNOTATION_MODES)}, not {self.annotations!r}")
         if not 0.0 <= float(self.min_bar_share) <= 1.0:
             raise ConfigError(f"--min-bar-share must be between 0 and 1, not {self.min_bar_share}")
+        if not 0.0 <= float(self.respell_lengths) <= 1.0:
+            raise ConfigError(f"--respell-lengths must be between 0 and 1, not {self.respell_lengths}")
+        if self.length_spelling not in LENGTH_MODES:
+            raise ConfigError(f"--length-spelling must be one of {', '.join(LENGTH_MODES)}, not {self.length_spelling!r}")
+        if not 0.0 <= float(self.rescale_units) <= 1.0:
+            raise ConfigError(f"--rescale-units must be between 0 and 1, not {self.rescale_units}")
 
 
 def piece_from_abc_text(text: str, repairs: dict[str, int] | None = None, source: str | None = None) -> Piece:
@@ -169,8 +187,10 @@ class ABCRepresentation(Representation):
     Config = ABCConfig
     uses_abc_text = True
     # 2: the config gained `min_bar_share` (the clean-up that leaves out tunes whose bars disagree with M:); a
-    # state written before it upgrades to 0, so a resumed run keeps training on the tunes it started with
-    state_version = 2
+    # state written before it upgrades to 0, so a resumed run keeps training on the tunes it started with; 3: the
+    # config gained `respell_lengths` and `rescale_units`, which upgrade to 0 (a resumed run keeps its items as
+    # written)
+    state_version = 3
     # a fresh `fmusic train` moves each training crop's tune by a uniform -5..+6 semitones (K: and the notes move
     # together, see `transpose`) unless a --pitch-shift option is given: measured on the folk corpus with one book
     # held out, the LSTM then scores lower bits per character on the unseen book (docs/BENCHMARKS.md). A shift that
@@ -209,7 +229,7 @@ class ABCRepresentation(Representation):
         return list(self._chars or ())
 
     def normalise(self, text: str) -> str:
-        return normalise_abc(text, self.config.header_mode, self.config.annotations)
+        return normalise_abc(text, self.config.header_mode, self.config.annotations, self.config.length_spelling)
 
     def token_texts(self) -> list[str]:
         """The text of every token id ("" for <pad> <bos> <eos> <unk>): what a sampling constraint reads
@@ -344,6 +364,43 @@ class ABCRepresentation(Representation):
             return None
         return np.concatenate([head, ids, tail]).astype(np.int64), 0
 
+    def draw_rewrite(self, rng) -> int:
+        """How a training item is written: spelling + 3 * unit. spelling: 0 as written, or 1 + the index in
+        `LENGTH_STYLES` of the spelling its lengths below the unit take, each with half of `respell_lengths`'
+        share; unit: 0 as written, 1 twice the unit, 2 half of it, each with half of `rescale_units`' share. A
+        share of 0 draws nothing."""
+        variant = 0
+        for share, scale in ((float(self.config.respell_lengths), 1), (float(self.config.rescale_units), 3)):
+            if share > 0.0:
+                u = float(rng.random())
+                variant += 0 if u >= share else scale * (1 + int(u >= share / 2))
+        return variant
+
+    def rewrite(self, array: np.ndarray, variant: int) -> np.ndarray | None:
+        """A whole tune's array written the way `variant` names (see `draw_rewrite`): the same music; the same
+        array for variant 0; None when the text holds specials, the unit cannot be rescaled faithfully
+        (`abcsyntax.rescale_unit`), or the rewrite needs characters the vocabulary lacks."""
+        arr = np.asarray(array, dtype=np.int64).reshape(-1)
+        if variant == 0:
+            return arr.copy()
+        head = arr[:1] if len(arr) and arr[0] == BOS else arr[:0]
+        tail = arr[-1:] if len(arr) > len(head) and arr[-1] == EOS else arr[:0]
+        body = arr[len(head) : len(arr) - len(tail)]
+        if np.any((body < len(SPECIALS)) | (body >= self.vocab_size)):
+            return None
+        text = "".join([self._id_to_char[i] for i in body.tolist()])
+        spelling, unit = int(variant) % 3, int(variant) // 3
+        if unit:
+            text = rescale_unit(text, 2 if unit == 1 else Fraction(1, 2))
+            if text is None:
+                return None
+        if spelling:
+            text = respell_lengths(text, LENGTH_STYLES[spelling - 1])
+        ids = self._text_ids(text)
+        if np.any(ids == UNK):
+            return None
+        return np.concatenate([head, ids, tail]).astype(np.int64)
+
     def text_to_array(self, text: str) -> np.ndarray:
         self._require_fitted()
         missing = sorted({c for c in text if c not in self._index})
@@ -359,15 +416,19 @@ class ABCRepresentation(Representation):
     # what `normalise` writes, versioned: encoded packs in the data cache are keyed by the fingerprint (this state),
     # so a change to the normalisation must change this number (3: with annotations dropped, backquotes and y
     # spacers go and continued lines are joined; 4: every one-letter decoration H-W and h-w goes; 5: the fitted
-    # state also holds the key signatures a transposition may reach, so older cached states are refitted). load_state ignores
-    # it.
-    TEXT_VERSION = 5
+    # state also holds the key signatures a transposition may reach, so older cached states are refitted; 6: lengths
+    # below the unit written one way, `length_spelling`). load_state ignores it.
+    TEXT_VERSION = 6
 
     @classmethod
     def upgrade_state(cls, state: dict[str, Any], from_version: int) -> dict[str, Any]:
-        if from_version < 2:
+        if from_version < 3:
             config = dict(state.get("config") or {})
-            config.setdefault("min_bar_share", 0.0)
+            if from_version < 2:
+                config.setdefault("min_bar_share", 0.0)
+            config.setdefault("respell_lengths", 0.0)
+            config.setdefault("rescale_units", 0.0)
+            config.setdefault("length_spelling", "keep")
             state = {**state, "config": config}
         return state
 

@@ -33,11 +33,14 @@ from fractalmusic.abcsyntax import (  # noqa: F401  (field_of, line_fields, KeyS
     parse_meter,
     parse_tempo,
     parse_unit,
+    respell_lengths,
     unit_length,
 )
 
 HEADER_MODES = ("musical", "all")
 ANNOTATION_MODES = ("keep", "drop")
+# how `normalise_abc` writes lengths below the unit: "keep" as written, or one of abcsyntax.LENGTH_STYLES
+LENGTH_MODES = ("keep", "short", "explicit")
 
 # Fields kept by header_mode="musical": X T M L K Q R P V as musicians expect, plus U: (user symbols) and
 # m: (macros), because they change what the body's symbols mean.
@@ -93,7 +96,7 @@ def drop_annotations(line: str) -> str:
     return _SPACES.sub(" ", "".join(kept)).strip()
 
 
-def normalise_abc(text: str, header_mode: str = "musical", annotations: str = "keep") -> str:
+def normalise_abc(text: str, header_mode: str = "musical", annotations: str = "keep", lengths: str = "keep") -> str:
     """One tune's text with whitespace normalised and, in "musical" mode, only musical fields kept.
 
     Lines are stripped, runs of spaces/tabs become one space, blank lines go (a blank line ends a tune in ABC),
@@ -102,8 +105,12 @@ def normalise_abc(text: str, header_mode: str = "musical", annotations: str = "k
     continuation backslash to the next music line (one space between; layout only, the music is the same). In
     "musical" mode comment lines, stylesheet directives (%%...), trailing % comments and non-musical fields (N: B:
     Z: S: O: H: D: F: G: A: C: W: w: I: ...) are dropped, in the header and in the body alike; "all" keeps every
-    line. The result ends with one newline (or is empty).
+    line. `lengths="short"` (or "explicit") writes every length below the unit one way, "A/" "A//" "A3/" (or
+    "A/2" "A/4" "A3/2"), the same lengths (`abcsyntax.respell_lengths`). The result ends with one newline (or is
+    empty).
     """
+    if lengths not in LENGTH_MODES:
+        raise ValueError(f"lengths must be one of {LENGTH_MODES}, not {lengths!r}")
     if header_mode not in HEADER_MODES:
         raise ValueError(f"header_mode must be one of {HEADER_MODES}, not {header_mode!r}")
     if annotations not in ANNOTATION_MODES:
@@ -154,7 +161,10 @@ def normalise_abc(text: str, header_mode: str = "musical", annotations: str = "k
             joining = continued and bool(out) and (joining or bool(line))
             continue
         out.append(_SPACES.sub(" ", line))
-    return "\n".join(out) + "\n" if out else ""
+    if not out:
+        return ""
+    text = "\n".join(out) + "\n"
+    return text if lengths == "keep" else respell_lengths(text, lengths)
 
 
 # --------------------------------------------------------------------------------------------- keys

@@ -103,6 +103,16 @@ class Representation:
         """The encoded array moved by `semitones`, with the number of notes dropped; None if impossible."""
         return None
 
+    def draw_rewrite(self, rng) -> int:
+        """Which way of writing the same music a training item takes (0: as written), drawn from the item's numpy
+        generator `rng`; `rewrite` applies it. Default: 0, without drawing (the item's other draws stay as
+        they were). `abc` writes lengths below the unit in either of ABC's two spellings (`--respell-lengths`)."""
+        return 0
+
+    def rewrite(self, array: np.ndarray, variant: int) -> np.ndarray | None:
+        """A whole encoded piece written the `variant` way (the same music); None when it cannot be."""
+        return None
+
     def training_problem(self, piece: Piece) -> str | None:
         """Why a read piece should be left out of training and validation (data preparation skips it and reports
         the reason), or None to keep it. `encode` must still take any piece (primers, evaluation). The built-in
