@@ -469,3 +469,20 @@ def test_an_interrupted_pool_keeps_what_its_workers_wrote(tmp_path, monkeypatch)
     again = read_corpus(corpus, True, Cache(tmp_path / "c"), workers=0)
     assert again.read_now <= 12 - 1 - sum(adopted)  # the file read in-process, and the workers' bundles, stay
     assert _cached_entries(tmp_path / "c", again.files) == _cached_entries(tmp_path / "whole", whole.files)
+
+
+def test_cached_notes_are_read_through_a_private_mapping(tmp_path):
+    """Notes loaded from a bundle lie on the file's cached pages: the array can be written (the piece's own copy
+    of a page then), and the bundle stays as it was written."""
+    cache = Cache(tmp_path / "c")
+    notes = np.zeros(5, dtype=prepare.NOTE_DTYPE)
+    notes["pitch"] = [60, 62, 64, 65, 67]
+    cache.save_pieces("k", {"error": None, "pieces": []}, notes)
+    cache.save_pieces("empty", {"error": "no notes", "pieces": []}, np.zeros(0, dtype=prepare.NOTE_DTYPE))
+    cache.flush()
+    again = Cache(tmp_path / "c")
+    loaded = again.load_notes("k")
+    assert loaded.tolist() == notes.tolist() and loaded.flags.writeable
+    loaded["pitch"] += 1
+    assert Cache(tmp_path / "c").load_notes("k").tolist() == notes.tolist()
+    assert len(again.load_notes("empty")) == 0

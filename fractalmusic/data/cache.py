@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 from collections import Counter
 from pathlib import Path
@@ -201,16 +202,22 @@ class _OpenBundle:
             body = json.loads(f.read(n_body))
             self.data_start = f.tell()
         self.entries = {str(k): (i, m) for i, (k, m) in enumerate(zip(keys, body["toc"]))}
+        self.mapped: mmap.mmap | None = None  # the file, mapped on the first array asked for
         self.arrays = {(int(i), str(name)): (int(off), _dtype_of(d), tuple(shape))
                        for i, name, off, d, shape in body["arrays"]}
 
     def array(self, i: int, name: str) -> np.ndarray:
+        """One entry's array, on the bundle's pages as the system caches them (a private mapping of the file,
+        opened once per bundle: nothing is copied until written, and a write stays in this process)."""
         offset, dtype, shape = self.arrays[(i, name)]
         count = int(np.prod(shape, dtype=np.int64))
-        out = np.fromfile(self.path, dtype=dtype, count=count, offset=self.data_start + offset)
-        if out.size != count:
+        start = self.data_start + offset
+        if self.mapped is None:
+            with open(self.path, "rb") as f:
+                self.mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        if start + count * dtype.itemsize > len(self.mapped):
             raise ValueError(f"bundle {self.path.name} is cut short")
-        return out.reshape(shape)
+        return np.frombuffer(self.mapped, dtype=dtype, count=count, offset=start).reshape(shape)
 
 
 class _Bundles:

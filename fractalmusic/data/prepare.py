@@ -194,6 +194,9 @@ MIN_FILES_PER_WORKER = 4  # fewer files than this per worker are read in-process
 # sending it over (about a tenth more CPU in all). On fewer cores the main process does it itself: the workers
 # and it share the same cores, so moving work between them saves no time and the sending costs some.
 AHEAD_WORKERS = 4
+# With fewer, the main process works ahead itself while it waits on the workers (it has little else to do then),
+# which shortens the fitting and encoding it does alone once reading ends.
+WORK_WHILE_WAITING = True
 PROBE_SECONDS = 0.25
 POOL_AFTER_SECONDS = 1.0
 POOL_BYTES = 64 << 20  # files left holding this many bytes are handed to workers without probing (about 1 s)
@@ -625,7 +628,7 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
         if pieces and (not cache.enabled or kept_notes + len(arr) <= KEEP_LOADED_NOTES):
             e.loaded = pieces
             kept_notes += len(arr)
-            if work is None and work_here:  # this process waits on the reader workers: it works ahead meanwhile
+            if work is None and work_here and WORK_WHILE_WAITING:  # it waits on the reader workers: works ahead
                 work = _work_ahead(ahead, pieces, compact=False)  # (kept here: not made small to travel)
             if work is not None and len(work) == len(pieces):  # what a reader worker worked out ahead
                 for piece, done in zip(pieces, work):
@@ -644,7 +647,7 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
         if rows and not meta.get("error") and (not cache.enabled or kept_notes + n <= KEEP_LOADED_NOTES):
             pieces = e.pieces(store, notes)
             kept_notes += n
-            if work is None:  # this process waits on the reader workers: it works ahead meanwhile
+            if work is None and WORK_WHILE_WAITING:  # this process waits on the reader workers: it works ahead
                 work = _work_ahead(ahead, pieces, compact=False)  # (kept here: not made small to travel)
             if work is not None and len(work) == len(pieces):
                 for piece, done in zip(pieces, work):
