@@ -68,8 +68,13 @@ def file_problem(st: os.stat_result) -> str | None:
         return "a folder, not a file"
     if not stat.S_ISREG(mode):
         return "not a regular file"
-    if st.st_size > MAX_FILE_BYTES:
-        return f"{human_bytes(st.st_size)}, over the {human_bytes(MAX_FILE_BYTES)} limit for one music file"
+    return size_problem(st.st_size)
+
+
+def size_problem(n_bytes: int) -> str | None:
+    """Why a music file of `n_bytes` bytes must not be read (over MAX_FILE_BYTES), or None."""
+    if n_bytes > MAX_FILE_BYTES:
+        return f"{human_bytes(n_bytes)}, over the {human_bytes(MAX_FILE_BYTES)} limit for one music file"
     return None
 
 

@@ -80,6 +80,22 @@ def test_readers_never_open_special_or_oversized_files(tmp_path):
         read_pieces(tmp_path / "big.mid")
 
 
+def test_midi_bytes_in_hand_are_read_without_the_file_and_bounded_by_their_size(tmp_path, monkeypatch):
+    """`read_pieces(path, data=...)`: a MIDI file's bytes read already (preparation hashed them) are read without
+    looking at the file again, and more bytes than MAX_FILE_BYTES are refused with the file's size reason."""
+    from fractalmusic.io import read_pieces, write_piece
+
+    write_piece(Piece(notes=make_notes([(0, 1, 60), (1, 1, 64)])), tmp_path / "two.mid")
+    data = (tmp_path / "two.mid").read_bytes()
+    monkeypatch.setattr(limits, "MAX_FILE_BYTES", len(data))
+    (piece,) = read_pieces(tmp_path / "gone.mid", data=data)  # no such file: only the bytes are read
+    assert piece.notes["pitch"].tolist() == [60, 64] and piece.source == str(tmp_path / "gone.mid")
+    with pytest.raises(PieceReadError, match="over the .* limit for one music file"):
+        read_pieces(tmp_path / "two.mid", data=data + b"\0")
+    with pytest.raises(PieceReadError, match="no such file"):
+        read_pieces(tmp_path / "gone.abc", data=b"X:1")  # other formats read the file themselves
+
+
 # ------------------------------------------------------------------------------------------------ ABC limits
 def test_abc_tunes_over_the_limits_are_left_out_with_a_reason(tmp_path):
     from fractalmusic.io.abc import read_abc, tune_problem

@@ -31,7 +31,6 @@ from fractalmusic.data.corpora import Corpus
 from fractalmusic.data.split import content_key
 from fractalmusic.data.workers import die_with_parent, sigint_held, stop_pool
 from fractalmusic.errors import PieceReadError
-from fractalmusic.limits import MAX_FILE_BYTES
 from fractalmusic.piece import NOTE_DTYPE, Piece
 
 
@@ -99,12 +98,6 @@ def read_file(path: str, notes: bool, reader=None,
     try:
         if reads_itself(reader, path):
             pieces = reader.read_file(path)
-        elif data is not None and len(data) <= MAX_FILE_BYTES and str(path).lower().endswith((".mid", ".midi")):
-            # a MIDI file's bytes, read for its digest: `read_pieces`' checks were made when the corpus was listed
-            # (a regular file within the size limit: `corpora`) and when it was read (within the limit again)
-            from fractalmusic.io.midi import midi_bytes_to_piece
-
-            pieces = [midi_bytes_to_piece(data, source=str(path))]
         else:
             pieces = read_pieces(path, notes=notes, errors=errors, data=data)
     except PieceReadError as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from fractalmusic.errors import ConfigError, FractalMusicError, PieceReadError
-from fractalmusic.limits import check_music_file, check_musicxml_notes, piece_problem
+from fractalmusic.limits import check_music_file, check_musicxml_notes, piece_problem, size_problem
 from fractalmusic.piece import Piece
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -34,7 +34,15 @@ def read_pieces(path, notes: bool = True, errors: list | None = None, data: byte
 
     Bounded: only a regular file within `limits.MAX_FILE_BYTES` is opened (a FIFO or a device never is), and a piece
     longer than `limits.MAX_PIECE_BEATS` is refused (a tune of a book is left out and reported in `errors`).
-    `data`: a MIDI file's bytes, when the caller read them already (other formats read the file themselves)."""
+    `data`: a MIDI file's bytes, when the caller read them already (preparation, which hashed them): the file is
+    not looked at again, only the bytes' number is bounded (other formats read the file themselves)."""
+    if data is not None and str(path).lower().endswith(MIDI_SUFFIXES):
+        why = size_problem(len(data))
+        if why:
+            raise PieceReadError(path, why)
+        from fractalmusic.io.midi import midi_bytes_to_piece
+
+        return [midi_bytes_to_piece(data, source=str(path))]  # it refuses pieces over the limits itself
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in SUPPORTED_SUFFIXES:
