@@ -318,21 +318,16 @@ def _midi_folder(folder, n_files: int, seed: int = 5):
 
 
 def test_reader_workers_work_ahead_for_midi_words(tmp_path, monkeypatch):
-    """With AHEAD_WORKERS workers or more, the reader workers work out each piece's MIDI words (`work_ahead`, in
-    small types to travel) and the main process fits and encodes from them; with fewer, the main process works them
-    out itself while it waits on the workers (kept as they are). Either way the vocabulary and the stores are those
-    of a run in one process, which works nothing ahead."""
+    """With AHEAD_WORKERS workers or more, the reader workers work out each piece's MIDI words (`work_ahead`) and
+    the main process fits and encodes from them: the vocabulary and the stores are those of a run in one process;
+    with fewer workers nothing is worked ahead."""
     from fractalmusic.representations.words import WordsRepresentation
 
     folder = _midi_folder(tmp_path / "midi", 12)
-    taken: list[str] = []  # who worked each piece's words out: "worker" (compact arrays) or "main"
+    taken: list[bool] = []
     real_take = WordsRepresentation.take_ahead
-
-    def take(self, piece, work):
-        taken.append("none" if work is None else "worker" if work.at.dtype == np.int32 else "main")
-        real_take(self, piece, work)
-
-    monkeypatch.setattr(WordsRepresentation, "take_ahead", take)
+    monkeypatch.setattr(WordsRepresentation, "take_ahead",
+                        lambda self, piece, work: taken.append(work is not None) or real_take(self, piece, work))
 
     def run(workers: int):
         rep = WordsRepresentation(source="midi")
@@ -346,10 +341,10 @@ def test_reader_workers_work_ahead_for_midi_words(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare, "POOL_AFTER_SECONDS", 0.0)
     monkeypatch.setattr(prepare, "AHEAD_WORKERS", 2)
     assert run(2) == alone
-    assert taken == ["worker"] * 11
+    assert taken.count(True) == 11
     taken.clear()
     monkeypatch.setattr(prepare, "AHEAD_WORKERS", 3)  # two workers are too few: the main process does it
-    assert run(2) == alone and taken == ["main"] * 11
+    assert run(2) == alone and True not in taken
 
 
 def test_many_files_are_hashed_by_threads_as_one_thread_would(tmp_path, monkeypatch):
@@ -385,104 +380,20 @@ def test_files_holding_many_bytes_go_to_workers_unprobed():
     assert worth(done=0, left=6, seconds=0.0, workers=4, left_bytes=prepare.POOL_BYTES) == 0  # too few files
 
 
-def _cached_entries(cache_dir, files) -> list:
-    """Every file's cached entry (meta, notes) as the cache serves it, in the corpus's order."""
-    cache = Cache(cache_dir)
-    out = []
-    for f in files:
-        meta = cache.load_piece_meta(f.key)
-        notes = cache.load_notes(f.key)
-        out.append((meta, None if notes is None else notes.tolist()))
-    return out
-
-
-def test_reader_workers_write_their_entries_and_send_no_pieces(tmp_path, monkeypatch):
-    """Reader workers write their files' cache entries (as bundles) themselves and send back only the entries'
-    facts: the main process stores none of them, reads the pieces back from those bundles, and ends with the entries
-    and the pieces a run in one process makes (a corrupt file cached as a failure with its reason too)."""
-    folder = _midi_folder(tmp_path / "midi", 12)
-    (folder / "junk.mid").write_bytes(b"MThd" + b"\x00" * 40)
-    corpus = resolve_corpus(str(folder))
-    alone = read_corpus(corpus, True, Cache(tmp_path / "alone"), workers=0)
-    monkeypatch.setattr(prepare, "PROBE_SECONDS", 0.0)  # after one file here, the other twelve go to the workers
-    monkeypatch.setattr(prepare, "POOL_AFTER_SECONDS", 0.0)
-    stored_here: list[str] = []
-    real_save = Cache.save_pieces
-    monkeypatch.setattr(Cache, "save_pieces",
-                        lambda self, key, meta, notes: stored_here.append(key) or real_save(self, key, meta, notes))
-    pooled = read_corpus(corpus, True, Cache(tmp_path / "pooled"), workers=2)
-    assert pooled.read_now == 13 and len(stored_here) == 1  # the file read here before the pool started
-    assert _cached_entries(tmp_path / "pooled", pooled.files) == _cached_entries(tmp_path / "alone", alone.files)
-    assert [f.error for f in pooled.files] == [f.error for f in alone.files]
-    assert any(f.error for f in pooled.files)
-    for a, b in zip(alone.files, pooled.files):
-        assert (a.loaded is None) == (b.loaded is None)
-        for p, q in zip(a.loaded or [], b.loaded or []):
-            assert p.notes.tolist() == q.notes.tolist() and p.source == q.source
-            assert (p.tempos, p.time_signatures, p.meta) == (q.tempos, q.time_signatures, q.meta)
-    # in a worker: the pieces stay out of what it sends back when they are in the bundle
-    items = [(str(f.path), (), f.key) for f in alone.files if not f.error][:3]
-    rows, written = prepare._read_batch_in_worker(items, True, str(tmp_path / "scratch"))
-    assert written is not None and all(row[0] is None for row in rows)
-    rows, written = prepare._read_batch_in_worker(items, True)
-    assert written is None and all(row[0] for row in rows)
-
-
-def test_with_no_cache_the_workers_write_to_a_scratch_folder_that_goes(tmp_path, monkeypatch):
-    """--no-cache: the reader workers write their entries to a scratch folder, which is removed when reading ends;
-    the pieces read back from it are those of a run in one process."""
-    folder = _midi_folder(tmp_path / "midi", 12)
-    corpus = resolve_corpus(str(folder))
-    alone = read_corpus(corpus, True, Cache(None), workers=0)
-    monkeypatch.setattr(prepare, "PROBE_SECONDS", 0.0)
-    monkeypatch.setattr(prepare, "POOL_AFTER_SECONDS", 0.0)
-    scratch_parent = tmp_path / "tmp"
-    scratch_parent.mkdir()
-    monkeypatch.setattr(prepare.tempfile, "tempdir", str(scratch_parent))
-    pooled = read_corpus(corpus, True, Cache(None), workers=2)
-    assert list(scratch_parent.iterdir()) == []
-    assert [[p.notes.tolist() for p in f.loaded] for f in pooled.files] == \
-        [[p.notes.tolist() for p in f.loaded] for f in alone.files]
-
-
-def test_an_interrupted_pool_keeps_what_its_workers_wrote(tmp_path, monkeypatch):
-    """Ctrl-C while the reader workers read: the bundles they wrote stay in the cache, so the next run parses only
-    the files left, and ends as a run that was never interrupted."""
-    folder = _midi_folder(tmp_path / "midi", 12)
-    corpus = resolve_corpus(str(folder))
-    whole = read_corpus(corpus, True, Cache(tmp_path / "whole"), workers=0)
-    monkeypatch.setattr(prepare, "PROBE_SECONDS", 0.0)
-    monkeypatch.setattr(prepare, "POOL_AFTER_SECONDS", 0.0)
-    adopted: list[int] = []
-    real_adopt = Cache.adopt_pieces
-
-    def adopt(self, keys, path):
-        real_adopt(self, keys, path)
-        adopted.append(len(keys))
-        if len(adopted) == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Cache, "adopt_pieces", adopt)
-    with pytest.raises(KeyboardInterrupt):
-        read_corpus(corpus, True, Cache(tmp_path / "c"), workers=2)
-    monkeypatch.setattr(Cache, "adopt_pieces", real_adopt)
-    again = read_corpus(corpus, True, Cache(tmp_path / "c"), workers=0)
-    assert again.read_now <= 12 - 1 - sum(adopted)  # the file read in-process, and the workers' bundles, stay
-    assert _cached_entries(tmp_path / "c", again.files) == _cached_entries(tmp_path / "whole", whole.files)
-
-
 def test_cached_notes_are_read_through_a_private_mapping(tmp_path):
-    """Notes loaded from a bundle lie on the file's cached pages: the array can be written (the piece's own copy
-    of a page then), and the bundle stays as it was written."""
+    """Notes loaded from a bundle lie on the file's cached pages, each load an array of its own: it can be written
+    (its own copy of a page then), and neither another load nor the bundle sees the write."""
     cache = Cache(tmp_path / "c")
     notes = np.zeros(5, dtype=prepare.NOTE_DTYPE)
     notes["pitch"] = [60, 62, 64, 65, 67]
     cache.save_pieces("k", {"error": None, "pieces": []}, notes)
+    assert cache.load_notes("k") is not notes  # gathered, not yet written: a copy
     cache.save_pieces("empty", {"error": "no notes", "pieces": []}, np.zeros(0, dtype=prepare.NOTE_DTYPE))
     cache.flush()
     again = Cache(tmp_path / "c")
-    loaded = again.load_notes("k")
+    loaded, other = again.load_notes("k"), again.load_notes("k")
     assert loaded.tolist() == notes.tolist() and loaded.flags.writeable
     loaded["pitch"] += 1
+    assert other.tolist() == notes.tolist()
     assert Cache(tmp_path / "c").load_notes("k").tolist() == notes.tolist()
     assert len(again.load_notes("empty")) == 0

@@ -202,22 +202,23 @@ class _OpenBundle:
             body = json.loads(f.read(n_body))
             self.data_start = f.tell()
         self.entries = {str(k): (i, m) for i, (k, m) in enumerate(zip(keys, body["toc"]))}
-        self.mapped: mmap.mmap | None = None  # the file, mapped on the first array asked for
         self.arrays = {(int(i), str(name)): (int(off), _dtype_of(d), tuple(shape))
                        for i, name, off, d, shape in body["arrays"]}
 
     def array(self, i: int, name: str) -> np.ndarray:
-        """One entry's array, on the bundle's pages as the system caches them (a private mapping of the file,
-        opened once per bundle: nothing is copied until written, and a write stays in this process)."""
+        """One entry's array, an array of its own on the file's cached pages: a private mapping of the bundle made
+        for it (nothing is copied until written, and a write stays in this array)."""
         offset, dtype, shape = self.arrays[(i, name)]
         count = int(np.prod(shape, dtype=np.int64))
         start = self.data_start + offset
-        if self.mapped is None:
-            with open(self.path, "rb") as f:
-                self.mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-        if start + count * dtype.itemsize > len(self.mapped):
+        if not count:
+            return np.zeros(shape, dtype=dtype)
+        with open(self.path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        if start + count * dtype.itemsize > len(mapped):
+            mapped.close()
             raise ValueError(f"bundle {self.path.name} is cut short")
-        return np.frombuffer(self.mapped, dtype=dtype, count=count, offset=start).reshape(shape)
+        return np.frombuffer(mapped, dtype=dtype, count=count, offset=start).reshape(shape)
 
 
 class _Bundles:
@@ -295,26 +296,17 @@ class _Bundles:
             except OSError:  # a full or read-only cache folder must not stop preparation: those entries are lost
                 pass
 
-    def flush(self) -> Path | None:
+    def flush(self) -> None:
         """Write the gathered entries as one bundle (named by their keys, so two processes that gathered the same
-        entries write the same file), and hand them to the catalog; returns the bundle's path (None: nothing was
-        gathered)."""
+        entries write the same file), and hand them to the catalog."""
         if not self.pending:
-            return None
+            return
         pending, self.pending, self.pending_bytes = self.pending, {}, 0
         keys = list(pending)
         metas = [m for m, _ in pending.values()]
         arrays = [a for _, a in pending.values()]
         path = self.folder / f"{make_key('bundle', keys)}.bundle"
         _atomic(path, lambda f: _write_bundle(f, keys, metas, arrays))
-        if self.catalog is not None:
-            self.catalog.update(dict.fromkeys(keys, path))
-        if self.opened is not None and self.opened.path == path:
-            self.opened = None
-        return path
-
-    def adopt(self, keys: list[str], path: Path) -> None:
-        """Entries another process wrote as the bundle `path` (a reader worker's), found from now on."""
         if self.catalog is not None:
             self.catalog.update(dict.fromkeys(keys, path))
         if self.opened is not None and self.opened.path == path:
@@ -383,8 +375,6 @@ class Cache:
         return None if found is None else found[0]
 
     def load_notes(self, key: str) -> np.ndarray | None:
-        """A file's pieces' notes end to end: an array of their own (read from the bundle, or a copy of the one
-        gathered to be written)."""
         found = self._bundle("pieces").get(key) if self.enabled else None
         if found is None:
             return None
@@ -394,28 +384,13 @@ class Cache:
             return None
         if notes.dtype != NOTE_DTYPE:
             return notes.astype(NOTE_DTYPE)
+        # an array of its own: read from the bundle, or a copy of the one gathered to be written
         return notes.copy() if key in self._bundle("pieces").pending else notes
 
     def save_pieces(self, key: str, meta: dict[str, Any], notes: np.ndarray) -> None:
         if not self.enabled:
             return
         self._bundle("pieces").put(key, meta, {"notes": np.asarray(notes, dtype=NOTE_DTYPE)})
-
-    def write_pieces_bundle(self, entries: list[tuple[str, dict[str, Any], np.ndarray]]) -> Path | None:
-        """Several files' entries (key, meta, notes) written now as one bundle of their own, whatever this cache has
-        gathered (a reader worker's batch: `adopt_pieces` makes them known to the process that reads them back);
-        returns its path, or None when there is nothing to write or no cache. OSError when it cannot be written."""
-        if not self.enabled or not entries:
-            return None
-        bundles = _Bundles(self.root, "pieces")
-        for key, meta, notes in entries:
-            bundles.pending[key] = (meta, {"notes": _contiguous(np.asarray(notes, dtype=NOTE_DTYPE))})
-        return bundles.flush()
-
-    def adopt_pieces(self, keys: list[str], path: str | os.PathLike) -> None:
-        """The entries of `keys`, written by another process as the bundle `path` (`write_pieces_bundle`)."""
-        if self.enabled:
-            self._bundle("pieces").adopt(list(keys), Path(path))
 
     # ------------------------------------------------------------------ encoded arrays (one entry per file)
     def load_encoded(self, key: str, with_data: bool = True) -> dict[str, Any] | None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import gc
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -128,45 +126,25 @@ def _start_worker(parent_pid: int, ahead=None) -> None:
     _AHEAD = ahead
 
 
-_STORES: dict[str, Cache] = {}  # in a reader worker: the caches it writes its files' entries to, by folder
-
-
-def _read_batch_in_worker(items: list, notes: bool, store: str | None = None) -> tuple[list, str | None]:
+def _read_batch_in_worker(items: list, notes: bool) -> list:
     """Several files per task: a MIDI file reads in milliseconds, less than handing one task to a worker costs.
-    Each file's cache entry (summaries, content hashes: `_entry_meta`) is made here too; with `store` (a cache
-    folder: the cache, or a scratch folder when there is none) the entries are written there as one bundle, and
-    their pieces are not sent back: the main process reads them from the bundle (one file read instead of pickling
-    every note through a pipe and back). When the pool was given a representation with `work_ahead`, what it can
-    work out about each piece before it is fitted (MIDI words' arrays) is done here too, in parallel.
-    Returns ([pieces or None (in the bundle), tune errors, error, entry meta, work ahead] per file, the bundle's
-    path or None)."""
-    out, entries = [], []
-    for path, extra, key in items:
+    Each file's cache entry facts (summaries, content hashes: `_entry_meta`) are worked out here too, so that the
+    main process, which encodes every piece, only stores them; and, when the pool was given a representation with
+    `work_ahead`, what it can work out about each piece before it is fitted (MIDI words' arrays), in parallel."""
+    out = []
+    for path, extra in items:
         pieces, tune_errors, error = _read_in_worker(path, notes, *extra)
-        meta, arr = _entry_meta(Path(path), pieces, tune_errors, error, notes_too=store is not None)
-        out.append([pieces, tune_errors, error, meta, _work_ahead(_AHEAD, pieces)])
-        entries.append((key, meta, arr))
-    written = None
-    if store is not None:
-        cache = _STORES.get(store)
-        if cache is None:
-            cache = _STORES[store] = Cache(store)
-        try:
-            written = cache.write_pieces_bundle(entries)
-        except OSError:  # a full or read-only folder: the pieces go back the slow way
-            written = None
-    if written is None:
-        return out, None
-    for row in out:
-        row[0] = None
-    return out, str(written)
+        meta, _ = _entry_meta(Path(path), pieces, tune_errors, error, notes_too=False)
+        work = _work_ahead(_AHEAD, pieces)
+        out.append((pieces, tune_errors, error, meta, work))
+    return out
 
 
-def _work_ahead(ahead, pieces: list[Piece], compact: bool = True) -> list | None:
+def _work_ahead(ahead, pieces: list[Piece]) -> list | None:
     if ahead is None or not pieces:
         return None
     try:
-        return [ahead.work_ahead(p, compact) for p in pieces]
+        return [ahead.work_ahead(p) for p in pieces]
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception:  # the main process works it out again, and says what is wrong with the piece then
@@ -187,9 +165,6 @@ MIN_FILES_PER_WORKER = 4  # fewer files than this per worker are read in-process
 # sending it over (about a tenth more CPU in all). On fewer cores the main process does it itself: the workers
 # and it share the same cores, so moving work between them saves no time and the sending costs some.
 AHEAD_WORKERS = 4
-# With fewer, the main process works ahead itself while it waits on the workers (it has little else to do then),
-# which shortens the fitting and encoding it does alone once reading ends.
-WORK_WHILE_WAITING = True
 PROBE_SECONDS = 0.25
 POOL_AFTER_SECONDS = 1.0
 POOL_BYTES = 64 << 20  # files left holding this many bytes are handed to workers without probing (about 1 s)
@@ -604,10 +579,8 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
         return 0
     bar = _progress(len(entries), f"reading {name}")
     kept_notes = 0
-    scratch = None  # a folder the reader workers write to when there is no cache
 
-    def finish(e: FileEntry, outcome, made: dict | None = None, work: list | None = None,
-               work_here: bool = False) -> None:
+    def finish(e: FileEntry, outcome, made: dict | None = None, work: list | None = None) -> None:
         pieces, tune_errors, error = outcome  # a reader worker sends the entry's meta (`made`) with the pieces
         meta, arr = _entry_meta(e.path, pieces, tune_errors, error, made)
         try:
@@ -621,28 +594,7 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
         if pieces and (not cache.enabled or kept_notes + len(arr) <= KEEP_LOADED_NOTES):
             e.loaded = pieces
             kept_notes += len(arr)
-            if work is None and work_here and WORK_WHILE_WAITING:  # it waits on the reader workers: works ahead
-                work = _work_ahead(ahead, pieces, compact=False)  # (kept here: not made small to travel)
             if work is not None and len(work) == len(pieces):  # what a reader worker worked out ahead
-                for piece, done in zip(pieces, work):
-                    ahead.take_ahead(piece, done)
-        else:
-            e.loaded = None
-        bar.update(1)
-
-    def finish_stored(e: FileEntry, meta: dict, work: list | None, store: Cache) -> None:
-        """A file a reader worker read and wrote to `store` itself (`_read_batch_in_worker`): its pieces are loaded
-        from there when this run keeps them in memory (as `finish` keeps them)."""
-        nonlocal kept_notes
-        e.meta = meta
-        rows = meta.get("pieces") or []
-        n = sum(int(r["n"]) for r in rows)
-        if rows and not meta.get("error") and (not cache.enabled or kept_notes + n <= KEEP_LOADED_NOTES):
-            pieces = e.pieces(store, notes)
-            kept_notes += n
-            if work is None and WORK_WHILE_WAITING:  # this process waits on the reader workers: it works ahead
-                work = _work_ahead(ahead, pieces, compact=False)  # (kept here: not made small to travel)
-            if work is not None and len(work) == len(pieces):
                 for piece, done in zip(pieces, work):
                     ahead.take_ahead(piece, done)
         else:
@@ -671,16 +623,6 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
                 e.data = None  # workers read their files themselves (sending the bytes would cost more)
             per_task = max(1, min(16, len(todo) // (n_workers * 8)))
             batches = [todo[i : i + per_task] for i in range(0, len(todo), per_task)]
-            # the workers write the entries to the cache themselves (with no cache: to a scratch folder, removed
-            # when reading ends), and this process reads them back from there
-            store = cache
-            if not cache.enabled:
-                try:
-                    scratch = tempfile.mkdtemp(prefix="fractalmusic-read-")
-                    store = Cache(scratch)
-                except OSError:
-                    store = cache  # the pieces come back through the pool then
-            store_root = str(store.root.parent) if store.enabled else None
             try:
                 with ProcessPoolExecutor(max_workers=n_workers, initializer=_start_worker,
                                          initargs=(os.getpid(), ahead if n_workers >= AHEAD_WORKERS else None)
@@ -690,22 +632,14 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
                             futures = {
                                 pool.submit(
                                     _read_batch_in_worker,
-                                    [(str(e.path), _reader_args(e), e.key) for e in batch],
+                                    [(str(e.path), _reader_args(e)) for e in batch],
                                     notes,
-                                    store_root,
                                 ): batch
                                 for batch in batches
                             }
                         for fut in as_completed(futures):
-                            batch = futures[fut]
-                            rows, written = fut.result()
-                            if written is not None:
-                                store.adopt_pieces([e.key for e in batch], written)
-                            for e, (pieces, tune_errors, error, made, work) in zip(batch, rows):
-                                if pieces is None:
-                                    finish_stored(e, made, work, store)
-                                else:
-                                    finish(e, (pieces, tune_errors, error), made, work, work_here=True)
+                            for e, (*outcome, made, work) in zip(futures[fut], fut.result()):
+                                finish(e, outcome, made, work)
                     except (KeyboardInterrupt, SystemExit):  # Ctrl-C: stop now, not after every queued file
                         stop_pool(pool)
                         raise
@@ -717,6 +651,4 @@ def _read_missing(entries: list[FileEntry], notes: bool, cache: Cache, workers: 
     finally:
         bar.close()
         cache.flush()  # the entries gathered so far, also when interrupted: the next run starts from them
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
     return len(entries)

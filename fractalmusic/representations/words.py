@@ -669,16 +669,15 @@ class WordsRepresentation(Representation):
         entry = self._codes_memo.get(id(piece.notes))
         return entry[1] if entry is not None and entry[0]() is piece.notes else None
 
-    def work_ahead(self, piece: Piece, compact: bool = True) -> "_MidiWords | None":
+    def work_ahead(self, piece: Piece) -> "_MidiWords | None":
         """What encoding `piece` needs that does not depend on the vocabulary, worked out where the piece is read
         (preparation's reader workers, in parallel) and handed to `take_ahead` in the process that fits and encodes:
-        its MIDI words' arrays, in small integer types when `compact` (they travel between processes: about 13 bytes
-        a note instead of 45). None for a piece that gets ABC words or has no notes."""
+        its MIDI words' arrays, in small integer types (they travel between processes: about 13 bytes a note
+        instead of 45). None for a piece that gets ABC words or has no notes."""
         source = self.config.source
         if source == "abc" or (source == "auto" and piece.abc) or not piece.n_notes:
             return None
-        words = self._midi_parts(piece)
-        return _compact(words) if compact else words
+        return _compact(self._midi_parts(piece))
 
     def take_ahead(self, piece: Piece, work: "_MidiWords | None") -> None:
         """Keep `work_ahead`'s result for `fit` and `encode` of this very piece (its notes array)."""
