@@ -20,7 +20,8 @@ Layout under the cache root (`--cache-dir`, `$FRACTALMUSIC_CACHE_DIR` or `~/.cac
 
 Per-file entries are bundled because one small file per music file cost more than reading the MIDI file did (about
 1 ms of CPU each for the temporary file, the rename and the zip, twice per file). A bundle is a small binary
-file (see `_write_bundle`): JSON for the keys and metas, then the arrays' raw bytes, read back with `np.fromfile`. They are gathered in memory and
+file (see `_write_bundle`): JSON for the keys and metas, then the arrays' raw bytes, read back through a private memory
+mapping of the file (`_OpenBundle.array`: no copy; a write stays in that array). They are gathered in memory and
 written as one bundle every BUNDLE_FILES files or BUNDLE_BYTES bytes, and whatever is gathered when preparation
 stops - finished, failed or interrupted by Ctrl-C - is written then (`Cache.flush`), with the pack shard being
 filled; so an interrupted preparation keeps what it did: the next run reads and encodes only what is missing, and
