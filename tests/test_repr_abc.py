@@ -41,7 +41,8 @@ SECOND = "X:1\nT:Second\nM:2/4\nL:1/16\nQ:1/4=90\nK:D\nf-g | a3-b g3-a | f4 e3-d
 
 @pytest.fixture
 def rep():
-    return ABCRepresentation(annotations="keep").fit([Piece(abc=RAW), Piece(abc=SECOND)])
+    # lengths as written too ("B/2", not the default "B/"): these tests are about the rest of the normalisation
+    return ABCRepresentation(annotations="keep", length_spelling="keep").fit([Piece(abc=RAW), Piece(abc=SECOND)])
 
 
 def test_registered_under_its_name():
@@ -78,7 +79,8 @@ def test_encode_decode_round_trip(rep):
 
 
 def test_unseen_and_rare_characters_become_unk():
-    rep = ABCRepresentation(min_char_freq=2, annotations="keep").fit([Piece(abc=CLEAN), Piece(abc=SECOND)])
+    rep = ABCRepresentation(min_char_freq=2, annotations="keep", length_spelling="keep").fit(
+        [Piece(abc=CLEAN), Piece(abc=SECOND)])
     corpus = CLEAN + SECOND
     assert "~" not in rep.chars and "^" not in rep.chars and "B" in rep.chars  # ~ and ^ appear once
     rare = {c for c in corpus if corpus.count(c) == 1}
@@ -113,7 +115,8 @@ def test_primer_text(rep):
 def test_transpose_moves_the_text_and_comes_back(rep):
     printable = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")  # '%' would start a comment
     # a tune in A minor in the corpus lets transposition reach its key signature (none) from G minor's two flats
-    wide = ABCRepresentation(annotations="keep").fit([Piece(abc=CLEAN + printable), Piece(abc="X:2\nK:Am\nA|\n")])
+    wide = ABCRepresentation(annotations="keep", length_spelling="keep").fit(
+        [Piece(abc=CLEAN + printable), Piece(abc="X:2\nK:Am\nA|\n")])
     ids = wide.encode(Piece(abc=RAW))
     up = wide.transpose(ids, 2)
     assert up is not None and up[1] == 0
@@ -304,7 +307,7 @@ def test_training_items_take_both_spellings_of_short_lengths():
 
     texts = set()
     for share, want in ((0.0, 1), (1.0, 2)):
-        rep = ABCRepresentation(respell_lengths=share).fit([Piece(abc=HALVES)])
+        rep = ABCRepresentation(respell_lengths=share, length_spelling="keep").fit([Piece(abc=HALVES)])
         store = PieceStore("tokens", arrays=[rep.encode(Piece(abc=HALVES))])
         crops = TokenCropDataset(store, rep, crop_length=256, augment_factor=40, seed=3)
         got = {rep.array_to_text(crops[i]["tokens"]) for i in range(len(crops))}
@@ -330,8 +333,7 @@ def test_lengths_below_the_unit_are_written_one_way_and_music21_hears_the_same_t
     import music21
 
     explicit = "X:38\nT:Good Morning Fair Maid\nM:3/4\nL:1/4\nK:G\nG/2A/2 | B A G | c2 d/2c/2 | B3/2A/2 G/4A/4B/2 | G2 :|\n"
-    assert ABCRepresentation().config.length_spelling == "keep"  # the default until measured; see BENCHMARKS
-    rep = ABCRepresentation(length_spelling="short")
+    rep = ABCRepresentation()  # "short" by default
     short = rep.normalise(explicit)
     assert short.splitlines()[-1] == "G/A/ | B A G | c2 d/c/ | B3/A/ G//A//B/ | G2 :|"
     assert ABCRepresentation(length_spelling="explicit").normalise(short) == normalise_abc(explicit)

@@ -37,16 +37,20 @@ class ABCConfig:
     # and counted in the report; measured on the folk corpus, a model trained without them loses its metre less
     # often (docs/BENCHMARKS.md). 0 keeps every tune
     min_bar_share: float = 0.9  # tunes with fewer well-formed bars than this share are not trained on (0: keep all)
+    # how lengths below the unit are written in the normalised text (training, validation, primers and any text
+    # scored): "short" ("A/" "A//" "A3/", as most folk books write them), "explicit" ("A/2" "A/4" "A3/2", the same
+    # lengths) or "keep" (as each tune writes them). O'Neill's 1850 writes about half of its tunes' short lengths
+    # the explicit way, the other folk books almost never: a model trained without it paid 9.3 bits for each "2"
+    # after a "/" and 1.935 bits/char on its bodies; with "short", 1.85 (docs/BENCHMARKS.md)
+    length_spelling: str = "short"
     # the share of training items whose lengths below the unit are rewritten in one of ABC's two spellings, half
-    # in the short one ("A/" "A//" "A3/") and half in the explicit one ("A/2" "A/4" "A3/2"): the same music, so
-    # the model learns both and a book written the other way does not surprise it (docs/BENCHMARKS.md). 0: every
-    # item as written
+    # in the short one and half in the explicit one (a training-time augmentation; with length_spelling "keep" the
+    # model learns both). Measured, not the default: it helped the held-out O'Neill's as much as "short" did but
+    # made spaces dearer on every unseen book (docs/BENCHMARKS.md). 0: every item as written
     respell_lengths: float = 0.0
-    # how lengths below the unit are written in the normalised text: "short" ("A/" "A//" "A3/", as most folk books
-    # write them), "explicit" ("A/2" "A/4" "A3/2") or "keep" (as each tune writes them)
-    length_spelling: str = "keep"
     # the share of training items rewritten with another unit length (L:), half with twice the tune's unit and
-    # half with half of it, every length rescaled so the music stays the same (`abcsyntax.rescale_unit`)
+    # half with half of it, every length rescaled so the music stays the same (`abcsyntax.rescale_unit`). Not
+    # measured on a held-out book yet
     rescale_units: float = 0.0
 
     def __post_init__(self):
