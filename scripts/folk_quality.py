@@ -14,7 +14,9 @@ when its duration equals the bar of the time signature in force. Bar consistency
 bodies: the bits per character the checkpoint gives the characters after each tune's K: line (the body), read as
 the representation normalises tunes, each tune fed from its own start (so the header conditions the body). With
 --drop-near-copies the tunes of a held-out folk book that another folk book also holds (a near copy by
-fractalmusic.metrics.abc: Jaccard similarity of body 8-grams >= 0.7) are left out and counted. With --by-class
+fractalmusic.metrics.abc: Jaccard similarity of body 8-grams >= 0.7) are left out and counted. body_bits is the
+total: when two checkpoints normalise the text differently (abc --length-spelling writes "A/2" as "A/"), compare
+the bits of the same tunes as well as bits per character. With --by-class
 the body bits are also split by character class (note letters, digits, bar lines, ...; other characters each on
 their own): each class's share of the bits and of the characters, and its bits per character.
 """
@@ -153,7 +155,7 @@ def cmd_bodies(args) -> dict:
                     class_nats[name] = class_nats.get(name, 0.0) + v
                     class_chars[name] = class_chars.get(name, 0) + 1
     out = {"tunes": len(tunes), "near_copies_left_out": near, "body_chars": int(chars),
-           "bits_per_char": nats / chars / math.log(2)}
+           "body_bits": round(nats / math.log(2), 1), "bits_per_char": nats / chars / math.log(2)}
     if args.by_class:
         out["by_class"] = {
             name: {"share_of_bits": round(class_nats[name] / nats, 4),
