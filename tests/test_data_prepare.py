@@ -380,9 +380,10 @@ def test_files_holding_many_bytes_go_to_workers_unprobed():
     assert worth(done=0, left=6, seconds=0.0, workers=4, left_bytes=prepare.POOL_BYTES) == 0  # too few files
 
 
-def test_cached_notes_are_read_through_a_private_mapping(tmp_path):
-    """Notes loaded from a bundle lie on the file's cached pages, each load an array of its own: it can be written
-    (its own copy of a page then), and neither another load nor the bundle sees the write."""
+def test_cached_notes_are_arrays_of_their_own(tmp_path):
+    """Each load of notes from a bundle is an array of its own: it can be written, and neither another load nor
+    the bundle sees the write; holding many loads keeps no file open (a run holds the notes of many files)."""
+    import os
     cache = Cache(tmp_path / "c")
     notes = np.zeros(5, dtype=prepare.NOTE_DTYPE)
     notes["pitch"] = [60, 62, 64, 65, 67]
@@ -397,3 +398,8 @@ def test_cached_notes_are_read_through_a_private_mapping(tmp_path):
     assert other.tolist() == notes.tolist()
     assert Cache(tmp_path / "c").load_notes("k").tolist() == notes.tolist()
     assert len(again.load_notes("empty")) == 0
+    fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    held = [again.load_notes("k") for _ in range(50)]
+    if fds is not None:
+        assert len(os.listdir("/proc/self/fd")) < fds + 5
+    assert all(h.tolist() == notes.tolist() for h in held)

@@ -20,8 +20,8 @@ Layout under the cache root (`--cache-dir`, `$FRACTALMUSIC_CACHE_DIR` or `~/.cac
 
 Per-file entries are bundled because one small file per music file cost more than reading the MIDI file did (about
 1 ms of CPU each for the temporary file, the rename and the zip, twice per file). A bundle is a small binary
-file (see `_write_bundle`): JSON for the keys and metas, then the arrays' raw bytes, read back through a private memory
-mapping of the file (`_OpenBundle.array`: no copy; a write stays in that array). They are gathered in memory and
+file (see `_write_bundle`): JSON for the keys and metas, then the arrays' raw bytes, read back with `np.fromfile` (a
+memory mapping per array was tried: CPython holds a file descriptor for each, too many on a large corpus). They are gathered in memory and
 written as one bundle every BUNDLE_FILES files or BUNDLE_BYTES bytes, and whatever is gathered when preparation
 stops - finished, failed or interrupted by Ctrl-C - is written then (`Cache.flush`), with the pack shard being
 filled; so an interrupted preparation keeps what it did: the next run reads and encodes only what is missing, and
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 from collections import Counter
 from pathlib import Path
@@ -207,19 +206,15 @@ class _OpenBundle:
                        for i, name, off, d, shape in body["arrays"]}
 
     def array(self, i: int, name: str) -> np.ndarray:
-        """One entry's array, an array of its own on the file's cached pages: a private mapping of the bundle made
-        for it (nothing is copied until written, and a write stays in this array)."""
+        """One entry's array, read into an array of its own. Not a memory mapping: CPython keeps a file
+        descriptor open for every mapping, so a run holding the notes of many files would run out of descriptors
+        (and of the kernel's map count) on a large corpus."""
         offset, dtype, shape = self.arrays[(i, name)]
         count = int(np.prod(shape, dtype=np.int64))
-        start = self.data_start + offset
-        if not count:
-            return np.zeros(shape, dtype=dtype)
-        with open(self.path, "rb") as f:
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-        if start + count * dtype.itemsize > len(mapped):
-            mapped.close()
+        out = np.fromfile(self.path, dtype=dtype, count=count, offset=self.data_start + offset)
+        if out.size != count:
             raise ValueError(f"bundle {self.path.name} is cut short")
-        return np.frombuffer(mapped, dtype=dtype, count=count, offset=start).reshape(shape)
+        return out.reshape(shape)
 
 
 class _Bundles:
