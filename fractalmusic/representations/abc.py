@@ -42,16 +42,16 @@ class ABCConfig:
     # lengths) or "keep" (as each tune writes them). O'Neill's 1850 writes about half of its tunes' short lengths
     # the explicit way, the other folk books almost never: a model trained without it paid 9.3 bits for each "2"
     # after a "/" and 1.935 bits/char on its bodies; with "short", 1.85 (docs/BENCHMARKS.md)
-    length_spelling: str = "short"
+    length_spelling: str = "short"  # lengths below the unit: short (A/ A// A3/), explicit (A/2 A/4 A3/2), keep
     # the share of training items whose lengths below the unit are rewritten in one of ABC's two spellings, half
     # in the short one and half in the explicit one (a training-time augmentation; with length_spelling "keep" the
     # model learns both). Measured, not the default: it helped the held-out O'Neill's as much as "short" did but
     # made spaces dearer on every unseen book (docs/BENCHMARKS.md). 0: every item as written
-    respell_lengths: float = 0.0
+    respell_lengths: float = 0.0  # share of training items respelt either way (augmentation)
     # the share of training items rewritten with another unit length (L:), half with twice the tune's unit and
     # half with half of it, every length rescaled so the music stays the same (`abcsyntax.rescale_unit`). Not
     # measured on a held-out book yet
-    rescale_units: float = 0.0
+    rescale_units: float = 0.0  # share of training items with L: doubled or halved (augmentation)
 
     def __post_init__(self):
         if self.header_mode not in HEADER_MODES:
