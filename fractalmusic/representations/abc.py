@@ -60,14 +60,12 @@ class ABCConfig:
             raise ConfigError(f"--min-char-freq must be at least 1, not {self.min_char_freq}")
         if self.annotations not in ANNOTATION_MODES:
             raise ConfigError(f"--annotations must be one of {', '.join(ANNOTATION_MODES)}, not {self.annotations!r}")
-        if not 0.0 <= float(self.min_bar_share) <= 1.0:
-            raise ConfigError(f"--min-bar-share must be between 0 and 1, not {self.min_bar_share}")
-        if not 0.0 <= float(self.respell_lengths) <= 1.0:
-            raise ConfigError(f"--respell-lengths must be between 0 and 1, not {self.respell_lengths}")
         if self.length_spelling not in LENGTH_MODES:
             raise ConfigError(f"--length-spelling must be one of {', '.join(LENGTH_MODES)}, not {self.length_spelling!r}")
-        if not 0.0 <= float(self.rescale_units) <= 1.0:
-            raise ConfigError(f"--rescale-units must be between 0 and 1, not {self.rescale_units}")
+        for flag, share in (("--min-bar-share", self.min_bar_share), ("--respell-lengths", self.respell_lengths),
+                            ("--rescale-units", self.rescale_units)):
+            if not 0.0 <= float(share) <= 1.0:
+                raise ConfigError(f"{flag} must be between 0 and 1, not {share}")
 
 
 def piece_from_abc_text(text: str, repairs: dict[str, int] | None = None, source: str | None = None) -> Piece:
@@ -347,26 +345,19 @@ class ABCRepresentation(Representation):
         """Whole-tune arrays only (the key is read from K:); None when the text cannot be moved honestly, the moved
         text needs characters outside the vocabulary, or its key signature lies outside the range the fitted corpus
         uses (`fit` records it; a state without one lets every key through)."""
-        arr = np.asarray(array, dtype=np.int64).reshape(-1)
         if semitones == 0:
-            return arr.copy(), 0
-        head = arr[:1] if len(arr) and arr[0] == BOS else arr[:0]
-        tail = arr[-1:] if len(arr) > len(head) and arr[-1] == EOS else arr[:0]
-        body = arr[len(head) : len(arr) - len(tail)]
-        if np.any((body < len(SPECIALS)) | (body >= self.vocab_size)):
-            return None
-        text = "".join([self._id_to_char[i] for i in body.tolist()])
-        moved = transpose_abc(text, semitones)
-        if moved is None:
-            return None
-        if self._key_range is not None:
-            sharps = _key_signature(moved)
-            if sharps is None or not self._key_range[0] <= sharps <= self._key_range[1]:
-                return None
-        ids = self._text_ids(moved)
-        if np.any(ids == UNK):
-            return None
-        return np.concatenate([head, ids, tail]).astype(np.int64), 0
+            return np.asarray(array, dtype=np.int64).reshape(-1).copy(), 0
+
+        def move(text: str) -> str | None:
+            moved = transpose_abc(text, semitones)
+            if moved is not None and self._key_range is not None:
+                sharps = _key_signature(moved)
+                if sharps is None or not self._key_range[0] <= sharps <= self._key_range[1]:
+                    return None
+            return moved
+
+        out = self._rewrite_text(array, move)
+        return None if out is None else (out, 0)
 
     def draw_rewrite(self, rng) -> int:
         """How a training item is written: spelling + 3 * unit. spelling: 0 as written, or 1 + the index in
@@ -384,22 +375,32 @@ class ABCRepresentation(Representation):
         """A whole tune's array written the way `variant` names (see `draw_rewrite`): the same music; the same
         array for variant 0; None when the text holds specials, the unit cannot be rescaled faithfully
         (`abcsyntax.rescale_unit`), or the rewrite needs characters the vocabulary lacks."""
-        arr = np.asarray(array, dtype=np.int64).reshape(-1)
         if variant == 0:
-            return arr.copy()
+            return np.asarray(array, dtype=np.int64).reshape(-1).copy()
+        spelling, unit = int(variant) % 3, int(variant) // 3
+
+        def rewritten(text: str) -> str | None:
+            if unit:
+                text = rescale_unit(text, 2 if unit == 1 else Fraction(1, 2))
+            if text is not None and spelling:
+                text = respell_lengths(text, LENGTH_STYLES[spelling - 1])
+            return text
+
+        return self._rewrite_text(array, rewritten)
+
+    def _rewrite_text(self, array: np.ndarray, change) -> np.ndarray | None:
+        """A whole tune's array with its text (between <bos> and <eos>, each kept where present) replaced by
+        `change(text)`; None when the text holds specials, `change` gives None, or its result needs characters the
+        vocabulary lacks. What `transpose` and `rewrite` share."""
+        arr = np.asarray(array, dtype=np.int64).reshape(-1)
         head = arr[:1] if len(arr) and arr[0] == BOS else arr[:0]
         tail = arr[-1:] if len(arr) > len(head) and arr[-1] == EOS else arr[:0]
         body = arr[len(head) : len(arr) - len(tail)]
         if np.any((body < len(SPECIALS)) | (body >= self.vocab_size)):
             return None
-        text = "".join([self._id_to_char[i] for i in body.tolist()])
-        spelling, unit = int(variant) % 3, int(variant) // 3
-        if unit:
-            text = rescale_unit(text, 2 if unit == 1 else Fraction(1, 2))
-            if text is None:
-                return None
-        if spelling:
-            text = respell_lengths(text, LENGTH_STYLES[spelling - 1])
+        text = change("".join([self._id_to_char[i] for i in body.tolist()]))
+        if text is None:
+            return None
         ids = self._text_ids(text)
         if np.any(ids == UNK):
             return None
